@@ -1,0 +1,15 @@
+//! The Management API, served under `/mgmt` so that `@knocklabs/mgmt` works with
+//! `baseURL=http://HOST/mgmt`.
+
+mod channels;
+mod workflows;
+
+use axum::Router;
+
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(channels::router())
+        .merge(workflows::router())
+}

@@ -1,0 +1,154 @@
+//! `/v1/users/{user_id}/feeds/{channel_id}`: the in-app feed, newest first.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use hark_core::workflow::ChannelType;
+use hark_store::{ArchivedFilter, MessageFilter, MessageRecord};
+use serde_json::{json, Value};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Params;
+use crate::out::{feed_item_out, page_info, recipient_ref};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/users/{user_id}/feeds/{channel_id}", get(get_feed))
+        .route(
+            "/v1/users/{user_id}/feeds/{channel_id}/settings",
+            get(get_feed_settings),
+        )
+}
+
+pub fn archived_filter(params: &Params, default: ArchivedFilter) -> ApiResult<ArchivedFilter> {
+    Ok(match params.get("archived") {
+        None => default,
+        Some("exclude") => ArchivedFilter::Exclude,
+        Some("include") => ArchivedFilter::Include,
+        Some("only") => ArchivedFilter::Only,
+        Some(_) => return Err(ApiError::field("archived", "must be exclude, include or only")),
+    })
+}
+
+/// `trigger_data` arrives as a JSON object string; a message matches when each given key
+/// equals the message's trigger data at that key.
+pub fn trigger_data_filter(params: &Params) -> ApiResult<Option<serde_json::Map<String, Value>>> {
+    match params.get("trigger_data") {
+        None => Ok(None),
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => Ok(Some(map)),
+            _ => Err(ApiError::field("trigger_data", "must be a JSON object")),
+        },
+    }
+}
+
+pub fn matches_trigger_data(m: &MessageRecord, wanted: &serde_json::Map<String, Value>) -> bool {
+    wanted.iter().all(|(k, v)| m.data.get(k) == Some(v))
+}
+
+async fn get_feed(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((user_id, channel_id)): Path<(String, String)>,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    caller.require_user(&user_id)?;
+    let channel = state
+        .channels()
+        .by_id_or_key(&channel_id)
+        .filter(|c| c.channel_type == ChannelType::InAppFeed)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("feed channel"))?;
+    let page = params.page()?;
+    let mut filter = MessageFilter {
+        recipient_id: Some(user_id.clone()),
+        channel_key: Some(channel.key.clone()),
+        workflow_key: params.get("source").map(String::from),
+        tenant: params.get("tenant").map(String::from),
+        has_tenant: params.bool("has_tenant")?,
+        archived: archived_filter(&params, ArchivedFilter::Exclude)?,
+        categories: params.list("workflow_categories"),
+        inserted_at_gte: params.timestamp("inserted_at.gte")?,
+        inserted_at_lte: params.timestamp("inserted_at.lte")?,
+        inserted_at_gt: params.timestamp("inserted_at.gt")?,
+        inserted_at_lt: params.timestamp("inserted_at.lt")?,
+        ..MessageFilter::default()
+    };
+    // Badge counts ignore the read/seen status filter: they are what the bell shows.
+    let counts = state.store.count_feed(caller.env_id(), &filter).await?;
+    match params.get("status") {
+        None | Some("all") => {}
+        Some(s @ ("unread" | "read" | "unseen" | "seen")) => filter.engagement.push(s.to_string()),
+        Some(_) => {
+            return Err(ApiError::field(
+                "status",
+                "must be one of unread, read, unseen, seen, all",
+            ))
+        }
+    }
+    let trigger_data = trigger_data_filter(&params)?;
+    let mut result = state
+        .store
+        .list_messages(caller.env_id(), &filter, &page)
+        .await?;
+    if let Some(wanted) = &trigger_data {
+        result.entries.retain(|m| matches_trigger_data(m, wanted));
+    }
+    let compact = params.get("mode") == Some("compact");
+
+    // Resolve each distinct user once per page.
+    let mut users = HashMap::new();
+    for m in &result.entries {
+        for id in m.actors.iter().chain(std::iter::once(&m.recipient_id)) {
+            if !users.contains_key(id) {
+                let user = state.store.get_user(caller.env_id(), id).await?;
+                users.insert(id.clone(), recipient_ref(id, user.as_ref()));
+            }
+        }
+    }
+    let entries: Vec<Value> = result
+        .entries
+        .iter()
+        .map(|m| {
+            let actors = m
+                .actors
+                .iter()
+                .filter_map(|a| users.get(a).cloned())
+                .collect();
+            let recipient = users
+                .get(&m.recipient_id)
+                .cloned()
+                .unwrap_or(Value::Null);
+            feed_item_out(m, &crate::cursor_for(&m.id), actors, recipient, compact)
+        })
+        .collect();
+    Ok(Json(json!({
+        "entries": entries,
+        "meta": {
+            "__typename": "FeedMetadata",
+            "total_count": counts.total,
+            "unread_count": counts.unread,
+            "unseen_count": counts.unseen,
+        },
+        "page_info": page_info(&result, page.page_size),
+        "vars": {},
+    })))
+}
+
+async fn get_feed_settings(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((user_id, channel_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    caller.require_user(&user_id)?;
+    state
+        .channels()
+        .by_id_or_key(&channel_id)
+        .filter(|c| c.channel_type == ChannelType::InAppFeed)
+        .ok_or_else(|| ApiError::not_found("feed channel"))?;
+    Ok(Json(json!({"features": {"branding_required": false}})))
+}

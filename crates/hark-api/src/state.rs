@@ -1,0 +1,23 @@
+use std::sync::Arc;
+
+use hark_core::Clock;
+use hark_engine::{ChannelRegistry, Engine};
+use hark_store::Store;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub engine: Engine,
+}
+
+impl AppState {
+    pub fn channels(&self) -> &Arc<ChannelRegistry> {
+        self.engine.channels()
+    }
+
+    pub fn now(&self) -> hark_core::Millis {
+        self.clock.now_ms()
+    }
+}

@@ -1,0 +1,125 @@
+//! Delivering a message through its channel, one attempt per job claim. Provider calls
+//! are at-least-once; they carry the message id as idempotency key so a repeat after a
+//! crash can be recognised by the receiver.
+
+use hark_channels::email::EmailMessage;
+use hark_channels::webhook::WebhookRequest;
+use hark_channels::{DeliveryAttempt, Outcome};
+use hark_core::new_id;
+use hark_store::{ClaimedJob, DeliveryCommit, DeliveryLog, MessageRecord, StoreError};
+use serde_json::{json, Value};
+
+use crate::backoff::{retry_delay_ms, MAX_DELIVERY_ATTEMPTS};
+use crate::registry::Sender;
+use crate::render::content_pairs;
+use crate::Engine;
+
+const FINAL_STATUSES: &[&str] = &["sent", "delivered", "undelivered", "bounced", "not_sent"];
+
+fn text(content: &Value, field: &str) -> String {
+    content
+        .get(field)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+impl Engine {
+    pub(crate) async fn deliver_message(&self, job: &ClaimedJob) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        let Some(message) = store.load_message_for_job(&job.ref_id).await? else {
+            store.complete_job(job).await?;
+            return Ok(());
+        };
+        if FINAL_STATUSES.contains(&message.status.as_str()) {
+            store.complete_job(job).await?;
+            return Ok(());
+        }
+        let attempt = self.attempt_delivery(&message).await;
+        let now = self.inner.clock.now_ms();
+        let (status, event_type, retry_at) = match &attempt.outcome {
+            Outcome::Delivered => ("delivered", "message.delivered", None),
+            Outcome::Sent => ("sent", "message.sent", None),
+            Outcome::Retryable { retry_after_ms, .. } if job.attempts < MAX_DELIVERY_ATTEMPTS => (
+                "delivery_attempted",
+                "message.delivery_attempted",
+                Some(now + retry_delay_ms(job.attempts, *retry_after_ms)),
+            ),
+            Outcome::Retryable { .. } | Outcome::Permanent { .. } => {
+                ("undelivered", "message.undelivered", None)
+            }
+        };
+        let reason = match &attempt.outcome {
+            Outcome::Retryable { reason, .. } | Outcome::Permanent { reason } => {
+                Value::String(reason.clone())
+            }
+            _ => Value::Null,
+        };
+        let commit = DeliveryCommit {
+            message_id: message.id.clone(),
+            status: status.to_string(),
+            log: DeliveryLog {
+                id: new_id(),
+                environment_id: message.environment_id.clone(),
+                message_id: message.id.clone(),
+                service_name: attempt.service_name.clone(),
+                request: attempt.request.clone(),
+                response: attempt.response.clone(),
+                inserted_at: now,
+            },
+            event_type: event_type.to_string(),
+            event_data: json!({"attempt": job.attempts, "reason": reason}),
+            retry_at,
+            now,
+        };
+        if !store.commit_delivery(job, &commit).await? {
+            tracing::info!(job = %job.id, "lease lost before the delivery result was stored");
+        }
+        Ok(())
+    }
+
+    async fn attempt_delivery(&self, message: &MessageRecord) -> DeliveryAttempt {
+        let Some(channel) = self.inner.channels.by_key(&message.channel_key).cloned() else {
+            return DeliveryAttempt {
+                outcome: Outcome::Permanent {
+                    reason: format!("channel `{}` is no longer configured", message.channel_key),
+                },
+                service_name: "hark".into(),
+                request: json!({}),
+                response: json!({"error": "channel not configured"}),
+            };
+        };
+        let content = &message.content;
+        match &channel.sender {
+            Sender::Smtp { sender, .. } => {
+                let html = text(content, "html_body");
+                let email = EmailMessage {
+                    from: text(content, "from"),
+                    to: text(content, "to"),
+                    subject: text(content, "subject_line"),
+                    html_body: (!html.is_empty()).then_some(html),
+                    text_body: Some(text(content, "text_body")).filter(|t| !t.is_empty()),
+                    message_id: message.id.clone(),
+                };
+                sender.send(&email).await
+            }
+            Sender::Webhook => {
+                let body = content.get("body").and_then(Value::as_str).map(str::to_string);
+                let request = WebhookRequest {
+                    method: text(content, "method"),
+                    url: text(content, "url"),
+                    headers: content_pairs(content, "headers"),
+                    query_params: content_pairs(content, "query_params"),
+                    body,
+                };
+                self.inner.channels.webhook.send(&request, &message.id).await
+            }
+            Sender::InAppFeed => DeliveryAttempt {
+                outcome: Outcome::Delivered,
+                service_name: "in_app_feed".into(),
+                request: json!({}),
+                response: json!({}),
+            },
+        }
+    }
+}

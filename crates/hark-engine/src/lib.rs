@@ -1,0 +1,186 @@
+//! The durable runner. Workers claim due jobs from the store's job table, advance
+//! recipient runs step by step, and deliver messages with retries. Every decision reads
+//! the injected [`Clock`]; every write a job makes is fenced by its lease.
+
+mod advance;
+mod backoff;
+mod deliver;
+pub mod registry;
+pub mod render;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hark_core::Clock;
+use hark_store::{ClaimedJob, JobKind, Store, StoreError};
+use hark_template::Renderer;
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::JoinSet;
+
+pub use backoff::{retry_delay_ms, MAX_DELIVERY_ATTEMPTS};
+pub use registry::{ChannelConfig, ChannelRegistry};
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Jobs processed at once by this node.
+    pub concurrency: usize,
+    /// Jobs claimed per round trip.
+    pub claim_batch: i64,
+    /// How long a claim is held before another worker may take the job over.
+    pub lease_ms: i64,
+    /// Longest sleep between claims when nothing wakes the worker.
+    pub poll_interval: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 64,
+            claim_batch: 64,
+            lease_ms: 60_000,
+            poll_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("template engine failed to start: {0}")]
+    Template(#[from] hark_template::TemplateError),
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    channels: Arc<ChannelRegistry>,
+    renderer: Renderer,
+    wake: Notify,
+    config: EngineConfig,
+}
+
+/// Cheap to clone; all clones share one worker state.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        channels: Arc<ChannelRegistry>,
+        config: EngineConfig,
+    ) -> Result<Self, EngineError> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                channels,
+                renderer: Renderer::new()?,
+                wake: Notify::new(),
+                config,
+            }),
+        })
+    }
+
+    pub fn channels(&self) -> &Arc<ChannelRegistry> {
+        &self.inner.channels
+    }
+
+    /// Tells idle workers that new jobs are due (called after a trigger commits).
+    pub fn wake(&self) {
+        self.inner.wake.notify_waiters();
+    }
+
+    /// Claims and processes due jobs until `shutdown` turns true. In-flight jobs finish
+    /// before it returns; jobs it never got to stay in the table for the next start.
+    pub async fn run_workers(&self, mut shutdown: watch::Receiver<bool>) {
+        let permits = Arc::new(Semaphore::new(self.inner.config.concurrency));
+        let mut tasks = JoinSet::new();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            while tasks.try_join_next().is_some() {}
+            let free = permits.available_permits() as i64;
+            let mut claimed = 0;
+            if free > 0 {
+                let limit = free.min(self.inner.config.claim_batch);
+                match self
+                    .inner
+                    .store
+                    .claim_due_jobs(self.inner.clock.now_ms(), limit, self.inner.config.lease_ms)
+                    .await
+                {
+                    Ok(jobs) => {
+                        claimed = jobs.len();
+                        for job in jobs {
+                            let Ok(permit) = permits.clone().acquire_owned().await else {
+                                break;
+                            };
+                            let engine = self.clone();
+                            tasks.spawn(async move {
+                                engine.process_job(job).await;
+                                drop(permit);
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
+                }
+            }
+            if claimed as i64 >= self.inner.config.claim_batch {
+                continue;
+            }
+            // Register interest before sleeping so a wake between the claim and the wait
+            // is not lost.
+            let notified = self.inner.wake.notified();
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(self.inner.config.poll_interval) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Processes every job due at the clock's current time, including jobs those jobs
+    /// create, and returns how many it processed. Tests drive virtual time with this.
+    pub async fn run_until_idle(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let jobs = self
+                .inner
+                .store
+                .claim_due_jobs(
+                    self.inner.clock.now_ms(),
+                    self.inner.config.claim_batch,
+                    self.inner.config.lease_ms,
+                )
+                .await?;
+            if jobs.is_empty() {
+                return Ok(total);
+            }
+            total += jobs.len();
+            let mut tasks = JoinSet::new();
+            for job in jobs {
+                let engine = self.clone();
+                tasks.spawn(async move { engine.process_job(job).await });
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+
+    async fn process_job(&self, job: ClaimedJob) {
+        let result = match job.kind {
+            JobKind::AdvanceRun => self.advance_run(&job).await,
+            JobKind::DeliverMessage => self.deliver_message(&job).await,
+        };
+        if let Err(e) = result {
+            // The job keeps its lease and becomes due again when the lease expires: a
+            // store hiccup delays the work, it never drops it.
+            tracing::warn!(job = %job.id, kind = job.kind.as_str(), error = %e, "job failed; will retry");
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! The channels this server can send through, built once from configuration.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hark_channels::email::{SmtpSender, SmtpSettings};
+use hark_channels::outbound::OutboundPolicy;
+use hark_channels::webhook::WebhookSender;
+use hark_core::workflow::ChannelType;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The key of the in-app feed channel that exists even without configuration.
+pub const DEFAULT_FEED_CHANNEL_KEY: &str = "in-app-feed";
+
+/// Namespace for deriving stable channel ids from channel keys, so a channel keeps its id
+/// across restarts and nodes without being stored.
+const CHANNEL_ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_bytes([
+    0x6b, 0x1d, 0x2f, 0x51, 0x0c, 0x7e, 0x4a, 0x3b, 0x9e, 0x55, 0x21, 0x8a, 0x40, 0xd2, 0x13, 0x77,
+]);
+
+/// One `[[channels]]` entry of the config file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChannelConfig {
+    pub key: String,
+    #[serde(rename = "type")]
+    pub channel_type: String,
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub settings: Option<Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelConfigError {
+    #[error("channel `{key}`: unknown type `{channel_type}` (expected email, sms, push, chat, in_app_feed or http)")]
+    UnknownType { key: String, channel_type: String },
+    #[error("channel `{key}`: provider `{provider}` is not supported for type `{channel_type}`")]
+    UnsupportedProvider {
+        key: String,
+        channel_type: String,
+        provider: String,
+    },
+    #[error("channel `{key}`: invalid settings: {detail}")]
+    BadSettings { key: String, detail: String },
+    #[error("channel key `{0}` is configured twice")]
+    Duplicate(String),
+}
+
+/// How a channel delivers.
+pub enum Sender {
+    /// The message row is the delivery.
+    InAppFeed,
+    Smtp {
+        sender: SmtpSender,
+        from_address: String,
+    },
+    Webhook,
+}
+
+pub struct Channel {
+    pub id: String,
+    pub key: String,
+    pub name: String,
+    pub channel_type: ChannelType,
+    pub provider: String,
+    pub sender: Sender,
+}
+
+pub struct ChannelRegistry {
+    channels: Vec<Arc<Channel>>,
+    by_key: HashMap<String, Arc<Channel>>,
+    by_id: HashMap<String, Arc<Channel>>,
+    /// Shared by every webhook channel: one connection pool, one SSRF policy.
+    pub webhook: WebhookSender,
+}
+
+pub fn channel_id_for_key(key: &str) -> String {
+    uuid::Uuid::new_v5(&CHANNEL_ID_NAMESPACE, key.as_bytes()).to_string()
+}
+
+impl ChannelRegistry {
+    pub fn build(
+        configs: &[ChannelConfig],
+        policy: OutboundPolicy,
+        delivery_timeout: Duration,
+    ) -> Result<Self, ChannelConfigError> {
+        let webhook = WebhookSender::new(policy, delivery_timeout).map_err(|e| {
+            ChannelConfigError::BadSettings {
+                key: "webhook".into(),
+                detail: e.to_string(),
+            }
+        })?;
+        let mut registry = ChannelRegistry {
+            channels: Vec::new(),
+            by_key: HashMap::new(),
+            by_id: HashMap::new(),
+            webhook,
+        };
+        for config in configs {
+            let channel = build_channel(config, delivery_timeout)?;
+            registry.insert(channel)?;
+        }
+        if !registry
+            .channels
+            .iter()
+            .any(|c| c.channel_type == ChannelType::InAppFeed)
+        {
+            registry.insert(Channel {
+                id: channel_id_for_key(DEFAULT_FEED_CHANNEL_KEY),
+                key: DEFAULT_FEED_CHANNEL_KEY.to_string(),
+                name: "In-app feed".to_string(),
+                channel_type: ChannelType::InAppFeed,
+                provider: "knock".to_string(),
+                sender: Sender::InAppFeed,
+            })?;
+        }
+        Ok(registry)
+    }
+
+    fn insert(&mut self, channel: Channel) -> Result<(), ChannelConfigError> {
+        if self.by_key.contains_key(&channel.key) {
+            return Err(ChannelConfigError::Duplicate(channel.key));
+        }
+        let channel = Arc::new(channel);
+        self.by_key.insert(channel.key.clone(), channel.clone());
+        self.by_id.insert(channel.id.clone(), channel.clone());
+        self.channels.push(channel);
+        Ok(())
+    }
+
+    pub fn by_key(&self, key: &str) -> Option<&Arc<Channel>> {
+        self.by_key.get(key)
+    }
+
+    /// Finds a channel by id or, as a convenience for hand-written requests, by key.
+    pub fn by_id_or_key(&self, id_or_key: &str) -> Option<&Arc<Channel>> {
+        self.by_id.get(id_or_key).or_else(|| self.by_key.get(id_or_key))
+    }
+
+    pub fn all(&self) -> &[Arc<Channel>] {
+        &self.channels
+    }
+
+    pub fn type_of(&self, key: &str) -> Option<ChannelType> {
+        self.by_key.get(key).map(|c| c.channel_type)
+    }
+}
+
+fn build_channel(
+    config: &ChannelConfig,
+    delivery_timeout: Duration,
+) -> Result<Channel, ChannelConfigError> {
+    let channel_type =
+        ChannelType::parse(&config.channel_type).ok_or_else(|| ChannelConfigError::UnknownType {
+            key: config.key.clone(),
+            channel_type: config.channel_type.clone(),
+        })?;
+    let default_provider = match channel_type {
+        ChannelType::InAppFeed => "knock",
+        ChannelType::Email => "smtp",
+        ChannelType::Http => "webhook",
+        _ => "",
+    };
+    let provider = config
+        .provider
+        .clone()
+        .unwrap_or_else(|| default_provider.to_string());
+    let unsupported = || ChannelConfigError::UnsupportedProvider {
+        key: config.key.clone(),
+        channel_type: config.channel_type.clone(),
+        provider: provider.clone(),
+    };
+    let sender = match (channel_type, provider.as_str()) {
+        (ChannelType::InAppFeed, "knock" | "in_app_feed" | "in-app-feed") => Sender::InAppFeed,
+        (ChannelType::Http, "webhook" | "http") => Sender::Webhook,
+        (ChannelType::Email, "smtp") => {
+            let settings_value = config.settings.clone().unwrap_or(Value::Null);
+            let settings: SmtpSettings =
+                serde_json::from_value(settings_value).map_err(|e| ChannelConfigError::BadSettings {
+                    key: config.key.clone(),
+                    detail: e.to_string(),
+                })?;
+            let from_address = settings.from_address.clone();
+            let sender = SmtpSender::new(settings, delivery_timeout).map_err(|e| {
+                ChannelConfigError::BadSettings {
+                    key: config.key.clone(),
+                    detail: e.to_string(),
+                }
+            })?;
+            Sender::Smtp {
+                sender,
+                from_address,
+            }
+        }
+        _ => return Err(unsupported()),
+    };
+    Ok(Channel {
+        id: channel_id_for_key(&config.key),
+        key: config.key.clone(),
+        name: config.name.clone().unwrap_or_else(|| config.key.clone()),
+        channel_type,
+        provider,
+        sender,
+    })
+}

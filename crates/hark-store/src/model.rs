@@ -1,0 +1,452 @@
+//! Records as the store hands them out. These are storage shapes, not wire shapes: the
+//! API layer turns them into Knock's JSON.
+
+use hark_core::Millis;
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Environment {
+    pub id: String,
+    pub slug: String,
+    pub name: String,
+    /// When on, public-key requests must carry a signed user token.
+    pub enhanced_security: bool,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Secret,
+    Public,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Secret => "secret",
+            KeyKind::Public => "public",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub id: String,
+    /// Every property of the user except `id`, custom ones included.
+    pub properties: Map<String, Value>,
+    pub inserted_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowRecord {
+    pub key: String,
+    pub active: bool,
+    /// The latest saved definition (a `WorkflowRequest` body), committed or not.
+    pub draft: Value,
+    /// The version triggers run, if the workflow was ever committed.
+    pub committed_version: Option<i64>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// The committed definition a trigger pins its runs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommittedWorkflow {
+    pub key: String,
+    pub version: i64,
+    pub active: bool,
+    pub definition: Value,
+}
+
+/// A page request in store terms: an opaque cursor and a size.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PageRequest {
+    pub after: Option<String>,
+    pub before: Option<String>,
+    pub page_size: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub entries: Vec<T>,
+    pub after: Option<String>,
+    pub before: Option<String>,
+}
+
+/// Everything one trigger writes, in one transaction.
+#[derive(Debug, Clone)]
+pub struct TriggerWrite {
+    pub environment_id: String,
+    pub workflow_key: String,
+    pub workflow_version: i64,
+    pub workflow_run_id: String,
+    pub actor: Option<String>,
+    pub tenant: Option<String>,
+    pub data: Value,
+    pub cancellation_key: Option<String>,
+    pub recipients: Vec<String>,
+    /// Users to identify before the run starts (inline recipients and actor).
+    pub inline_users: Vec<(String, Map<String, Value>)>,
+    pub idempotency: Option<IdempotencyClaim>,
+    pub now: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdempotencyClaim {
+    pub key: String,
+    pub request_hash: String,
+    /// The response to store and replay for this key.
+    pub response: Value,
+    /// Replays are honoured only for keys stored after this instant.
+    pub not_before: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TriggerOutcome {
+    Accepted,
+    Replayed(Value),
+    IdempotencyKeyReused,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Queued,
+    Processing,
+    Paused,
+    Completed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Processing => "processing",
+            RunStatus::Paused => "paused",
+            RunStatus::Completed => "completed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "queued" => RunStatus::Queued,
+            "processing" => RunStatus::Processing,
+            "paused" => RunStatus::Paused,
+            "completed" => RunStatus::Completed,
+            "cancelled" => RunStatus::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecipientRun {
+    pub id: String,
+    pub environment_id: String,
+    pub workflow_run_id: String,
+    pub workflow_key: String,
+    pub workflow_version: i64,
+    pub recipient_id: String,
+    pub actor: Option<String>,
+    pub tenant: Option<String>,
+    pub data: Value,
+    pub cancellation_key: Option<String>,
+    pub status: RunStatus,
+    /// Index of the next step to run.
+    pub step_cursor: i64,
+    pub error_count: i64,
+    pub inserted_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEvent {
+    pub id: String,
+    pub event: String,
+    /// `ok` or `error`.
+    pub status: String,
+    pub step_ref: Option<String>,
+    pub step_type: Option<String>,
+    pub attempt: i64,
+    pub data: Value,
+    pub inserted_at: Millis,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFilter {
+    pub workflow_key: Option<String>,
+    pub recipient_id: Option<String>,
+    pub workflow_run_id: Option<String>,
+    pub status: Vec<String>,
+    pub tenant: Option<String>,
+}
+
+/// A message to create. Its uniqueness key is `(recipient_run_id, step_ref)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    pub id: String,
+    pub environment_id: String,
+    pub recipient_run_id: String,
+    pub workflow_run_id: String,
+    pub step_ref: String,
+    pub workflow_key: String,
+    pub workflow_version: i64,
+    pub categories: Vec<String>,
+    pub channel_key: String,
+    pub channel_type: String,
+    pub recipient_id: String,
+    pub actors: Vec<String>,
+    pub tenant: Option<String>,
+    pub status: String,
+    pub content: Value,
+    pub data: Value,
+    pub now: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRecord {
+    pub id: String,
+    pub environment_id: String,
+    pub recipient_run_id: String,
+    pub workflow_run_id: String,
+    pub step_ref: String,
+    pub workflow_key: String,
+    pub workflow_version: i64,
+    pub categories: Vec<String>,
+    pub channel_key: String,
+    pub channel_type: String,
+    pub recipient_id: String,
+    pub actors: Vec<String>,
+    pub tenant: Option<String>,
+    pub status: String,
+    pub content: Value,
+    pub data: Value,
+    pub seen_at: Option<Millis>,
+    pub read_at: Option<Millis>,
+    pub interacted_at: Option<Millis>,
+    pub link_clicked_at: Option<Millis>,
+    pub archived_at: Option<Millis>,
+    pub inserted_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchivedFilter {
+    Exclude,
+    Include,
+    Only,
+}
+
+/// Filters shared by message lists and the feed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageFilter {
+    pub recipient_id: Option<String>,
+    pub channel_key: Option<String>,
+    pub workflow_key: Option<String>,
+    pub workflow_run_id: Option<String>,
+    pub recipient_run_id: Option<String>,
+    pub tenant: Option<String>,
+    pub has_tenant: Option<bool>,
+    pub statuses: Vec<String>,
+    /// `seen`, `unseen`, `read`, `unread`, `interacted`, `archived`, `unarchived`, `link_clicked`.
+    pub engagement: Vec<String>,
+    pub archived: ArchivedFilter,
+    pub categories: Vec<String>,
+    pub message_ids: Vec<String>,
+    pub inserted_at_gte: Option<Millis>,
+    pub inserted_at_lte: Option<Millis>,
+    pub inserted_at_gt: Option<Millis>,
+    pub inserted_at_lt: Option<Millis>,
+}
+
+impl Default for MessageFilter {
+    fn default() -> Self {
+        Self {
+            recipient_id: None,
+            channel_key: None,
+            workflow_key: None,
+            workflow_run_id: None,
+            recipient_run_id: None,
+            tenant: None,
+            has_tenant: None,
+            statuses: Vec::new(),
+            engagement: Vec::new(),
+            archived: ArchivedFilter::Include,
+            categories: Vec::new(),
+            message_ids: Vec::new(),
+            inserted_at_gte: None,
+            inserted_at_lte: None,
+            inserted_at_gt: None,
+            inserted_at_lt: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FeedCounts {
+    pub total: i64,
+    pub unread: i64,
+    pub unseen: i64,
+}
+
+/// Engagement changes the API can make to a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engagement {
+    Seen,
+    Unseen,
+    Read,
+    Unread,
+    Archived,
+    Unarchived,
+    Interacted,
+    LinkClicked,
+}
+
+impl Engagement {
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "seen" => Engagement::Seen,
+            "unseen" => Engagement::Unseen,
+            "read" => Engagement::Read,
+            "unread" => Engagement::Unread,
+            "archived" => Engagement::Archived,
+            "unarchived" => Engagement::Unarchived,
+            "interacted" => Engagement::Interacted,
+            "link_clicked" => Engagement::LinkClicked,
+            _ => return None,
+        })
+    }
+
+    /// The column this change writes, and whether it sets (now) or clears it.
+    pub fn column(self) -> (&'static str, bool) {
+        match self {
+            Engagement::Seen => ("seen_at", true),
+            Engagement::Unseen => ("seen_at", false),
+            Engagement::Read => ("read_at", true),
+            Engagement::Unread => ("read_at", false),
+            Engagement::Archived => ("archived_at", true),
+            Engagement::Unarchived => ("archived_at", false),
+            Engagement::Interacted => ("interacted_at", true),
+            Engagement::LinkClicked => ("link_clicked_at", true),
+        }
+    }
+
+    /// The `MessageEvent.type` recorded for this change.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Engagement::Seen => "message.seen",
+            Engagement::Unseen => "message.unseen",
+            Engagement::Read => "message.read",
+            Engagement::Unread => "message.unread",
+            Engagement::Archived => "message.archived",
+            Engagement::Unarchived => "message.unarchived",
+            Engagement::Interacted => "message.interacted",
+            Engagement::LinkClicked => "message.link_clicked",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageEvent {
+    pub id: String,
+    pub message_id: String,
+    pub recipient_id: String,
+    pub event_type: String,
+    pub data: Value,
+    pub inserted_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryLog {
+    pub id: String,
+    pub environment_id: String,
+    pub message_id: String,
+    pub service_name: String,
+    pub request: Value,
+    pub response: Value,
+    pub inserted_at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Advance a recipient run; `ref_id` is the recipient run id.
+    AdvanceRun,
+    /// Deliver a message through its channel; `ref_id` is the message id.
+    DeliverMessage,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::AdvanceRun => "advance_run",
+            JobKind::DeliverMessage => "deliver_message",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "advance_run" => Some(JobKind::AdvanceRun),
+            "deliver_message" => Some(JobKind::DeliverMessage),
+            _ => None,
+        }
+    }
+}
+
+/// A job a worker holds. `lease` fences every write the worker makes on its behalf: once
+/// the lease expired and another worker claimed the job, the old lease is refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedJob {
+    pub id: String,
+    pub environment_id: String,
+    pub kind: JobKind,
+    pub ref_id: String,
+    /// How many times the job was claimed, this claim included.
+    pub attempts: i64,
+    pub lease: String,
+}
+
+/// The outcome of one channel step, committed atomically with the run's progress.
+#[derive(Debug, Clone)]
+pub struct StepCommit {
+    pub run_id: String,
+    pub next_cursor: i64,
+    pub message: Option<NewMessage>,
+    /// Enqueue a delivery job for `message` (not needed for the in-app feed).
+    pub enqueue_delivery: bool,
+    pub events: Vec<RunEvent>,
+    /// Set when this was the run's last step.
+    pub finished: Option<RunStatus>,
+    pub error: bool,
+    pub now: Millis,
+}
+
+/// The outcome of one delivery attempt.
+#[derive(Debug, Clone)]
+pub struct DeliveryCommit {
+    pub message_id: String,
+    pub status: String,
+    pub log: DeliveryLog,
+    pub event_type: String,
+    pub event_data: Value,
+    /// When set, the job is retried at this instant; otherwise it is done.
+    pub retry_at: Option<Millis>,
+    pub now: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkOperation {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub estimated_total_rows: i64,
+    pub processed_rows: i64,
+    pub success_count: i64,
+    pub error_count: i64,
+    pub error_items: Value,
+    pub inserted_at: Millis,
+    pub updated_at: Millis,
+    pub started_at: Option<Millis>,
+    pub completed_at: Option<Millis>,
+}

@@ -1,0 +1,39 @@
+//! The PostgreSQL backend: one pool; claims use `FOR UPDATE SKIP LOCKED` so any number of
+//! nodes can share the job table.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::error::StoreError;
+
+pub type Db = sqlx::Postgres;
+
+pub const BACKEND_NAME: &str = "postgres";
+
+pub const CLAIM_JOBS_SQL: &str = "UPDATE jobs SET lease = $1, run_at = $2, attempts = attempts + 1 \
+     WHERE id IN (SELECT id FROM jobs WHERE run_at <= $3 ORDER BY run_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+     RETURNING id, environment_id, kind, ref_id, attempts, lease";
+
+#[path = "sql_impl.rs"]
+mod imp;
+
+pub use imp::SqlStore as PostgresStore;
+
+impl PostgresStore {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options =
+            PgConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl(e.to_string()))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(options)
+            .await
+            .map_err(StoreError::db("open postgres pool"))?;
+        // Two nodes starting together would race on the migrations table; an advisory lock
+        // held by sqlx's migrator serializes them.
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self::from_pools(pool.clone(), pool))
+    }
+}

@@ -1,0 +1,48 @@
+//! The embedded SQLite backend: WAL, `synchronous=FULL`, one writer connection (so every
+//! write transaction is serialized without `SQLITE_BUSY` upgrades) and a pool of readers.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::error::StoreError;
+
+pub type Db = sqlx::Sqlite;
+
+pub const BACKEND_NAME: &str = "sqlite";
+
+/// SQLite has no row locks; the single writer connection already serializes claims.
+pub const CLAIM_JOBS_SQL: &str = "UPDATE jobs SET lease = $1, run_at = $2, attempts = attempts + 1 \
+     WHERE id IN (SELECT id FROM jobs WHERE run_at <= $3 ORDER BY run_at LIMIT $4) \
+     RETURNING id, environment_id, kind, ref_id, attempts, lease";
+
+#[path = "sql_impl.rs"]
+mod imp;
+
+pub use imp::SqlStore as SqliteStore;
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::BadUrl(e.to_string()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(options.clone())
+            .await
+            .map_err(StoreError::db("open sqlite writer"))?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(StoreError::db("open sqlite readers"))?;
+        Ok(Self::from_pools(writer, reader))
+    }
+}

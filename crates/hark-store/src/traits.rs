@@ -1,0 +1,222 @@
+//! The store's domain traits, composed into [`Store`]. Each backend implements all of them
+//! with the same behaviour; `tests/contract.rs` runs one suite against every backend.
+
+use async_trait::async_trait;
+use hark_core::Millis;
+use serde_json::{Map, Value};
+
+use crate::error::StoreError;
+use crate::model::*;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait EnvironmentStore {
+    /// Creates `development` and `production` if they are missing. Idempotent.
+    async fn ensure_default_environments(&self, now: Millis) -> StoreResult<()>;
+    async fn environment_by_slug(&self, slug: &str) -> StoreResult<Option<Environment>>;
+    async fn set_enhanced_security(&self, environment_id: &str, on: bool) -> StoreResult<()>;
+    /// Stores the SHA-256 of a new key.
+    async fn create_api_key(
+        &self,
+        environment_id: &str,
+        kind: KeyKind,
+        key_hash: &str,
+        now: Millis,
+    ) -> StoreResult<()>;
+    async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<(Environment, KeyKind)>>;
+    async fn create_service_token(&self, token_hash: &str, now: Millis) -> StoreResult<()>;
+    async fn service_token_exists(&self, token_hash: &str) -> StoreResult<bool>;
+    async fn add_signing_key(
+        &self,
+        environment_id: &str,
+        public_key_pem: &str,
+        now: Millis,
+    ) -> StoreResult<()>;
+    async fn signing_keys(&self, environment_id: &str) -> StoreResult<Vec<String>>;
+}
+
+#[async_trait]
+pub trait UserStore {
+    /// Creates or updates a user. Given properties replace stored ones; a `null` removes it.
+    async fn upsert_user(
+        &self,
+        environment_id: &str,
+        id: &str,
+        properties: &Map<String, Value>,
+        now: Millis,
+    ) -> StoreResult<UserRecord>;
+    async fn get_user(&self, environment_id: &str, id: &str) -> StoreResult<Option<UserRecord>>;
+    async fn delete_user(&self, environment_id: &str, id: &str) -> StoreResult<bool>;
+    async fn list_users(
+        &self,
+        environment_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<UserRecord>>;
+    /// Merges `from_id` into `id`: properties of `id` win, the messages and runs of
+    /// `from_id` move to `id`, and `from_id` is deleted. `None` if either user is missing.
+    async fn merge_users(
+        &self,
+        environment_id: &str,
+        id: &str,
+        from_id: &str,
+        now: Millis,
+    ) -> StoreResult<Option<UserRecord>>;
+    /// Identifies many users in one transaction and records the bulk operation.
+    async fn bulk_identify(
+        &self,
+        environment_id: &str,
+        users: &[(String, Map<String, Value>)],
+        now: Millis,
+    ) -> StoreResult<BulkOperation>;
+    async fn bulk_delete_users(
+        &self,
+        environment_id: &str,
+        ids: &[String],
+        now: Millis,
+    ) -> StoreResult<BulkOperation>;
+    async fn get_bulk_operation(
+        &self,
+        environment_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<BulkOperation>>;
+}
+
+#[async_trait]
+pub trait WorkflowStore {
+    /// Saves the draft; with `commit`, also stores it as a new version that triggers use.
+    async fn save_workflow(
+        &self,
+        environment_id: &str,
+        key: &str,
+        definition: &Value,
+        commit: bool,
+        now: Millis,
+    ) -> StoreResult<WorkflowRecord>;
+    async fn get_workflow(&self, environment_id: &str, key: &str)
+        -> StoreResult<Option<WorkflowRecord>>;
+    async fn list_workflows(
+        &self,
+        environment_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<WorkflowRecord>>;
+    async fn set_workflow_active(
+        &self,
+        environment_id: &str,
+        key: &str,
+        active: bool,
+        now: Millis,
+    ) -> StoreResult<Option<WorkflowRecord>>;
+    async fn committed_workflow(
+        &self,
+        environment_id: &str,
+        key: &str,
+    ) -> StoreResult<Option<CommittedWorkflow>>;
+    async fn workflow_version(
+        &self,
+        environment_id: &str,
+        key: &str,
+        version: i64,
+    ) -> StoreResult<Option<Value>>;
+}
+
+#[async_trait]
+pub trait RunStore {
+    /// Stores a trigger durably: idempotency key, inline users, the workflow run, one
+    /// recipient run and one job per recipient, all in one transaction.
+    async fn create_trigger(&self, trigger: &TriggerWrite) -> StoreResult<TriggerOutcome>;
+    /// Cancels unfinished runs with this cancellation key (for these recipients only when
+    /// given) and drops their pending jobs. Returns how many runs were cancelled.
+    async fn cancel_runs(
+        &self,
+        environment_id: &str,
+        workflow_key: &str,
+        cancellation_key: &str,
+        recipients: Option<&[String]>,
+        now: Millis,
+    ) -> StoreResult<u64>;
+    async fn get_recipient_run(
+        &self,
+        environment_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<RecipientRun>>;
+    async fn list_recipient_runs(
+        &self,
+        environment_id: &str,
+        filter: &RunFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<RecipientRun>>;
+    async fn run_events(&self, run_id: &str) -> StoreResult<Vec<RunEvent>>;
+}
+
+#[async_trait]
+pub trait MessageStore {
+    async fn get_message(&self, environment_id: &str, id: &str)
+        -> StoreResult<Option<MessageRecord>>;
+    async fn list_messages(
+        &self,
+        environment_id: &str,
+        filter: &MessageFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<MessageRecord>>;
+    async fn count_feed(
+        &self,
+        environment_id: &str,
+        filter: &MessageFilter,
+    ) -> StoreResult<FeedCounts>;
+    /// Applies an engagement change to each message (in this environment) and records an
+    /// event for every message whose state changed. Returns the messages after the change.
+    async fn set_engagement(
+        &self,
+        environment_id: &str,
+        ids: &[String],
+        change: Engagement,
+        now: Millis,
+    ) -> StoreResult<Vec<MessageRecord>>;
+    async fn message_events(
+        &self,
+        environment_id: &str,
+        message_id: &str,
+    ) -> StoreResult<Vec<MessageEvent>>;
+    async fn delivery_logs(
+        &self,
+        environment_id: &str,
+        message_id: &str,
+    ) -> StoreResult<Vec<DeliveryLog>>;
+}
+
+#[async_trait]
+pub trait JobStore {
+    /// Leases up to `limit` jobs due at `now` for `lease_ms`.
+    async fn claim_due_jobs(
+        &self,
+        now: Millis,
+        limit: i64,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<ClaimedJob>>;
+    /// Loads a run together with the workflow version it is pinned to.
+    async fn load_run_for_job(&self, run_id: &str) -> StoreResult<Option<(RecipientRun, Value)>>;
+    /// Commits one step's outcome if `job` still holds its lease. Returns `false` (and
+    /// writes nothing) when the lease was lost. When the run finishes the job is deleted.
+    async fn commit_step(&self, job: &ClaimedJob, step: &StepCommit) -> StoreResult<bool>;
+    /// Commits one delivery attempt if `job` still holds its lease.
+    async fn commit_delivery(&self, job: &ClaimedJob, delivery: &DeliveryCommit)
+        -> StoreResult<bool>;
+    /// Deletes the job if `job` still holds its lease.
+    async fn complete_job(&self, job: &ClaimedJob) -> StoreResult<bool>;
+    /// Releases the job to run again at `run_at` if `job` still holds its lease.
+    async fn retry_job_at(&self, job: &ClaimedJob, run_at: Millis) -> StoreResult<bool>;
+    async fn load_message_for_job(&self, message_id: &str) -> StoreResult<Option<MessageRecord>>;
+    /// Pending jobs (for tests and metrics).
+    async fn pending_job_count(&self) -> StoreResult<i64>;
+    /// The earliest due time among pending jobs, to sleep until it.
+    async fn next_due_at(&self) -> StoreResult<Option<Millis>>;
+}
+
+/// Everything Hark persists. Implemented by the SQLite and PostgreSQL backends.
+pub trait Store:
+    EnvironmentStore + UserStore + WorkflowStore + RunStore + MessageStore + JobStore + Send + Sync
+{
+    /// `sqlite` or `postgres`.
+    fn backend_name(&self) -> &'static str;
+}

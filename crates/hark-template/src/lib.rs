@@ -1,0 +1,189 @@
+//! Template rendering: Liquid for every text a channel step produces, markdown → HTML for
+//! in-app feed blocks.
+//!
+//! Renders are bounded: a template whose output exceeds [`MAX_OUTPUT_BYTES`] fails with
+//! [`TemplateError::OutputTooLarge`] rather than producing an unbounded message.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+/// Upper bound for a single rendered field.
+pub const MAX_OUTPUT_BYTES: usize = 512 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("template failed to parse: {0}")]
+    Parse(String),
+    #[error("template failed to render: {0}")]
+    Render(String),
+    #[error("rendered output exceeds {limit} bytes")]
+    OutputTooLarge { limit: usize },
+    #[error("template variables must be a JSON object")]
+    BadContext,
+}
+
+/// A Liquid environment shared by all renders.
+#[derive(Clone)]
+pub struct Renderer {
+    parser: Arc<liquid::Parser>,
+}
+
+/// The variables a template sees, already converted for Liquid.
+pub struct RenderContext {
+    globals: liquid::Object,
+}
+
+impl RenderContext {
+    /// Builds the context from a JSON object whose top-level keys become Liquid globals
+    /// (`recipient`, `actor`, `data`, `vars`, `tenant`, `workflow`, `timestamp`).
+    pub fn from_json(vars: &Value) -> Result<Self, TemplateError> {
+        if !vars.is_object() {
+            return Err(TemplateError::BadContext);
+        }
+        let globals = liquid::model::to_object(vars).map_err(|_| TemplateError::BadContext)?;
+        Ok(Self { globals })
+    }
+}
+
+impl Renderer {
+    pub fn new() -> Result<Self, TemplateError> {
+        let parser = liquid::ParserBuilder::with_stdlib()
+            .build()
+            .map_err(|e| TemplateError::Parse(e.to_string()))?;
+        Ok(Self {
+            parser: Arc::new(parser),
+        })
+    }
+
+    /// Renders one template string. Plain strings without Liquid markup skip the parser.
+    pub fn render(&self, source: &str, ctx: &RenderContext) -> Result<String, TemplateError> {
+        if !source.contains("{{") && !source.contains("{%") {
+            return bounded(source.to_string());
+        }
+        let template = self
+            .parser
+            .parse(source)
+            .map_err(|e| TemplateError::Parse(e.to_string()))?;
+        let output = template
+            .render(&ctx.globals)
+            .map_err(|e| TemplateError::Render(e.to_string()))?;
+        bounded(output)
+    }
+}
+
+fn bounded(output: String) -> Result<String, TemplateError> {
+    if output.len() > MAX_OUTPUT_BYTES {
+        return Err(TemplateError::OutputTooLarge {
+            limit: MAX_OUTPUT_BYTES,
+        });
+    }
+    Ok(output)
+}
+
+/// Renders markdown to HTML the way feed blocks carry it in `rendered`.
+pub fn markdown_to_html(markdown: &str) -> String {
+    let parser = pulldown_cmark::Parser::new_ext(markdown, pulldown_cmark::Options::all());
+    let mut html = String::with_capacity(markdown.len() + 16);
+    pulldown_cmark::html::push_html(&mut html, parser);
+    html.trim_end().to_string()
+}
+
+/// Produces a plain-text alternative from an HTML body (tags dropped, entities decoded for
+/// the common cases, whitespace collapsed per line).
+pub fn html_to_text(html: &str) -> String {
+    let mut text = String::with_capacity(html.len());
+    let mut in_tag = false;
+    let mut tag = String::new();
+    for ch in html.chars() {
+        match ch {
+            '<' => {
+                in_tag = true;
+                tag.clear();
+            }
+            '>' if in_tag => {
+                in_tag = false;
+                let name = tag
+                    .trim_start_matches('/')
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                if matches!(
+                    name.as_str(),
+                    "br" | "p" | "div" | "li" | "tr" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6"
+                ) {
+                    text.push('\n');
+                }
+            }
+            _ if in_tag => tag.push(ch),
+            _ => text.push(ch),
+        }
+    }
+    let decoded = text
+        .replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    decoded
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx() -> RenderContext {
+        RenderContext::from_json(&json!({
+            "recipient": {"id": "u1", "name": "Ada"},
+            "data": {"items": [1, 2, 3], "url": "https://x.test"},
+        }))
+        .expect("context")
+    }
+
+    #[test]
+    fn renders_variables_and_filters() {
+        let r = Renderer::new().expect("renderer");
+        assert_eq!(
+            r.render("Hi {{ recipient.name | upcase }} ({{ data.items | size }})", &ctx())
+                .expect("render"),
+            "Hi ADA (3)"
+        );
+        assert_eq!(r.render("plain", &ctx()).expect("render"), "plain");
+    }
+
+    #[test]
+    fn reports_bad_templates() {
+        let r = Renderer::new().expect("renderer");
+        assert!(matches!(
+            r.render("{% if %}", &ctx()),
+            Err(TemplateError::Parse(_))
+        ));
+    }
+
+    #[test]
+    fn bounds_output() {
+        let r = Renderer::new().expect("renderer");
+        let huge = "{% for i in (1..100000) %}0123456789{% endfor %}";
+        assert!(matches!(
+            r.render(huge, &ctx()),
+            Err(TemplateError::OutputTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn markdown_and_text() {
+        assert_eq!(markdown_to_html("Hello **you**"), "<p>Hello <strong>you</strong></p>");
+        assert_eq!(
+            html_to_text("<p>Hi &amp; bye</p><p>next<br>line</p>"),
+            "Hi & bye\nnext\nline"
+        );
+    }
+}

@@ -1,0 +1,139 @@
+//! The TOML configuration file and how flags override it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use hark_engine::ChannelConfig;
+use serde::Deserialize;
+
+use crate::StoreArgs;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    #[serde(default)]
+    pub outbound: OutboundConfig,
+    #[serde(default)]
+    pub engine: EngineFileConfig,
+    #[serde(default)]
+    pub channels: Vec<ChannelConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundConfig {
+    /// Allow webhook URLs that resolve to loopback, private or link-local addresses.
+    #[serde(default)]
+    pub allow_private_networks: bool,
+    /// Timeout for one provider call, in seconds (default 15).
+    pub timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineFileConfig {
+    pub concurrency: Option<usize>,
+    pub poll_interval_ms: Option<u64>,
+    pub lease_seconds: Option<i64>,
+}
+
+pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+/// The database URL: flag, then config file, then SQLite in the data directory.
+pub fn database_url(args: &StoreArgs, file: &FileConfig) -> anyhow::Result<String> {
+    if let Some(url) = args.database_url.clone().or_else(|| file.database_url.clone()) {
+        return Ok(url);
+    }
+    let dir = args
+        .data_dir
+        .clone()
+        .or_else(|| file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(".hark"));
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))?;
+    Ok(format!("sqlite://{}", dir.join("hark.db").display()))
+}
+
+pub async fn open_store(
+    args: &StoreArgs,
+) -> anyhow::Result<(std::sync::Arc<dyn hark_store::Store>, FileConfig)> {
+    let file = load(args.config.as_deref())?;
+    let url = database_url(args, &file)?;
+    let store = hark_store::connect(&url)
+        .await
+        .with_context(|| format!("opening the store at {}", redact_url(&url)))?;
+    store
+        .ensure_default_environments(hark_core::Clock::now_ms(&hark_core::SystemClock))
+        .await?;
+    Ok((store, file))
+}
+
+/// Hides a password in a database URL before it reaches a log line.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_shape() {
+        let config: FileConfig = toml::from_str(
+            r#"
+            [outbound]
+            allow_private_networks = true
+
+            [[channels]]
+            key = "email"
+            type = "email"
+            provider = "smtp"
+            [channels.settings]
+            host = "127.0.0.1"
+            port = 2525
+            tls = "none"
+            from_address = "hark@example.com"
+
+            [[channels]]
+            key = "webhook"
+            type = "http"
+            provider = "webhook"
+            "#,
+        )
+        .expect("valid config");
+        assert!(config.outbound.allow_private_networks);
+        assert_eq!(config.channels.len(), 2);
+        let settings = config.channels[0].settings.as_ref().expect("settings");
+        assert_eq!(settings["port"], serde_json::json!(2525));
+    }
+
+    #[test]
+    fn refuses_unknown_fields() {
+        assert!(toml::from_str::<FileConfig>("[outbound]\nallow_private = true").is_err());
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! `hark serve`: the API server and the engine workers in one process.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use hark_channels::outbound::OutboundPolicy;
+use hark_core::SystemClock;
+use hark_engine::{ChannelRegistry, Engine, EngineConfig};
+use tokio::sync::watch;
+
+use crate::config::open_store;
+use crate::StoreArgs;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, env = "HARK_LISTEN")]
+    listen: Option<SocketAddr>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HARK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let (store, file) = open_store(&args.store).await?;
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let policy = OutboundPolicy {
+        allow_private_networks: file.outbound.allow_private_networks,
+    };
+    let timeout = Duration::from_secs(file.outbound.timeout_seconds.unwrap_or(15));
+    let channels = Arc::new(
+        ChannelRegistry::build(&file.channels, policy, timeout).context("configuring channels")?,
+    );
+    let mut engine_config = EngineConfig::default();
+    if let Some(c) = file.engine.concurrency {
+        engine_config.concurrency = c.max(1);
+    }
+    if let Some(ms) = file.engine.poll_interval_ms {
+        engine_config.poll_interval = Duration::from_millis(ms.max(1));
+    }
+    if let Some(s) = file.engine.lease_seconds {
+        engine_config.lease_ms = s.max(1) * 1000;
+    }
+    let engine = Engine::new(store.clone(), Arc::new(SystemClock), channels, engine_config)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let workers = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.run_workers(stop_rx).await })
+    };
+    let state = hark_api::AppState {
+        store: store.clone(),
+        clock: Arc::new(SystemClock),
+        engine,
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        store = store.backend_name(),
+        "hark is listening"
+    );
+    axum::serve(listener, hark_api::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("HTTP stopped; waiting for in-flight jobs");
+    let _ = stop_tx.send(true);
+    let _ = workers.await;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
