@@ -17,6 +17,8 @@ pub const CLAIM_JOBS_SQL: &str = "UPDATE jobs SET lease = $1, run_at = $2, attem
      WHERE id IN (SELECT id FROM jobs WHERE run_at <= $3 ORDER BY run_at LIMIT $4) \
      RETURNING id, environment_id, kind, ref_id, attempts, lease";
 
+// Deliberately compiled once per backend; see the crate docs.
+#[allow(clippy::duplicate_mod)]
 #[path = "sql_impl.rs"]
 mod imp;
 

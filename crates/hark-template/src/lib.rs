@@ -6,6 +6,10 @@
 
 use std::sync::Arc;
 
+mod lax;
+
+pub use lax::LaxValue;
+
 use serde_json::Value;
 
 /// Upper bound for a single rendered field.
@@ -31,7 +35,7 @@ pub struct Renderer {
 
 /// The variables a template sees, already converted for Liquid.
 pub struct RenderContext {
-    globals: liquid::Object,
+    globals: LaxValue,
 }
 
 impl RenderContext {
@@ -41,8 +45,9 @@ impl RenderContext {
         if !vars.is_object() {
             return Err(TemplateError::BadContext);
         }
-        let globals = liquid::model::to_object(vars).map_err(|_| TemplateError::BadContext)?;
-        Ok(Self { globals })
+        Ok(Self {
+            globals: LaxValue::from_json(vars),
+        })
     }
 }
 
@@ -157,6 +162,31 @@ mod tests {
             "Hi ADA (3)"
         );
         assert_eq!(r.render("plain", &ctx()).expect("render"), "plain");
+    }
+
+    #[test]
+    fn missing_values_render_as_nothing() {
+        let r = Renderer::new().expect("renderer");
+        assert_eq!(
+            r.render("[{{ data.nope }}][{{ nothing.at.all }}][{{ data.nope.deeper }}]", &ctx())
+                .expect("render"),
+            "[][][]"
+        );
+        assert_eq!(
+            r.render("{{ data.nope | default: 'x' }}{% if data.nope %}y{% endif %}", &ctx())
+                .expect("render"),
+            "x"
+        );
+        assert_eq!(
+            r.render("{{ data.items[0] }}{{ data.items.last }}{{ data.items[-1] }}{{ data.items.size }}", &ctx())
+                .expect("render"),
+            "1333"
+        );
+        assert_eq!(
+            r.render("{% for i in data.items %}{{ i }}{% endfor %}{% for x in data.none %}z{% endfor %}", &ctx())
+                .expect("render"),
+            "123"
+        );
     }
 
     #[test]

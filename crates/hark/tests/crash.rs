@@ -1,0 +1,254 @@
+//! The real binary under `kill -9`: every accepted trigger completes after a restart and
+//! no recipient gets a message twice. Also: CLI credentials while the server runs, and a
+//! clean exit on SIGTERM.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const HARK: &str = env!("CARGO_BIN_EXE_hark");
+
+struct Target {
+    args: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+async fn target(postgres: bool) -> Target {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = vec!["--data-dir".to_string(), dir.path().display().to_string()];
+    if postgres {
+        let url = hark_store::testing::fresh_postgres_database().await.expect("pg");
+        args.extend(["--database-url".to_string(), url]);
+    }
+    let config = dir.path().join("hark.toml");
+    // A short lease so the restarted server takes over the dead one's claims quickly.
+    std::fs::write(&config, "[engine]\nconcurrency = 8\nlease_seconds = 2\n").expect("config");
+    args.extend(["--config".to_string(), config.display().to_string()]);
+    Target { args, _dir: dir }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn cli_json(args: &[String], command: &[&str]) -> Value {
+    let out = Command::new(HARK)
+        .args(command)
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run hark");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    assert_eq!(text.trim().lines().count(), 1, "one JSON line: {text}");
+    serde_json::from_str(text.trim()).expect("json line")
+}
+
+fn spawn_server(args: &[String], port: u16, log: &Path) -> Child {
+    let log = std::fs::File::create(log).expect("log file");
+    Command::new(HARK)
+        .arg("serve")
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(args)
+        .env("HARK_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn hark serve")
+}
+
+async fn wait_healthy(base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(r) = reqwest::get(format!("{base}/healthz")).await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server at {base} never became healthy");
+}
+
+async fn all_message_recipients(http: &reqwest::Client, base: &str, sk: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/v1/messages?page_size=50");
+        if let Some(a) = &after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let page: Value = http
+            .get(url)
+            .bearer_auth(sk)
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        for m in page["items"].as_array().expect("items") {
+            out.push(m["recipient"].as_str().expect("recipient").to_string());
+        }
+        match page["page_info"]["after"].as_str() {
+            Some(a) => after = Some(a.to_string()),
+            None => return out,
+        }
+    }
+}
+
+async fn kill_nine_loses_nothing_and_duplicates_nothing(postgres: bool) {
+    let t = target(postgres).await;
+    let keys = cli_json(&t.args, &["keys", "create", "--environment", "development"]);
+    let sk = keys["secret_key"].as_str().expect("sk").to_string();
+    assert!(sk.starts_with("sk_"));
+    assert!(keys["public_key"].as_str().expect("pk").starts_with("pk_"));
+    let token = cli_json(&t.args, &["tokens", "create"])["service_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = t._dir.path().join("serve-1.log");
+    let mut server = spawn_server(&t.args, port, &log);
+    wait_healthy(&base).await;
+    let http = reqwest::Client::new();
+    let resp = http
+        .put(format!("{base}/mgmt/v1/workflows/crash?commit=true"))
+        .bearer_auth(&token)
+        .json(&json!({"workflow": {"name": "crash", "steps": [
+            {"type": "channel", "ref": "a", "channel_key": "in-app-feed", "template": {"markdown_body": "a {{ recipient.id }}"}},
+            {"type": "channel", "ref": "b", "channel_key": "in-app-feed", "template": {"markdown_body": "b {{ recipient.id }}"}}
+        ]}}))
+        .send()
+        .await
+        .expect("put workflow");
+    assert!(resp.status().is_success());
+
+    // Keys made by the CLI while the server runs work at once.
+    let late = cli_json(&t.args, &["keys", "create", "--environment", "development"]);
+    let status = http
+        .get(format!("{base}/v1/users?page_size=1"))
+        .bearer_auth(late["secret_key"].as_str().expect("sk"))
+        .send()
+        .await
+        .expect("list")
+        .status();
+    assert_eq!(status, 200);
+
+    // Fire triggers from 8 clients; kill the server mid-stream.
+    let accepted = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for c in 0..8 {
+        let (http, base, sk, accepted, sent) = (http.clone(), base.clone(), sk.clone(), accepted.clone(), sent.clone());
+        clients.push(tokio::spawn(async move {
+            for i in 0..100 {
+                let user = format!("c{c}-u{i}");
+                sent.fetch_add(1, Ordering::SeqCst);
+                let resp = http
+                    .post(format!("{base}/v1/workflows/crash/trigger"))
+                    .bearer_auth(&sk)
+                    .json(&json!({"recipients": [user]}))
+                    .send()
+                    .await;
+                match resp {
+                    Ok(r) if r.status().is_success() => {
+                        if let Ok(mut a) = accepted.lock() {
+                            a.push(user);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while accepted.lock().map(|a| a.len()).unwrap_or(0) < 250 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill().expect("kill -9");
+    server.wait().expect("reap");
+    for c in clients {
+        let _ = c.await;
+    }
+    let accepted: Vec<String> = accepted.lock().expect("lock").clone();
+    assert!(accepted.len() >= 250, "only {} accepted", accepted.len());
+
+    // Restart on the same data: the engine finishes what was accepted.
+    let mut server = spawn_server(&t.args, port, &t._dir.path().join("serve-2.log"));
+    wait_healthy(&base).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let recipients = loop {
+        let recipients = all_message_recipients(&http, &base, &sk).await;
+        let done = accepted.iter().all(|u| recipients.iter().filter(|r| *r == u).count() == 2);
+        if done || Instant::now() > deadline {
+            break recipients;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut counts = std::collections::HashMap::new();
+    for r in &recipients {
+        *counts.entry(r.clone()).or_insert(0) += 1;
+    }
+    for user in &accepted {
+        assert_eq!(counts.get(user), Some(&2), "{user}: every accepted trigger completes");
+    }
+    for (user, n) in &counts {
+        assert_eq!(*n, 2, "{user}: one message per step, never twice");
+    }
+    server.kill().expect("kill");
+    let _ = server.wait();
+    let _ = sent;
+}
+
+async fn sigterm_shuts_down_cleanly(postgres: bool) {
+    let t = target(postgres).await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = spawn_server(&t.args, port, &t._dir.path().join("serve.log"));
+    wait_healthy(&base).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(code) = server.try_wait().expect("wait") {
+            assert!(code.success(), "exit status {code:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_on_sqlite() {
+    kill_nine_loses_nothing_and_duplicates_nothing(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_on_postgres() {
+    kill_nine_loses_nothing_and_duplicates_nothing(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_sqlite() {
+    sigterm_shuts_down_cleanly(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_postgres() {
+    sigterm_shuts_down_cleanly(true).await;
+}
