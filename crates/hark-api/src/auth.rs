@@ -16,7 +16,9 @@ pub enum Access {
     Secret,
     /// A public key. `user` is the verified token subject when the environment enforces
     /// user tokens; `None` means any user may be named (enhanced security off).
-    Public { user: Option<String> },
+    Public {
+        user: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -107,13 +109,22 @@ impl FromRequestParts<AppState> for Caller {
         } else if key.starts_with("pk_") {
             KeyKind::Public
         } else {
-            return Err(ApiError::new(ErrorCode::InvalidApiKey, "The API key is invalid"));
+            return Err(ApiError::new(
+                ErrorCode::InvalidApiKey,
+                "The API key is invalid",
+            ));
         };
         let Some((environment, kind)) = state.store.find_api_key(&hash_secret(key)).await? else {
-            return Err(ApiError::new(ErrorCode::InvalidApiKey, "The API key is invalid"));
+            return Err(ApiError::new(
+                ErrorCode::InvalidApiKey,
+                "The API key is invalid",
+            ));
         };
         if kind != expected {
-            return Err(ApiError::new(ErrorCode::InvalidApiKey, "The API key is invalid"));
+            return Err(ApiError::new(
+                ErrorCode::InvalidApiKey,
+                "The API key is invalid",
+            ));
         }
         let access = match kind {
             KeyKind::Secret => Access::Secret,
@@ -162,7 +173,11 @@ impl FromRequestParts<AppState> for MgmtCaller {
                 "A service token is required: send `Authorization: Bearer <token>`",
             ));
         };
-        if !state.store.service_token_exists(&hash_secret(token)).await? {
+        if !state
+            .store
+            .service_token_exists(&hash_secret(token))
+            .await?
+        {
             return Err(ApiError::new(
                 ErrorCode::InvalidServiceToken,
                 "The service token is invalid",

@@ -39,27 +39,111 @@ impl ErrorCode {
     pub fn describe(self) -> (&'static str, &'static str, StatusCode) {
         use ErrorCode::*;
         match self {
-            ApiKeyMissing => ("api_key_missing", "authentication_error", StatusCode::UNAUTHORIZED),
-            InvalidApiKey => ("invalid_api_key", "authentication_error", StatusCode::UNAUTHORIZED),
-            SecretKeyRequired => ("secret_key_required", "authentication_error", StatusCode::UNAUTHORIZED),
-            MissingUserToken => ("missing_user_token", "authentication_error", StatusCode::UNAUTHORIZED),
-            InvalidUserToken => ("invalid_user_token", "authentication_error", StatusCode::UNAUTHORIZED),
-            UserAccessDenied => ("access_denied", "authorization_error", StatusCode::FORBIDDEN),
-            ServiceTokenMissing => ("service_token_missing", "authentication_error", StatusCode::UNAUTHORIZED),
-            InvalidServiceToken => ("invalid_service_token", "authentication_error", StatusCode::UNAUTHORIZED),
-            InvalidJson => ("invalid_json", "invalid_request_error", StatusCode::BAD_REQUEST),
-            InvalidParams => ("invalid_params", "invalid_request_error", StatusCode::UNPROCESSABLE_ENTITY),
-            IdempotencyKeyReused => ("idempotency_key_reused", "invalid_request_error", StatusCode::UNPROCESSABLE_ENTITY),
-            WorkflowMissing => ("workflow_missing", "invalid_request_error", StatusCode::NOT_FOUND),
-            WorkflowInactive => ("workflow_inactive", "invalid_request_error", StatusCode::UNPROCESSABLE_ENTITY),
-            UserMissing => ("user_missing", "invalid_request_error", StatusCode::NOT_FOUND),
-            ResourceMissing => ("resource_missing", "invalid_request_error", StatusCode::NOT_FOUND),
-            EnvironmentMissing => ("environment_missing", "invalid_request_error", StatusCode::NOT_FOUND),
-            RouteMissing => ("route_missing", "invalid_request_error", StatusCode::NOT_FOUND),
-            MethodNotAllowed => ("method_not_allowed", "invalid_request_error", StatusCode::METHOD_NOT_ALLOWED),
-            PayloadTooLarge => ("payload_too_large", "invalid_request_error", StatusCode::PAYLOAD_TOO_LARGE),
-            ServiceUnavailable => ("service_unavailable", "api_error", StatusCode::SERVICE_UNAVAILABLE),
-            Internal => ("internal_error", "api_error", StatusCode::INTERNAL_SERVER_ERROR),
+            ApiKeyMissing => (
+                "api_key_missing",
+                "authentication_error",
+                StatusCode::UNAUTHORIZED,
+            ),
+            InvalidApiKey => (
+                "invalid_api_key",
+                "authentication_error",
+                StatusCode::UNAUTHORIZED,
+            ),
+            SecretKeyRequired => (
+                "secret_key_required",
+                "authentication_error",
+                StatusCode::UNAUTHORIZED,
+            ),
+            MissingUserToken => (
+                "missing_user_token",
+                "authentication_error",
+                StatusCode::UNAUTHORIZED,
+            ),
+            InvalidUserToken => (
+                "invalid_user_token",
+                "authentication_error",
+                StatusCode::UNAUTHORIZED,
+            ),
+            UserAccessDenied => (
+                "access_denied",
+                "authorization_error",
+                StatusCode::FORBIDDEN,
+            ),
+            ServiceTokenMissing => (
+                "service_token_missing",
+                "authentication_error",
+                StatusCode::UNAUTHORIZED,
+            ),
+            InvalidServiceToken => (
+                "invalid_service_token",
+                "authentication_error",
+                StatusCode::UNAUTHORIZED,
+            ),
+            InvalidJson => (
+                "invalid_json",
+                "invalid_request_error",
+                StatusCode::BAD_REQUEST,
+            ),
+            InvalidParams => (
+                "invalid_params",
+                "invalid_request_error",
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            IdempotencyKeyReused => (
+                "idempotency_key_reused",
+                "invalid_request_error",
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            WorkflowMissing => (
+                "workflow_missing",
+                "invalid_request_error",
+                StatusCode::NOT_FOUND,
+            ),
+            WorkflowInactive => (
+                "workflow_inactive",
+                "invalid_request_error",
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            UserMissing => (
+                "user_missing",
+                "invalid_request_error",
+                StatusCode::NOT_FOUND,
+            ),
+            ResourceMissing => (
+                "resource_missing",
+                "invalid_request_error",
+                StatusCode::NOT_FOUND,
+            ),
+            EnvironmentMissing => (
+                "environment_missing",
+                "invalid_request_error",
+                StatusCode::NOT_FOUND,
+            ),
+            RouteMissing => (
+                "route_missing",
+                "invalid_request_error",
+                StatusCode::NOT_FOUND,
+            ),
+            MethodNotAllowed => (
+                "method_not_allowed",
+                "invalid_request_error",
+                StatusCode::METHOD_NOT_ALLOWED,
+            ),
+            PayloadTooLarge => (
+                "payload_too_large",
+                "invalid_request_error",
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            ServiceUnavailable => (
+                "service_unavailable",
+                "api_error",
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            Internal => (
+                "internal_error",
+                "api_error",
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
         }
     }
 }
@@ -105,7 +189,10 @@ impl ApiError {
 
     #[track_caller]
     pub fn not_found(what: &str) -> Self {
-        Self::new(ErrorCode::ResourceMissing, format!("The {what} was not found"))
+        Self::new(
+            ErrorCode::ResourceMissing,
+            format!("The {what} was not found"),
+        )
     }
 }
 

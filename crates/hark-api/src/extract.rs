@@ -34,10 +34,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for KnockJson<T> {
             Value::Object(Default::default())
         } else {
             serde_json::from_slice(&bytes).map_err(|e| {
-                ApiError::new(ErrorCode::InvalidJson, format!("The request body is not valid JSON: {e}"))
+                ApiError::new(
+                    ErrorCode::InvalidJson,
+                    format!("The request body is not valid JSON: {e}"),
+                )
             })?
         };
-        let parsed = serde_json::from_value(value).map_err(|e| ApiError::field("body", &e.to_string()))?;
+        let parsed =
+            serde_json::from_value(value).map_err(|e| ApiError::field("body", &e.to_string()))?;
         Ok(KnockJson(parsed))
     }
 }
@@ -56,7 +60,10 @@ impl Params {
             if key.is_empty() {
                 continue;
             }
-            values.entry(normalise(&key)).or_default().push(value.into_owned());
+            values
+                .entry(normalise(&key))
+                .or_default()
+                .push(value.into_owned());
         }
         Self { values }
     }
@@ -73,7 +80,12 @@ impl Params {
     pub fn list(&self, name: &str) -> Vec<String> {
         let mut out = Vec::new();
         for v in self.values.get(name).into_iter().flatten() {
-            out.extend(v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from));
+            out.extend(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            );
         }
         out
     }
@@ -92,7 +104,10 @@ impl Params {
             None => Ok(50),
             Some(v) => match v.parse::<i64>() {
                 Ok(n) if (1..=50).contains(&n) => Ok(n),
-                _ => Err(ApiError::field("page_size", "must be an integer between 1 and 50")),
+                _ => Err(ApiError::field(
+                    "page_size",
+                    "must be an integer between 1 and 50",
+                )),
             },
         }
     }

@@ -63,5 +63,8 @@ async fn route_missing() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(ErrorCode::MethodNotAllowed, "Method not allowed on this route")
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "Method not allowed on this route",
+    )
 }

@@ -26,7 +26,14 @@ pub fn user_out(user: &UserRecord) -> Value {
     map.insert("__typename".into(), json!("User"));
     map.insert("id".into(), json!(user.id));
     map.insert("updated_at".into(), json!(rfc3339(user.updated_at)));
-    for field in ["created_at", "email", "name", "phone_number", "avatar", "timezone"] {
+    for field in [
+        "created_at",
+        "email",
+        "name",
+        "phone_number",
+        "avatar",
+        "timezone",
+    ] {
         map.entry(field).or_insert(Value::Null);
     }
     Value::Object(map)

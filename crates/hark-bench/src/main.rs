@@ -63,7 +63,10 @@ async fn start_server(args: &Args, url: Option<&str>) -> anyhow::Result<Server> 
         .output()
         .context("running hark keys create")?;
     if !out.status.success() {
-        bail!("keys create failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "keys create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let keys: Value = serde_json::from_slice(&out.stdout)?;
     let out = Command::new(&args.hark)
@@ -71,7 +74,9 @@ async fn start_server(args: &Args, url: Option<&str>) -> anyhow::Result<Server> 
         .args(&sargs)
         .output()?;
     let token: Value = serde_json::from_slice(&out.stdout)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let child = Command::new(&args.hark)
         .arg("serve")
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -214,9 +219,15 @@ async fn raw_commit_baseline(store: &str, clients: usize, seconds: u64) -> anyho
     if store == "sqlite" {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("raw.db").display());
         let mut conn = sqlx::SqliteConnection::connect(&url).await?;
-        sqlx::query("PRAGMA journal_mode=WAL").execute(&mut conn).await?;
-        sqlx::query("PRAGMA synchronous=FULL").execute(&mut conn).await?;
-        sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)").execute(&mut conn).await?;
+        sqlx::query("PRAGMA journal_mode=WAL")
+            .execute(&mut conn)
+            .await?;
+        sqlx::query("PRAGMA synchronous=FULL")
+            .execute(&mut conn)
+            .await?;
+        sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+            .execute(&mut conn)
+            .await?;
         let conn = Arc::new(tokio::sync::Mutex::new(conn));
         // SQLite has one writer: clients queue on the connection, as they do in Hark.
         let fig = closed_loop(clients, seconds, move |n| {
@@ -238,7 +249,9 @@ async fn raw_commit_baseline(store: &str, clients: usize, seconds: u64) -> anyho
             .max_connections(clients.min(32) as u32)
             .connect(&url)
             .await?;
-        sqlx::query("CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT)").execute(&pool).await?;
+        sqlx::query("CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT)")
+            .execute(&pool)
+            .await?;
         Ok(closed_loop(clients, seconds, move |n| {
             let pool = pool.clone();
             async move {
@@ -299,7 +312,9 @@ async fn trigger_to_feed(server: &Server, rate: u64, seconds: u64) -> Figure {
             let deadline = t0 + Duration::from_secs(30);
             while Instant::now() < deadline {
                 let visible = match http
-                    .get(format!("{base}/v1/users/{user}/feeds/in-app-feed?page_size=1"))
+                    .get(format!(
+                        "{base}/v1/users/{user}/feeds/in-app-feed?page_size=1"
+                    ))
                     .bearer_auth(&key)
                     .send()
                     .await
@@ -347,15 +362,27 @@ async fn main() -> anyhow::Result<()> {
         args.clients,
         args.seconds,
         args.rate,
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
     );
     let mut empty = empty_route_baseline(args.clients, args.seconds).await?;
-    println!("baseline  empty axum route (same client)      {}", empty.describe());
+    println!(
+        "baseline  empty axum route (same client)      {}",
+        empty.describe()
+    );
     let mut raw = raw_commit_baseline(&args.store, args.clients, args.seconds).await?;
-    println!("baseline  raw single-row commits ({:<8})    {}", args.store, raw.describe());
+    println!(
+        "baseline  raw single-row commits ({:<8})    {}",
+        args.store,
+        raw.describe()
+    );
     let server = start_server(&args, url.as_deref()).await?;
     let mut accept = trigger_accept_rate(&server, args.clients, args.seconds).await;
-    println!("figure    trigger accept rate, 1 recipient     {}", accept.describe());
+    println!(
+        "figure    trigger accept rate, 1 recipient     {}",
+        accept.describe()
+    );
     drop(server);
     // A fresh server, so the latency figure is not measured behind the backlog the accept
     // figure left in the job table.

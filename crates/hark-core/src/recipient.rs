@@ -33,7 +33,10 @@ pub enum RecipientRequest {
     /// A reference to a user that may or may not exist yet.
     UserId(String),
     /// A user to create or update before the run starts.
-    InlineUser { id: String, properties: Map<String, Value> },
+    InlineUser {
+        id: String,
+        properties: Map<String, Value>,
+    },
 }
 
 impl RecipientRequest {
@@ -91,7 +94,14 @@ pub fn validate_id(id: &str, field: &str) -> Result<(), FieldError> {
 /// documented types; custom properties are free-form.
 pub fn validate_user_properties(props: &Map<String, Value>) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    for field in ["email", "name", "phone_number", "avatar", "timezone", "locale"] {
+    for field in [
+        "email",
+        "name",
+        "phone_number",
+        "avatar",
+        "timezone",
+        "locale",
+    ] {
         if let Some(v) = props.get(field) {
             if !(v.is_string() || v.is_null()) {
                 errors.push(FieldError::new(field, "must be a string"));
@@ -134,7 +144,9 @@ mod tests {
         assert!(RecipientRequest::parse(&json!(5), "r").is_err());
         assert!(RecipientRequest::parse(&json!(""), "r").is_err());
         assert!(RecipientRequest::parse(&json!({"email": "x@y"}), "r").is_err());
-        assert!(RecipientRequest::parse(&json!({"id": "p", "collection": "projects"}), "r").is_err());
+        assert!(
+            RecipientRequest::parse(&json!({"id": "p", "collection": "projects"}), "r").is_err()
+        );
     }
 
     #[test]

@@ -3,20 +3,16 @@
 
 use hark_core::new_id;
 use hark_core::workflow::{ChannelType, Step, WorkflowDefinition};
-use hark_store::{ClaimedJob, NewMessage, RecipientRun, RunEvent, RunStatus, StepCommit, StoreError};
+use hark_store::{
+    ClaimedJob, NewMessage, RecipientRun, RunEvent, RunStatus, StepCommit, StoreError,
+};
 use serde_json::{json, Map, Value};
 
 use crate::registry::Sender;
 use crate::render::{render_step, template_variables};
 use crate::Engine;
 
-fn event(
-    name: &str,
-    ok: bool,
-    step: Option<&Step>,
-    data: Value,
-    now: i64,
-) -> RunEvent {
+fn event(name: &str, ok: bool, step: Option<&Step>, data: Value, now: i64) -> RunEvent {
     RunEvent {
         id: new_id(),
         event: name.to_string(),
@@ -77,7 +73,9 @@ impl Engine {
             }
         };
 
-        let recipient_user = store.get_user(&run.environment_id, &run.recipient_id).await?;
+        let recipient_user = store
+            .get_user(&run.environment_id, &run.recipient_id)
+            .await?;
         let recipient = user_value(
             &run.recipient_id,
             recipient_user.as_ref().map(|u| &u.properties),
@@ -153,7 +151,12 @@ impl Engine {
             error: false,
             now,
         };
-        let Some(channel) = self.inner.channels.by_key(&channel_step.channel_key).cloned() else {
+        let Some(channel) = self
+            .inner
+            .channels
+            .by_key(&channel_step.channel_key)
+            .cloned()
+        else {
             commit.events.push(event(
                 "step_skipped",
                 false,
@@ -164,7 +167,10 @@ impl Engine {
             commit.error = true;
             return commit;
         };
-        let email = recipient.get("email").and_then(Value::as_str).filter(|e| !e.is_empty());
+        let email = recipient
+            .get("email")
+            .and_then(Value::as_str)
+            .filter(|e| !e.is_empty());
         if channel.channel_type == ChannelType::Email && email.is_none() {
             commit.events.push(event(
                 "step_skipped",

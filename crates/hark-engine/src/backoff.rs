@@ -34,7 +34,10 @@ mod tests {
         for attempt in 1..MAX_DELIVERY_ATTEMPTS {
             let base = 15_000 * (1 << (attempt - 1));
             let d = retry_delay_ms(attempt, None);
-            assert!(d >= base - base / 5 && d <= base + base / 5, "{attempt}: {d}");
+            assert!(
+                d >= base - base / 5 && d <= base + base / 5,
+                "{attempt}: {d}"
+            );
         }
     }
 

@@ -104,7 +104,10 @@ impl Engine {
                 sender.send(&email).await
             }
             Sender::Webhook => {
-                let body = content.get("body").and_then(Value::as_str).map(str::to_string);
+                let body = content
+                    .get("body")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 let request = WebhookRequest {
                     method: text(content, "method"),
                     url: text(content, "url"),
@@ -112,7 +115,11 @@ impl Engine {
                     query_params: content_pairs(content, "query_params"),
                     body,
                 };
-                self.inner.channels.webhook.send(&request, &message.id).await
+                self.inner
+                    .channels
+                    .webhook
+                    .send(&request, &message.id)
+                    .await
             }
             Sender::InAppFeed => DeliveryAttempt {
                 outcome: Outcome::Delivered,

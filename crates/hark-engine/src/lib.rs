@@ -104,6 +104,11 @@ impl Engine {
                 break;
             }
             while tasks.try_join_next().is_some() {}
+            // Register interest before claiming so a wake that arrives between the claim
+            // and the sleep is not lost.
+            let notified = self.inner.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             let free = permits.available_permits() as i64;
             let mut claimed = 0;
             if free > 0 {
@@ -133,9 +138,6 @@ impl Engine {
             if claimed as i64 >= self.inner.config.claim_batch {
                 continue;
             }
-            // Register interest before sleeping so a wake between the claim and the wait
-            // is not lost.
-            let notified = self.inner.wake.notified();
             tokio::select! {
                 _ = notified => {}
                 _ = tokio::time::sleep(self.inner.config.poll_interval) => {}

@@ -138,7 +138,9 @@ impl ChannelRegistry {
 
     /// Finds a channel by id or, as a convenience for hand-written requests, by key.
     pub fn by_id_or_key(&self, id_or_key: &str) -> Option<&Arc<Channel>> {
-        self.by_id.get(id_or_key).or_else(|| self.by_key.get(id_or_key))
+        self.by_id
+            .get(id_or_key)
+            .or_else(|| self.by_key.get(id_or_key))
     }
 
     pub fn all(&self) -> &[Arc<Channel>] {
@@ -154,11 +156,12 @@ fn build_channel(
     config: &ChannelConfig,
     delivery_timeout: Duration,
 ) -> Result<Channel, ChannelConfigError> {
-    let channel_type =
-        ChannelType::parse(&config.channel_type).ok_or_else(|| ChannelConfigError::UnknownType {
+    let channel_type = ChannelType::parse(&config.channel_type).ok_or_else(|| {
+        ChannelConfigError::UnknownType {
             key: config.key.clone(),
             channel_type: config.channel_type.clone(),
-        })?;
+        }
+    })?;
     let default_provider = match channel_type {
         ChannelType::InAppFeed => "knock",
         ChannelType::Email => "smtp",
@@ -179,11 +182,12 @@ fn build_channel(
         (ChannelType::Http, "webhook" | "http") => Sender::Webhook,
         (ChannelType::Email, "smtp") => {
             let settings_value = config.settings.clone().unwrap_or(Value::Null);
-            let settings: SmtpSettings =
-                serde_json::from_value(settings_value).map_err(|e| ChannelConfigError::BadSettings {
+            let settings: SmtpSettings = serde_json::from_value(settings_value).map_err(|e| {
+                ChannelConfigError::BadSettings {
                     key: config.key.clone(),
                     detail: e.to_string(),
-                })?;
+                }
+            })?;
             let from_address = settings.from_address.clone();
             let sender = SmtpSender::new(settings, delivery_timeout).map_err(|e| {
                 ChannelConfigError::BadSettings {

@@ -75,7 +75,10 @@ impl Fields<'_> {
             Some(Value::Array(items)) => {
                 for (i, item) in items.iter().enumerate() {
                     let key = item.get("key").and_then(Value::as_str).unwrap_or_default();
-                    let value = item.get("value").and_then(Value::as_str).unwrap_or_default();
+                    let value = item
+                        .get("value")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
                     if key.is_empty() {
                         continue;
                     }

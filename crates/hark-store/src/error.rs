@@ -35,13 +35,15 @@ impl StoreError {
     /// True for errors a caller may retry (busy database, lost connection).
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Database { source, .. } => matches!(
-                source,
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
-            ) || source
-                .as_database_error()
-                .and_then(|e| e.code())
-                .is_some_and(|c| c == "5" || c == "40001" || c == "40P01"),
+            StoreError::Database { source, .. } => {
+                matches!(
+                    source,
+                    sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
+                ) || source
+                    .as_database_error()
+                    .and_then(|e| e.code())
+                    .is_some_and(|c| c == "5" || c == "40001" || c == "40P01")
+            }
             _ => false,
         }
     }

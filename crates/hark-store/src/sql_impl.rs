@@ -599,11 +599,13 @@ impl EnvironmentStore for SqlStore {
     }
 
     async fn signing_keys(&self, environment_id: &str) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query("SELECT public_key_pem FROM signing_keys WHERE environment_id = $1 ORDER BY id")
-            .bind(environment_id)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(StoreError::db("list signing keys"))?;
+        let rows = sqlx::query(
+            "SELECT public_key_pem FROM signing_keys WHERE environment_id = $1 ORDER BY id",
+        )
+        .bind(environment_id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(StoreError::db("list signing keys"))?;
         rows.iter()
             .map(|r| get(r, "public_key_pem", "list signing keys"))
             .collect()
@@ -621,7 +623,9 @@ impl UserStore for SqlStore {
     ) -> StoreResult<UserRecord> {
         let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
         let user = upsert_user_tx(&mut tx, environment_id, id, properties, now).await?;
-        tx.commit().await.map_err(StoreError::db("commit upsert user"))?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("commit upsert user"))?;
         Ok(user)
     }
 
@@ -683,7 +687,10 @@ impl UserStore for SqlStore {
             .fetch_all(&self.reader)
             .await
             .map_err(StoreError::db("list users"))?;
-        let users = rows.iter().map(user_from_row).collect::<Result<Vec<_>, _>>()?;
+        let users = rows
+            .iter()
+            .map(user_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(finish_page(users, size, page, backwards, |u| {
             cursor::encode_pair(u.inserted_at, &u.id)
         }))
@@ -751,7 +758,9 @@ impl UserStore for SqlStore {
         }
         let op = completed_bulk("users.identify", users.len() as i64, now);
         insert_bulk_operation(&mut tx, environment_id, &op).await?;
-        tx.commit().await.map_err(StoreError::db("commit bulk identify"))?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("commit bulk identify"))?;
         Ok(op)
     }
 
@@ -772,7 +781,9 @@ impl UserStore for SqlStore {
         }
         let op = completed_bulk("users.delete", ids.len() as i64, now);
         insert_bulk_operation(&mut tx, environment_id, &op).await?;
-        tx.commit().await.map_err(StoreError::db("commit bulk delete"))?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("commit bulk delete"))?;
         Ok(op)
     }
 
@@ -781,12 +792,13 @@ impl UserStore for SqlStore {
         environment_id: &str,
         id: &str,
     ) -> StoreResult<Option<BulkOperation>> {
-        let row = sqlx::query("SELECT * FROM bulk_operations WHERE environment_id = $1 AND id = $2")
-            .bind(environment_id)
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(StoreError::db("get bulk operation"))?;
+        let row =
+            sqlx::query("SELECT * FROM bulk_operations WHERE environment_id = $1 AND id = $2")
+                .bind(environment_id)
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(StoreError::db("get bulk operation"))?;
         row.as_ref().map(bulk_from_row).transpose()
     }
 }
@@ -884,7 +896,11 @@ impl WorkflowStore for SqlStore {
             let Some(key) = cursor::decode(c) else {
                 return Ok(empty_page());
             };
-            qb.push(if backwards { " AND key < " } else { " AND key > " });
+            qb.push(if backwards {
+                " AND key < "
+            } else {
+                " AND key > "
+            });
             qb.push_bind(key);
         }
         qb.push(if backwards {
@@ -1022,7 +1038,12 @@ impl RunStore for SqlStore {
             .await;
             let lost_race = match inserted {
                 Ok(done) => done.rows_affected() == 0,
-                Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => true,
+                Err(e)
+                    if e.as_database_error()
+                        .is_some_and(|d| d.is_unique_violation()) =>
+                {
+                    true
+                }
                 Err(e) => return Err(StoreError::db(OP)(e)),
             };
             if lost_race {
@@ -1064,7 +1085,8 @@ impl RunStore for SqlStore {
         let run_ids: Vec<String> = t.recipients.iter().map(|_| new_id()).collect();
         let pairs: Vec<(&String, &String)> = t.recipients.iter().zip(run_ids.iter()).collect();
         for chunk in pairs.chunks(200) {
-            let mut qb = QueryBuilder::<Db>::new(format!("INSERT INTO recipient_runs ({RUN_COLUMNS}) "));
+            let mut qb =
+                QueryBuilder::<Db>::new(format!("INSERT INTO recipient_runs ({RUN_COLUMNS}) "));
             qb.push_values(chunk.iter(), |mut b, (recipient, run_id)| {
                 b.push_bind((*run_id).clone())
                     .push_bind(t.environment_id.clone())
@@ -1082,7 +1104,10 @@ impl RunStore for SqlStore {
                     .push_bind(t.now)
                     .push_bind(t.now);
             });
-            qb.build().execute(&mut *tx).await.map_err(StoreError::db(OP))?;
+            qb.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db(OP))?;
             let mut qb = QueryBuilder::<Db>::new(
                 "INSERT INTO jobs (id, environment_id, kind, ref_id, run_at, lease, attempts, created_at) ",
             );
@@ -1096,9 +1121,14 @@ impl RunStore for SqlStore {
                     .push_bind(0_i64)
                     .push_bind(t.now);
             });
-            qb.build().execute(&mut *tx).await.map_err(StoreError::db(OP))?;
+            qb.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db(OP))?;
         }
-        tx.commit().await.map_err(StoreError::db("commit trigger"))?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("commit trigger"))?;
         Ok(TriggerOutcome::Accepted)
     }
 
@@ -1112,7 +1142,9 @@ impl RunStore for SqlStore {
     ) -> StoreResult<u64> {
         const OP: &str = "cancel runs";
         let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
-        let mut qb = QueryBuilder::<Db>::new("UPDATE recipient_runs SET status = 'cancelled', updated_at = ");
+        let mut qb = QueryBuilder::<Db>::new(
+            "UPDATE recipient_runs SET status = 'cancelled', updated_at = ",
+        );
         qb.push_bind(now);
         qb.push(" WHERE environment_id = ");
         qb.push_bind(environment_id.to_string());
@@ -1216,8 +1248,13 @@ impl RunStore for SqlStore {
             .fetch_all(&self.reader)
             .await
             .map_err(StoreError::db("list recipient runs"))?;
-        let runs = rows.iter().map(run_from_row).collect::<Result<Vec<_>, _>>()?;
-        Ok(finish_page(runs, size, page, backwards, |r| cursor::encode(&r.id)))
+        let runs = rows
+            .iter()
+            .map(run_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(finish_page(runs, size, page, backwards, |r| {
+            cursor::encode(&r.id)
+        }))
     }
 
     async fn run_events(&self, run_id: &str) -> StoreResult<Vec<RunEvent>> {
@@ -1482,11 +1519,13 @@ impl JobStore for SqlStore {
 
     async fn load_run_for_job(&self, run_id: &str) -> StoreResult<Option<(RecipientRun, Value)>> {
         const OP: &str = "load run for job";
-        let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM recipient_runs WHERE id = $1"))
-            .bind(run_id)
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(StoreError::db(OP))?;
+        let row = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM recipient_runs WHERE id = $1"
+        ))
+        .bind(run_id)
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(StoreError::db(OP))?;
         let Some(row) = row else { return Ok(None) };
         let run = run_from_row(&row)?;
         let definition = self
@@ -1604,11 +1643,7 @@ impl JobStore for SqlStore {
         Ok(true)
     }
 
-    async fn commit_delivery(
-        &self,
-        job: &ClaimedJob,
-        d: &DeliveryCommit,
-    ) -> StoreResult<bool> {
+    async fn commit_delivery(&self, job: &ClaimedJob, d: &DeliveryCommit) -> StoreResult<bool> {
         const OP: &str = "commit delivery";
         let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
         if !hold_lease(&mut tx, job).await? {
@@ -1683,22 +1718,25 @@ impl JobStore for SqlStore {
     }
 
     async fn retry_job_at(&self, job: &ClaimedJob, run_at: Millis) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE jobs SET run_at = $1, lease = NULL WHERE id = $2 AND lease = $3")
-            .bind(run_at)
-            .bind(&job.id)
-            .bind(&job.lease)
-            .execute(&self.writer)
-            .await
-            .map_err(StoreError::db("retry job"))?;
+        let done =
+            sqlx::query("UPDATE jobs SET run_at = $1, lease = NULL WHERE id = $2 AND lease = $3")
+                .bind(run_at)
+                .bind(&job.id)
+                .bind(&job.lease)
+                .execute(&self.writer)
+                .await
+                .map_err(StoreError::db("retry job"))?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn load_message_for_job(&self, message_id: &str) -> StoreResult<Option<MessageRecord>> {
-        let row = sqlx::query(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1"))
-            .bind(message_id)
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(StoreError::db("load message for job"))?;
+        let row = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1"
+        ))
+        .bind(message_id)
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(StoreError::db("load message for job"))?;
         row.as_ref().map(message_from_row).transpose()
     }
 

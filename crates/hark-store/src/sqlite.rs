@@ -13,7 +13,8 @@ pub type Db = sqlx::Sqlite;
 pub const BACKEND_NAME: &str = "sqlite";
 
 /// SQLite has no row locks; the single writer connection already serializes claims.
-pub const CLAIM_JOBS_SQL: &str = "UPDATE jobs SET lease = $1, run_at = $2, attempts = attempts + 1 \
+pub const CLAIM_JOBS_SQL: &str =
+    "UPDATE jobs SET lease = $1, run_at = $2, attempts = attempts + 1 \
      WHERE id IN (SELECT id FROM jobs WHERE run_at <= $3 ORDER BY run_at LIMIT $4) \
      RETURNING id, environment_id, kind, ref_id, attempts, lease";
 

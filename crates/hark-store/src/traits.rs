@@ -93,8 +93,11 @@ pub trait WorkflowStore {
         commit: bool,
         now: Millis,
     ) -> StoreResult<WorkflowRecord>;
-    async fn get_workflow(&self, environment_id: &str, key: &str)
-        -> StoreResult<Option<WorkflowRecord>>;
+    async fn get_workflow(
+        &self,
+        environment_id: &str,
+        key: &str,
+    ) -> StoreResult<Option<WorkflowRecord>>;
     async fn list_workflows(
         &self,
         environment_id: &str,
@@ -151,8 +154,11 @@ pub trait RunStore {
 
 #[async_trait]
 pub trait MessageStore {
-    async fn get_message(&self, environment_id: &str, id: &str)
-        -> StoreResult<Option<MessageRecord>>;
+    async fn get_message(
+        &self,
+        environment_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<MessageRecord>>;
     async fn list_messages(
         &self,
         environment_id: &str,
@@ -200,8 +206,11 @@ pub trait JobStore {
     /// writes nothing) when the lease was lost. When the run finishes the job is deleted.
     async fn commit_step(&self, job: &ClaimedJob, step: &StepCommit) -> StoreResult<bool>;
     /// Commits one delivery attempt if `job` still holds its lease.
-    async fn commit_delivery(&self, job: &ClaimedJob, delivery: &DeliveryCommit)
-        -> StoreResult<bool>;
+    async fn commit_delivery(
+        &self,
+        job: &ClaimedJob,
+        delivery: &DeliveryCommit,
+    ) -> StoreResult<bool>;
     /// Deletes the job if `job` still holds its lease.
     async fn complete_job(&self, job: &ClaimedJob) -> StoreResult<bool>;
     /// Releases the job to run again at `run_at` if `job` still holds its lease.

@@ -20,7 +20,9 @@ async fn sqlite() -> Fixture {
 }
 
 async fn postgres() -> Fixture {
-    let url = testing::fresh_postgres_database().await.expect("fresh postgres database");
+    let url = testing::fresh_postgres_database()
+        .await
+        .expect("fresh postgres database");
     let store = connect(&url).await.expect("postgres store");
     fixture(store, None).await
 }
@@ -33,7 +35,11 @@ async fn fixture(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) -> Fixtu
         .expect("lookup")
         .expect("development exists")
         .id;
-    Fixture { store, env, _dir: dir }
+    Fixture {
+        store,
+        env,
+        _dir: dir,
+    }
 }
 
 fn props(v: Value) -> Map<String, Value> {
@@ -67,35 +73,88 @@ contract!(
 );
 
 async fn environments_and_credentials(f: Fixture) {
-    f.store.ensure_default_environments(2).await.expect("idempotent");
-    let prod = f.store.environment_by_slug("production").await.expect("q").expect("prod");
-    assert!(prod.enhanced_security, "production enforces user tokens by default");
-    let dev = f.store.environment_by_slug("development").await.expect("q").expect("dev");
+    f.store
+        .ensure_default_environments(2)
+        .await
+        .expect("idempotent");
+    let prod = f
+        .store
+        .environment_by_slug("production")
+        .await
+        .expect("q")
+        .expect("prod");
+    assert!(
+        prod.enhanced_security,
+        "production enforces user tokens by default"
+    );
+    let dev = f
+        .store
+        .environment_by_slug("development")
+        .await
+        .expect("q")
+        .expect("dev");
     assert!(!dev.enhanced_security);
-    f.store.create_api_key(&f.env, KeyKind::Secret, &hash_secret("sk_a"), 1).await.expect("key");
-    let (env, kind) = f.store.find_api_key(&hash_secret("sk_a")).await.expect("q").expect("found");
+    f.store
+        .create_api_key(&f.env, KeyKind::Secret, &hash_secret("sk_a"), 1)
+        .await
+        .expect("key");
+    let (env, kind) = f
+        .store
+        .find_api_key(&hash_secret("sk_a"))
+        .await
+        .expect("q")
+        .expect("found");
     assert_eq!((env.slug.as_str(), kind), ("development", KeyKind::Secret));
-    assert!(f.store.find_api_key(&hash_secret("sk_b")).await.expect("q").is_none());
-    f.store.create_service_token(&hash_secret("t"), 1).await.expect("token");
-    assert!(f.store.service_token_exists(&hash_secret("t")).await.expect("q"));
-    assert!(!f.store.service_token_exists(&hash_secret("u")).await.expect("q"));
+    assert!(f
+        .store
+        .find_api_key(&hash_secret("sk_b"))
+        .await
+        .expect("q")
+        .is_none());
+    f.store
+        .create_service_token(&hash_secret("t"), 1)
+        .await
+        .expect("token");
+    assert!(f
+        .store
+        .service_token_exists(&hash_secret("t"))
+        .await
+        .expect("q"));
+    assert!(!f
+        .store
+        .service_token_exists(&hash_secret("u"))
+        .await
+        .expect("q"));
 }
 
 async fn users_merge_properties_and_paginate(f: Fixture) {
     let u = f
         .store
-        .upsert_user(&f.env, "u1", &props(json!({"name": "A", "plan": "pro"})), 10)
+        .upsert_user(
+            &f.env,
+            "u1",
+            &props(json!({"name": "A", "plan": "pro"})),
+            10,
+        )
         .await
         .expect("upsert");
     assert_eq!(u.properties["plan"], json!("pro"));
     let u = f
         .store
-        .upsert_user(&f.env, "u1", &props(json!({"email": "a@x.io", "plan": null})), 20)
+        .upsert_user(
+            &f.env,
+            "u1",
+            &props(json!({"email": "a@x.io", "plan": null})),
+            20,
+        )
         .await
         .expect("upsert");
     assert_eq!(u.properties.get("name"), Some(&json!("A")));
     assert_eq!(u.properties.get("email"), Some(&json!("a@x.io")));
-    assert!(u.properties.get("plan").is_none(), "null removes a property");
+    assert!(
+        u.properties.get("plan").is_none(),
+        "null removes a property"
+    );
     assert_eq!((u.inserted_at, u.updated_at), (10, 20));
 
     for i in 2..=5 {
@@ -104,7 +163,10 @@ async fn users_merge_properties_and_paginate(f: Fixture) {
             .await
             .expect("upsert");
     }
-    let mut page = PageRequest { page_size: 2, ..Default::default() };
+    let mut page = PageRequest {
+        page_size: 2,
+        ..Default::default()
+    };
     let mut seen = Vec::new();
     loop {
         let p = f.store.list_users(&f.env, &page).await.expect("list");
@@ -116,7 +178,11 @@ async fn users_merge_properties_and_paginate(f: Fixture) {
     }
     assert_eq!(seen, vec!["u1", "u2", "u3", "u4", "u5"]);
     assert!(f.store.delete_user(&f.env, "u3").await.expect("delete"));
-    assert!(!f.store.delete_user(&f.env, "u3").await.expect("delete twice"));
+    assert!(!f
+        .store
+        .delete_user(&f.env, "u3")
+        .await
+        .expect("delete twice"));
     assert!(f.store.get_user(&f.env, "u3").await.expect("get").is_none());
 }
 
@@ -134,32 +200,88 @@ async fn users_merge_and_bulk(f: Fixture) {
         .await
         .expect("bulk");
     assert_eq!((op.status.as_str(), op.success_count), ("completed", 2));
-    assert_eq!(f.store.get_bulk_operation(&f.env, &op.id).await.expect("q"), Some(op));
-    let merged = f.store.merge_users(&f.env, "a", "b", 6).await.expect("merge").expect("both exist");
+    assert_eq!(
+        f.store.get_bulk_operation(&f.env, &op.id).await.expect("q"),
+        Some(op)
+    );
+    let merged = f
+        .store
+        .merge_users(&f.env, "a", "b", 6)
+        .await
+        .expect("merge")
+        .expect("both exist");
     assert_eq!(merged.properties["name"], json!("Keep"));
     assert_eq!(merged.properties["y"], json!(2));
     assert!(f.store.get_user(&f.env, "b").await.expect("q").is_none());
-    assert!(f.store.merge_users(&f.env, "a", "nobody", 7).await.expect("merge").is_none());
-    let op = f.store.bulk_delete_users(&f.env, &["a".into()], 8).await.expect("bulk delete");
+    assert!(f
+        .store
+        .merge_users(&f.env, "a", "nobody", 7)
+        .await
+        .expect("merge")
+        .is_none());
+    let op = f
+        .store
+        .bulk_delete_users(&f.env, &["a".into()], 8)
+        .await
+        .expect("bulk delete");
     assert_eq!(op.success_count, 1);
     assert!(f.store.get_user(&f.env, "a").await.expect("q").is_none());
 }
 
 async fn workflows_commit_versions(f: Fixture) {
     let def1 = json!({"name": "W", "steps": []});
-    let w = f.store.save_workflow(&f.env, "w", &def1, false, 1).await.expect("save");
+    let w = f
+        .store
+        .save_workflow(&f.env, "w", &def1, false, 1)
+        .await
+        .expect("save");
     assert_eq!(w.committed_version, None);
-    assert!(f.store.committed_workflow(&f.env, "w").await.expect("q").is_none());
-    f.store.save_workflow(&f.env, "w", &def1, true, 2).await.expect("commit");
+    assert!(f
+        .store
+        .committed_workflow(&f.env, "w")
+        .await
+        .expect("q")
+        .is_none());
+    f.store
+        .save_workflow(&f.env, "w", &def1, true, 2)
+        .await
+        .expect("commit");
     let def2 = json!({"name": "W2", "steps": []});
-    let w = f.store.save_workflow(&f.env, "w", &def2, true, 3).await.expect("commit 2");
+    let w = f
+        .store
+        .save_workflow(&f.env, "w", &def2, true, 3)
+        .await
+        .expect("commit 2");
     assert_eq!(w.committed_version, Some(2));
-    let c = f.store.committed_workflow(&f.env, "w").await.expect("q").expect("committed");
+    let c = f
+        .store
+        .committed_workflow(&f.env, "w")
+        .await
+        .expect("q")
+        .expect("committed");
     assert_eq!((c.version, c.definition), (2, def2.clone()));
-    assert_eq!(f.store.workflow_version(&f.env, "w", 1).await.expect("q"), Some(def1));
-    let w = f.store.set_workflow_active(&f.env, "w", false, 4).await.expect("q").expect("exists");
+    assert_eq!(
+        f.store.workflow_version(&f.env, "w", 1).await.expect("q"),
+        Some(def1)
+    );
+    let w = f
+        .store
+        .set_workflow_active(&f.env, "w", false, 4)
+        .await
+        .expect("q")
+        .expect("exists");
     assert!(!w.active);
-    let page = f.store.list_workflows(&f.env, &PageRequest { page_size: 10, ..Default::default() }).await.expect("list");
+    let page = f
+        .store
+        .list_workflows(
+            &f.env,
+            &PageRequest {
+                page_size: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list");
     assert_eq!(page.entries.len(), 1);
 }
 
@@ -184,18 +306,45 @@ async fn trigger_creates_runs_and_jobs(f: Fixture) {
     let recipients: Vec<String> = (0..450).map(|i| format!("r{i}")).collect();
     let refs: Vec<&str> = recipients.iter().map(String::as_str).collect();
     let t = trigger(&f.env, &refs, 100);
-    assert_eq!(f.store.create_trigger(&t).await.expect("trigger"), TriggerOutcome::Accepted);
+    assert_eq!(
+        f.store.create_trigger(&t).await.expect("trigger"),
+        TriggerOutcome::Accepted
+    );
     assert_eq!(f.store.pending_job_count().await.expect("count"), 450);
-    let user = f.store.get_user(&f.env, "r1").await.expect("q").expect("inline user identified");
+    let user = f
+        .store
+        .get_user(&f.env, "r1")
+        .await
+        .expect("q")
+        .expect("inline user identified");
     assert_eq!(user.properties["email"], json!("r1@x.io"));
-    assert!(f.store.claim_due_jobs(99, 10, 1000).await.expect("claim").is_empty(), "not due yet");
+    assert!(
+        f.store
+            .claim_due_jobs(99, 10, 1000)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "not due yet"
+    );
     let jobs = f.store.claim_due_jobs(100, 500, 1000).await.expect("claim");
     assert_eq!(jobs.len(), 450);
-    assert!(f.store.claim_due_jobs(100, 500, 1000).await.expect("claim").is_empty(), "leased");
+    assert!(
+        f.store
+            .claim_due_jobs(100, 500, 1000)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "leased"
+    );
     let (run, _) = match f.store.load_run_for_job(&jobs[0].ref_id).await {
         Err(StoreError::Corrupt { .. }) => {
             // The workflow version was never saved in this test; the run itself is there.
-            let run = f.store.get_recipient_run(&f.env, &jobs[0].ref_id).await.expect("q").expect("run");
+            let run = f
+                .store
+                .get_recipient_run(&f.env, &jobs[0].ref_id)
+                .await
+                .expect("q")
+                .expect("run");
             (run, Value::Null)
         }
         other => other.expect("load").expect("run"),
@@ -212,7 +361,10 @@ async fn idempotency_replays_and_refuses_other_bodies(f: Fixture) {
         response: json!({"workflow_run_id": t.workflow_run_id}),
         not_before: 0,
     });
-    assert_eq!(f.store.create_trigger(&t).await.expect("first"), TriggerOutcome::Accepted);
+    assert_eq!(
+        f.store.create_trigger(&t).await.expect("first"),
+        TriggerOutcome::Accepted
+    );
     let first_response = json!({"workflow_run_id": t.workflow_run_id});
     let mut again = t.clone();
     again.workflow_run_id = "other".into();
@@ -230,13 +382,20 @@ async fn idempotency_replays_and_refuses_other_bodies(f: Fixture) {
         f.store.create_trigger(&again).await.expect("reuse"),
         TriggerOutcome::IdempotencyKeyReused
     );
-    assert_eq!(f.store.pending_job_count().await.expect("count"), 1, "nothing else stored");
+    assert_eq!(
+        f.store.pending_job_count().await.expect("count"),
+        1,
+        "nothing else stored"
+    );
     // After the window the key is free again.
     if let Some(c) = again.idempotency.as_mut() {
         c.not_before = 2000;
     }
     again.now = 3000;
-    assert_eq!(f.store.create_trigger(&again).await.expect("expired"), TriggerOutcome::Accepted);
+    assert_eq!(
+        f.store.create_trigger(&again).await.expect("expired"),
+        TriggerOutcome::Accepted
+    );
 }
 
 async fn concurrent_idempotent_triggers_store_one_run(f: Fixture) {
@@ -265,15 +424,31 @@ async fn concurrent_idempotent_triggers_store_one_run(f: Fixture) {
         }
     }
     assert_eq!(accepted, 1);
-    assert!(replayed.len() <= 1, "every replay answers with the one stored response");
+    assert!(
+        replayed.len() <= 1,
+        "every replay answers with the one stored response"
+    );
     assert_eq!(f.store.pending_job_count().await.expect("count"), 1);
 }
 
 async fn leases_fence_stale_workers(f: Fixture) {
-    f.store.create_trigger(&trigger(&f.env, &["a"], 0)).await.expect("trigger");
-    let stale = f.store.claim_due_jobs(0, 1, 100).await.expect("claim").remove(0);
+    f.store
+        .create_trigger(&trigger(&f.env, &["a"], 0))
+        .await
+        .expect("trigger");
+    let stale = f
+        .store
+        .claim_due_jobs(0, 1, 100)
+        .await
+        .expect("claim")
+        .remove(0);
     // The stale worker's lease expires; another worker takes the job over.
-    let fresh = f.store.claim_due_jobs(101, 1, 100).await.expect("reclaim").remove(0);
+    let fresh = f
+        .store
+        .claim_due_jobs(101, 1, 100)
+        .await
+        .expect("reclaim")
+        .remove(0);
     assert_eq!(stale.id, fresh.id);
     assert_eq!(fresh.attempts, 2);
     let step = StepCommit {
@@ -286,12 +461,27 @@ async fn leases_fence_stale_workers(f: Fixture) {
         error: false,
         now: 102,
     };
-    assert!(!f.store.commit_step(&stale, &step).await.expect("stale commit"), "refused");
+    assert!(
+        !f.store
+            .commit_step(&stale, &step)
+            .await
+            .expect("stale commit"),
+        "refused"
+    );
     assert!(!f.store.complete_job(&stale).await.expect("stale complete"));
     assert!(!f.store.retry_job_at(&stale, 5).await.expect("stale retry"));
-    assert!(f.store.commit_step(&fresh, &step).await.expect("fresh commit"));
+    assert!(f
+        .store
+        .commit_step(&fresh, &step)
+        .await
+        .expect("fresh commit"));
     assert_eq!(f.store.pending_job_count().await.expect("count"), 0);
-    let run = f.store.get_recipient_run(&f.env, &fresh.ref_id).await.expect("q").expect("run");
+    let run = f
+        .store
+        .get_recipient_run(&f.env, &fresh.ref_id)
+        .await
+        .expect("q")
+        .expect("run");
     assert_eq!(run.status, RunStatus::Completed);
 }
 
@@ -321,7 +511,12 @@ async fn commit_message(f: &Fixture, m: NewMessage, enqueue: bool) -> bool {
     let mut t = trigger(&f.env, &[m.recipient_id.as_str()], 0);
     t.inline_users.clear();
     f.store.create_trigger(&t).await.expect("trigger");
-    let job = f.store.claim_due_jobs(i64::MAX / 4, 1, 1000).await.expect("claim").remove(0);
+    let job = f
+        .store
+        .claim_due_jobs(i64::MAX / 4, 1, 1000)
+        .await
+        .expect("claim")
+        .remove(0);
     let mut m = m;
     m.recipient_run_id = job.ref_id.clone();
     f.store
@@ -343,8 +538,16 @@ async fn commit_message(f: &Fixture, m: NewMessage, enqueue: bool) -> bool {
 }
 
 async fn one_message_per_run_and_step(f: Fixture) {
-    f.store.create_trigger(&trigger(&f.env, &["a"], 0)).await.expect("trigger");
-    let job = f.store.claim_due_jobs(0, 1, 1000).await.expect("claim").remove(0);
+    f.store
+        .create_trigger(&trigger(&f.env, &["a"], 0))
+        .await
+        .expect("trigger");
+    let job = f
+        .store
+        .claim_due_jobs(0, 1, 1000)
+        .await
+        .expect("claim")
+        .remove(0);
     for _ in 0..3 {
         let step = StepCommit {
             run_id: job.ref_id.clone(),
@@ -358,8 +561,22 @@ async fn one_message_per_run_and_step(f: Fixture) {
         };
         assert!(f.store.commit_step(&job, &step).await.expect("commit"));
     }
-    let filter = MessageFilter { recipient_id: Some("a".into()), ..Default::default() };
-    let page = f.store.list_messages(&f.env, &filter, &PageRequest { page_size: 50, ..Default::default() }).await.expect("list");
+    let filter = MessageFilter {
+        recipient_id: Some("a".into()),
+        ..Default::default()
+    };
+    let page = f
+        .store
+        .list_messages(
+            &f.env,
+            &filter,
+            &PageRequest {
+                page_size: 50,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list");
     assert_eq!(page.entries.len(), 1, "the unique key keeps one message");
     // One advance job plus exactly one delivery job.
     assert_eq!(f.store.pending_job_count().await.expect("count"), 2);
@@ -375,7 +592,18 @@ async fn feed_filters_counts_and_engagement(f: Fixture) {
         archived: ArchivedFilter::Exclude,
         ..Default::default()
     };
-    let all = f.store.list_messages(&f.env, &base, &PageRequest { page_size: 50, ..Default::default() }).await.expect("list");
+    let all = f
+        .store
+        .list_messages(
+            &f.env,
+            &base,
+            &PageRequest {
+                page_size: 50,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list");
     assert_eq!(all.entries.len(), 5);
     let ids: Vec<String> = all.entries.iter().map(|m| m.id.clone()).collect();
     let mut sorted = ids.clone();
@@ -384,59 +612,237 @@ async fn feed_filters_counts_and_engagement(f: Fixture) {
     assert_eq!(ids, sorted, "newest first");
 
     // Pages of 2 forwards, then back with `before`.
-    let p1 = f.store.list_messages(&f.env, &base, &PageRequest { page_size: 2, ..Default::default() }).await.expect("p1");
-    let p2 = f.store.list_messages(&f.env, &base, &PageRequest { page_size: 2, after: p1.after.clone(), ..Default::default() }).await.expect("p2");
-    assert_eq!(p2.entries.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), ids[2..4].to_vec());
-    let back = f.store.list_messages(&f.env, &base, &PageRequest { page_size: 2, before: p2.before.clone(), ..Default::default() }).await.expect("back");
-    assert_eq!(back.entries.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), ids[0..2].to_vec());
+    let p1 = f
+        .store
+        .list_messages(
+            &f.env,
+            &base,
+            &PageRequest {
+                page_size: 2,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("p1");
+    let p2 = f
+        .store
+        .list_messages(
+            &f.env,
+            &base,
+            &PageRequest {
+                page_size: 2,
+                after: p1.after.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("p2");
+    assert_eq!(
+        p2.entries.iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
+        ids[2..4].to_vec()
+    );
+    let back = f
+        .store
+        .list_messages(
+            &f.env,
+            &base,
+            &PageRequest {
+                page_size: 2,
+                before: p2.before.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("back");
+    assert_eq!(
+        back.entries
+            .iter()
+            .map(|m| m.id.clone())
+            .collect::<Vec<_>>(),
+        ids[0..2].to_vec()
+    );
 
     let counts = f.store.count_feed(&f.env, &base).await.expect("counts");
-    assert_eq!(counts, FeedCounts { total: 5, unread: 5, unseen: 5 });
-    let changed = f.store.set_engagement(&f.env, &ids[0..2], Engagement::Read, 50).await.expect("read");
+    assert_eq!(
+        counts,
+        FeedCounts {
+            total: 5,
+            unread: 5,
+            unseen: 5
+        }
+    );
+    let changed = f
+        .store
+        .set_engagement(&f.env, &ids[0..2], Engagement::Read, 50)
+        .await
+        .expect("read");
     assert!(changed.iter().all(|m| m.read_at == Some(50)));
-    f.store.set_engagement(&f.env, &ids[0..1], Engagement::Seen, 50).await.expect("seen");
-    f.store.set_engagement(&f.env, &ids[4..5], Engagement::Archived, 50).await.expect("archive");
+    f.store
+        .set_engagement(&f.env, &ids[0..1], Engagement::Seen, 50)
+        .await
+        .expect("seen");
+    f.store
+        .set_engagement(&f.env, &ids[4..5], Engagement::Archived, 50)
+        .await
+        .expect("archive");
     let counts = f.store.count_feed(&f.env, &base).await.expect("counts");
-    assert_eq!(counts, FeedCounts { total: 4, unread: 2, unseen: 3 });
-    let unread = MessageFilter { engagement: vec!["unread".into()], ..base.clone() };
-    let page = f.store.list_messages(&f.env, &unread, &PageRequest { page_size: 50, ..Default::default() }).await.expect("unread");
+    assert_eq!(
+        counts,
+        FeedCounts {
+            total: 4,
+            unread: 2,
+            unseen: 3
+        }
+    );
+    let unread = MessageFilter {
+        engagement: vec!["unread".into()],
+        ..base.clone()
+    };
+    let page = f
+        .store
+        .list_messages(
+            &f.env,
+            &unread,
+            &PageRequest {
+                page_size: 50,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("unread");
     assert_eq!(page.entries.len(), 2);
-    let events = f.store.message_events(&f.env, &ids[0]).await.expect("events");
+    let events = f
+        .store
+        .message_events(&f.env, &ids[0])
+        .await
+        .expect("events");
     let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    assert!(types.contains(&"message.read") && types.contains(&"message.seen"), "{types:?}");
+    assert!(
+        types.contains(&"message.read") && types.contains(&"message.seen"),
+        "{types:?}"
+    );
     // Marking unread what is unread changes nothing and records nothing.
-    f.store.set_engagement(&f.env, &ids[3..4], Engagement::Unread, 60).await.expect("unread");
-    assert!(f.store.message_events(&f.env, &ids[3]).await.expect("events").iter().all(|e| e.event_type != "message.unread"));
-    let by_category = MessageFilter { categories: vec!["nope".into()], ..base.clone() };
-    assert_eq!(f.store.count_feed(&f.env, &by_category).await.expect("c").total, 0);
+    f.store
+        .set_engagement(&f.env, &ids[3..4], Engagement::Unread, 60)
+        .await
+        .expect("unread");
+    assert!(f
+        .store
+        .message_events(&f.env, &ids[3])
+        .await
+        .expect("events")
+        .iter()
+        .all(|e| e.event_type != "message.unread"));
+    let by_category = MessageFilter {
+        categories: vec!["nope".into()],
+        ..base.clone()
+    };
+    assert_eq!(
+        f.store
+            .count_feed(&f.env, &by_category)
+            .await
+            .expect("c")
+            .total,
+        0
+    );
     // Another environment sees none of it.
-    let prod = f.store.environment_by_slug("production").await.expect("q").expect("prod");
-    assert_eq!(f.store.count_feed(&prod.id, &base).await.expect("c").total, 0);
-    assert!(f.store.get_message(&prod.id, &ids[0]).await.expect("q").is_none());
+    let prod = f
+        .store
+        .environment_by_slug("production")
+        .await
+        .expect("q")
+        .expect("prod");
+    assert_eq!(
+        f.store.count_feed(&prod.id, &base).await.expect("c").total,
+        0
+    );
+    assert!(f
+        .store
+        .get_message(&prod.id, &ids[0])
+        .await
+        .expect("q")
+        .is_none());
 }
 
 async fn cancel_drops_pending_jobs(f: Fixture) {
-    f.store.create_trigger(&trigger(&f.env, &["a", "b"], 0)).await.expect("trigger");
-    let n = f.store.cancel_runs(&f.env, "w", "ck", Some(&["a".into()]), 1).await.expect("cancel");
+    f.store
+        .create_trigger(&trigger(&f.env, &["a", "b"], 0))
+        .await
+        .expect("trigger");
+    let n = f
+        .store
+        .cancel_runs(&f.env, "w", "ck", Some(&["a".into()]), 1)
+        .await
+        .expect("cancel");
     assert_eq!(n, 1);
     assert_eq!(f.store.pending_job_count().await.expect("count"), 1);
-    let n = f.store.cancel_runs(&f.env, "w", "ck", None, 2).await.expect("cancel");
+    let n = f
+        .store
+        .cancel_runs(&f.env, "w", "ck", None, 2)
+        .await
+        .expect("cancel");
     assert_eq!(n, 1);
     assert_eq!(f.store.pending_job_count().await.expect("count"), 0);
-    assert_eq!(f.store.cancel_runs(&f.env, "w", "ck", None, 3).await.expect("again"), 0);
-    let runs = f.store.list_recipient_runs(&f.env, &RunFilter::default(), &PageRequest { page_size: 10, ..Default::default() }).await.expect("runs");
-    assert!(runs.entries.iter().all(|r| r.status == RunStatus::Cancelled));
-    let events = f.store.run_events(&runs.entries[0].id).await.expect("events");
+    assert_eq!(
+        f.store
+            .cancel_runs(&f.env, "w", "ck", None, 3)
+            .await
+            .expect("again"),
+        0
+    );
+    let runs = f
+        .store
+        .list_recipient_runs(
+            &f.env,
+            &RunFilter::default(),
+            &PageRequest {
+                page_size: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("runs");
+    assert!(runs
+        .entries
+        .iter()
+        .all(|r| r.status == RunStatus::Cancelled));
+    let events = f
+        .store
+        .run_events(&runs.entries[0].id)
+        .await
+        .expect("events");
     assert_eq!(events[0].event, "workflow_run_cancelled");
 }
 
 async fn delivery_commit_retries_and_logs(f: Fixture) {
     let m = message(&f.env, "x", "email", "u", 1);
     assert!(commit_message(&f, m, true).await);
-    let filter = MessageFilter { recipient_id: Some("u".into()), ..Default::default() };
-    let msg = f.store.list_messages(&f.env, &filter, &PageRequest { page_size: 5, ..Default::default() }).await.expect("list").entries.remove(0);
-    let job = f.store.claim_due_jobs(i64::MAX / 4, 10, 1000).await.expect("claim")
-        .into_iter().find(|j| j.kind == JobKind::DeliverMessage).expect("delivery job");
+    let filter = MessageFilter {
+        recipient_id: Some("u".into()),
+        ..Default::default()
+    };
+    let msg = f
+        .store
+        .list_messages(
+            &f.env,
+            &filter,
+            &PageRequest {
+                page_size: 5,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list")
+        .entries
+        .remove(0);
+    let job = f
+        .store
+        .claim_due_jobs(i64::MAX / 4, 10, 1000)
+        .await
+        .expect("claim")
+        .into_iter()
+        .find(|j| j.kind == JobKind::DeliverMessage)
+        .expect("delivery job");
     let log = |id: &str| DeliveryLog {
         id: id.to_string(),
         environment_id: f.env.clone(),
@@ -456,12 +862,46 @@ async fn delivery_commit_retries_and_logs(f: Fixture) {
         now: 7,
     };
     assert!(f.store.commit_delivery(&job, &retry).await.expect("commit"));
-    assert!(f.store.claim_due_jobs(999, 10, 10).await.expect("claim").iter().all(|j| j.id != job.id));
-    let again = f.store.claim_due_jobs(1_000, 10, 10).await.expect("claim")
-        .into_iter().find(|j| j.id == job.id).expect("retried");
-    let done = DeliveryCommit { status: "delivered".into(), log: log("l2"), event_type: "message.delivered".into(), retry_at: None, ..retry };
-    assert!(f.store.commit_delivery(&again, &done).await.expect("commit"));
-    let msg = f.store.get_message(&f.env, &msg.id).await.expect("q").expect("msg");
+    assert!(f
+        .store
+        .claim_due_jobs(999, 10, 10)
+        .await
+        .expect("claim")
+        .iter()
+        .all(|j| j.id != job.id));
+    let again = f
+        .store
+        .claim_due_jobs(1_000, 10, 10)
+        .await
+        .expect("claim")
+        .into_iter()
+        .find(|j| j.id == job.id)
+        .expect("retried");
+    let done = DeliveryCommit {
+        status: "delivered".into(),
+        log: log("l2"),
+        event_type: "message.delivered".into(),
+        retry_at: None,
+        ..retry
+    };
+    assert!(f
+        .store
+        .commit_delivery(&again, &done)
+        .await
+        .expect("commit"));
+    let msg = f
+        .store
+        .get_message(&f.env, &msg.id)
+        .await
+        .expect("q")
+        .expect("msg");
     assert_eq!(msg.status, "delivered");
-    assert_eq!(f.store.delivery_logs(&f.env, &msg.id).await.expect("logs").len(), 2);
+    assert_eq!(
+        f.store
+            .delivery_logs(&f.env, &msg.id)
+            .await
+            .expect("logs")
+            .len(),
+        2
+    );
 }

@@ -156,7 +156,10 @@ impl ArrayView for LaxValue {
         let len = items.len() as i64;
         let i = if index < 0 { len + index } else { index };
         if (0..len).contains(&i) {
-            items.as_slice().get(i as usize).map(|v| v as &dyn ValueView)
+            items
+                .as_slice()
+                .get(i as usize)
+                .map(|v| v as &dyn ValueView)
         } else {
             None
         }

@@ -157,8 +157,11 @@ mod tests {
     fn renders_variables_and_filters() {
         let r = Renderer::new().expect("renderer");
         assert_eq!(
-            r.render("Hi {{ recipient.name | upcase }} ({{ data.items | size }})", &ctx())
-                .expect("render"),
+            r.render(
+                "Hi {{ recipient.name | upcase }} ({{ data.items | size }})",
+                &ctx()
+            )
+            .expect("render"),
             "Hi ADA (3)"
         );
         assert_eq!(r.render("plain", &ctx()).expect("render"), "plain");
@@ -168,23 +171,35 @@ mod tests {
     fn missing_values_render_as_nothing() {
         let r = Renderer::new().expect("renderer");
         assert_eq!(
-            r.render("[{{ data.nope }}][{{ nothing.at.all }}][{{ data.nope.deeper }}]", &ctx())
-                .expect("render"),
+            r.render(
+                "[{{ data.nope }}][{{ nothing.at.all }}][{{ data.nope.deeper }}]",
+                &ctx()
+            )
+            .expect("render"),
             "[][][]"
         );
         assert_eq!(
-            r.render("{{ data.nope | default: 'x' }}{% if data.nope %}y{% endif %}", &ctx())
-                .expect("render"),
+            r.render(
+                "{{ data.nope | default: 'x' }}{% if data.nope %}y{% endif %}",
+                &ctx()
+            )
+            .expect("render"),
             "x"
         );
         assert_eq!(
-            r.render("{{ data.items[0] }}{{ data.items.last }}{{ data.items[-1] }}{{ data.items.size }}", &ctx())
-                .expect("render"),
+            r.render(
+                "{{ data.items[0] }}{{ data.items.last }}{{ data.items[-1] }}{{ data.items.size }}",
+                &ctx()
+            )
+            .expect("render"),
             "1333"
         );
         assert_eq!(
-            r.render("{% for i in data.items %}{{ i }}{% endfor %}{% for x in data.none %}z{% endfor %}", &ctx())
-                .expect("render"),
+            r.render(
+                "{% for i in data.items %}{{ i }}{% endfor %}{% for x in data.none %}z{% endfor %}",
+                &ctx()
+            )
+            .expect("render"),
             "123"
         );
     }
@@ -210,7 +225,10 @@ mod tests {
 
     #[test]
     fn markdown_and_text() {
-        assert_eq!(markdown_to_html("Hello **you**"), "<p>Hello <strong>you</strong></p>");
+        assert_eq!(
+            markdown_to_html("Hello **you**"),
+            "<p>Hello <strong>you</strong></p>"
+        );
         assert_eq!(
             html_to_text("<p>Hi &amp; bye</p><p>next<br>line</p>"),
             "Hi & bye\nnext\nline"

@@ -52,7 +52,11 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
 
 /// The database URL: flag, then config file, then SQLite in the data directory.
 pub fn database_url(args: &StoreArgs, file: &FileConfig) -> anyhow::Result<String> {
-    if let Some(url) = args.database_url.clone().or_else(|| file.database_url.clone()) {
+    if let Some(url) = args
+        .database_url
+        .clone()
+        .or_else(|| file.database_url.clone())
+    {
         return Ok(url);
     }
     let dir = args

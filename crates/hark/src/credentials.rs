@@ -122,8 +122,8 @@ pub async fn signing_keys(command: SigningKeysCommand) -> anyhow::Result<()> {
     } = command;
     let (store, _) = open_store(&store).await?;
     let env_id = environment_id(store.as_ref(), &environment).await?;
-    let private = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048)
-        .context("generating an RSA key")?;
+    let private =
+        rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).context("generating an RSA key")?;
     let public_pem = private
         .to_public_key()
         .to_public_key_pem(LineEnding::LF)
@@ -154,6 +154,9 @@ pub async fn environments(command: EnvironmentsCommand) -> anyhow::Result<()> {
     let (store, _) = open_store(&store).await?;
     let env_id = environment_id(store.as_ref(), &environment).await?;
     store.set_enhanced_security(&env_id, enabled).await?;
-    println!("{environment}: enhanced security {}", if enabled { "on" } else { "off" });
+    println!(
+        "{environment}: enhanced security {}",
+        if enabled { "on" } else { "off" }
+    );
     Ok(())
 }

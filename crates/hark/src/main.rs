@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "hark", version, about = "Notification infrastructure speaking Knock's API")]
+#[command(
+    name = "hark",
+    version,
+    about = "Notification infrastructure speaking Knock's API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

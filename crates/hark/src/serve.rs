@@ -52,7 +52,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(s) = file.engine.lease_seconds {
         engine_config.lease_ms = s.max(1) * 1000;
     }
-    let engine = Engine::new(store.clone(), Arc::new(SystemClock), channels, engine_config)?;
+    let engine = Engine::new(
+        store.clone(),
+        Arc::new(SystemClock),
+        channels,
+        engine_config,
+    )?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let workers = {
         let engine = engine.clone();

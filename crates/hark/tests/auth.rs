@@ -7,7 +7,10 @@ use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use serde_json::json;
 use support::{feed_step, Backend, TestServer, START_MS};
 
-on_both_stores!(public_key_reaches_only_user_routes, user_tokens_scope_a_public_key);
+on_both_stores!(
+    public_key_reaches_only_user_routes,
+    user_tokens_scope_a_public_key
+);
 
 struct Signer {
     private_pem: String,
@@ -41,7 +44,9 @@ async fn public_key_reaches_only_user_routes(backend: Backend) {
     s.run_engine().await;
     let pk = s.public_key.clone();
     // Development has enhanced security off: the public key names any user.
-    let (status, feed) = s.call_with("GET", "/v1/users/a/feeds/in-app-feed", None, &pk, &[]).await;
+    let (status, feed) = s
+        .call_with("GET", "/v1/users/a/feeds/in-app-feed", None, &pk, &[])
+        .await;
     assert_eq!(status, 200, "{feed}");
     assert_eq!(feed["entries"].as_array().map(Vec::len), Some(1));
     for (method, path) in [
@@ -64,11 +69,17 @@ async fn user_tokens_scope_a_public_key(backend: Backend) {
         .add_signing_key(&dev, &keys.public_pem, START_MS)
         .await
         .expect("signing key");
-    s.store.set_enhanced_security(&dev, true).await.expect("enhance");
+    s.store
+        .set_enhanced_security(&dev, true)
+        .await
+        .expect("enhance");
     s.put_workflow("w", json!([feed_step("f", "x")])).await;
     s.trigger("w", json!({"recipients": ["a", "b"]})).await;
     s.run_engine().await;
-    let b_message = s.messages_of("b").await[0]["id"].as_str().expect("id").to_string();
+    let b_message = s.messages_of("b").await[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
     let pk = s.public_key.clone();
     let exp = (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -76,27 +87,56 @@ async fn user_tokens_scope_a_public_key(backend: Backend) {
         .as_secs()
         + 3600) as i64;
 
-    let (status, body) = s.call_with("GET", "/v1/users/a/feeds/in-app-feed", None, &pk, &[]).await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("missing_user_token")));
+    let (status, body) = s
+        .call_with("GET", "/v1/users/a/feeds/in-app-feed", None, &pk, &[])
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("missing_user_token"))
+    );
 
     let good = token(&keys, json!({"sub": "a", "exp": exp}), Algorithm::RS256);
     let (status, feed) = s
-        .call_with("GET", "/v1/users/a/feeds/in-app-feed", None, &pk, &[("X-Knock-User-Token", &good)])
+        .call_with(
+            "GET",
+            "/v1/users/a/feeds/in-app-feed",
+            None,
+            &pk,
+            &[("X-Knock-User-Token", &good)],
+        )
         .await;
     assert_eq!(status, 200, "{feed}");
     let a_message = feed["entries"][0]["id"].as_str().expect("id").to_string();
     let (status, _) = s
-        .call_with("PUT", &format!("/v1/messages/{a_message}/read"), None, &pk, &[("X-Knock-User-Token", &good)])
+        .call_with(
+            "PUT",
+            &format!("/v1/messages/{a_message}/read"),
+            None,
+            &pk,
+            &[("X-Knock-User-Token", &good)],
+        )
         .await;
     assert_eq!(status, 200);
 
     // A's token never reads B's feed nor marks B's messages.
     let (status, _) = s
-        .call_with("GET", "/v1/users/b/feeds/in-app-feed", None, &pk, &[("X-Knock-User-Token", &good)])
+        .call_with(
+            "GET",
+            "/v1/users/b/feeds/in-app-feed",
+            None,
+            &pk,
+            &[("X-Knock-User-Token", &good)],
+        )
         .await;
     assert_eq!(status, 403);
     let (status, _) = s
-        .call_with("PUT", &format!("/v1/messages/{b_message}/read"), None, &pk, &[("X-Knock-User-Token", &good)])
+        .call_with(
+            "PUT",
+            &format!("/v1/messages/{b_message}/read"),
+            None,
+            &pk,
+            &[("X-Knock-User-Token", &good)],
+        )
         .await;
     assert_eq!(status, 404);
     let (status, updated) = s
@@ -109,7 +149,9 @@ async fn user_tokens_scope_a_public_key(backend: Backend) {
         )
         .await;
     assert_eq!((status, updated.as_array().map(Vec::len)), (200, Some(0)));
-    let (_, b_msg) = s.call("GET", &format!("/v1/messages/{b_message}"), None).await;
+    let (_, b_msg) = s
+        .call("GET", &format!("/v1/messages/{b_message}"), None)
+        .await;
     assert!(b_msg["read_at"].is_null(), "B's message is untouched");
 
     let expired = token(&keys, json!({"sub": "a", "exp": 1_000}), Algorithm::RS256);
@@ -133,7 +175,13 @@ async fn user_tokens_scope_a_public_key(backend: Backend) {
         ("alg none", none_alg),
     ] {
         let (status, body) = s
-            .call_with("GET", "/v1/users/a/feeds/in-app-feed", None, &pk, &[("X-Knock-User-Token", &bad)])
+            .call_with(
+                "GET",
+                "/v1/users/a/feeds/in-app-feed",
+                None,
+                &pk,
+                &[("X-Knock-User-Token", &bad)],
+            )
             .await;
         assert_eq!(status, 401, "{name}: {body}");
         assert_eq!(body["code"], "invalid_user_token", "{name}");

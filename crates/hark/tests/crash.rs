@@ -21,7 +21,9 @@ async fn target(postgres: bool) -> Target {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut args = vec!["--data-dir".to_string(), dir.path().display().to_string()];
     if postgres {
-        let url = hark_store::testing::fresh_postgres_database().await.expect("pg");
+        let url = hark_store::testing::fresh_postgres_database()
+            .await
+            .expect("pg");
         args.extend(["--database-url".to_string(), url]);
     }
     let config = dir.path().join("hark.toml");
@@ -46,7 +48,11 @@ fn cli_json(args: &[String], command: &[&str]) -> Value {
         .arg("--json")
         .output()
         .expect("run hark");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).expect("utf8");
     assert_eq!(text.trim().lines().count(), 1, "one JSON line: {text}");
     serde_json::from_str(text.trim()).expect("json line")
@@ -149,7 +155,13 @@ async fn kill_nine_loses_nothing_and_duplicates_nothing(postgres: bool) {
     let sent = Arc::new(AtomicUsize::new(0));
     let mut clients = Vec::new();
     for c in 0..8 {
-        let (http, base, sk, accepted, sent) = (http.clone(), base.clone(), sk.clone(), accepted.clone(), sent.clone());
+        let (http, base, sk, accepted, sent) = (
+            http.clone(),
+            base.clone(),
+            sk.clone(),
+            accepted.clone(),
+            sent.clone(),
+        );
         clients.push(tokio::spawn(async move {
             for i in 0..100 {
                 let user = format!("c{c}-u{i}");
@@ -190,7 +202,9 @@ async fn kill_nine_loses_nothing_and_duplicates_nothing(postgres: bool) {
     let deadline = Instant::now() + Duration::from_secs(120);
     let recipients = loop {
         let recipients = all_message_recipients(&http, &base, &sk).await;
-        let done = accepted.iter().all(|u| recipients.iter().filter(|r| *r == u).count() == 2);
+        let done = accepted
+            .iter()
+            .all(|u| recipients.iter().filter(|r| *r == u).count() == 2);
         if done || Instant::now() > deadline {
             break recipients;
         }
@@ -201,7 +215,11 @@ async fn kill_nine_loses_nothing_and_duplicates_nothing(postgres: bool) {
         *counts.entry(r.clone()).or_insert(0) += 1;
     }
     for user in &accepted {
-        assert_eq!(counts.get(user), Some(&2), "{user}: every accepted trigger completes");
+        assert_eq!(
+            counts.get(user),
+            Some(&2),
+            "{user}: every accepted trigger completes"
+        );
     }
     for (user, n) in &counts {
         assert_eq!(*n, 2, "{user}: one message per step, never twice");

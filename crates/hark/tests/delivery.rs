@@ -20,7 +20,11 @@ on_both_stores!(
 
 async fn delivery_logs(s: &TestServer, message_id: &str) -> Vec<Value> {
     let (status, logs) = s
-        .call("GET", &format!("/v1/messages/{message_id}/delivery_logs"), None)
+        .call(
+            "GET",
+            &format!("/v1/messages/{message_id}/delivery_logs"),
+            None,
+        )
         .await;
     assert_eq!(status, 200);
     logs["items"].as_array().cloned().unwrap_or_default()
@@ -43,23 +47,43 @@ async fn email_goes_to_recipients_with_an_address(backend: Backend) {
     let received = smtp.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].to, vec!["ada@example.com".to_string()]);
-    assert!(received[0].data.contains("Subject: Hi Ada"), "{}", received[0].data);
+    assert!(
+        received[0].data.contains("Subject: Hi Ada"),
+        "{}",
+        received[0].data
+    );
     assert!(received[0].data.contains("Order 7"));
     let messages = s.messages_of("ada").await;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0]["status"], "sent");
     let id = messages[0]["id"].as_str().expect("id");
-    let (_, content) = s.call("GET", &format!("/v1/messages/{id}/content"), None).await;
+    let (_, content) = s
+        .call("GET", &format!("/v1/messages/{id}/content"), None)
+        .await;
     assert_eq!(content["data"]["subject_line"], "Hi Ada");
     assert_eq!(content["data"]["text_body"], "Order 7");
     assert_eq!(content["data"]["from"], "hark@example.com");
     assert_eq!(delivery_logs(&s, id).await.len(), 1);
-    assert!(s.messages_of("nomail").await.is_empty(), "no email, no message");
-    let (_, runs) = s.call("GET", "/v1/workflow_recipient_runs?recipient=nomail", None).await;
+    assert!(
+        s.messages_of("nomail").await.is_empty(),
+        "no email, no message"
+    );
+    let (_, runs) = s
+        .call("GET", "/v1/workflow_recipient_runs?recipient=nomail", None)
+        .await;
     let run_id = runs["items"][0]["id"].as_str().expect("run").to_string();
-    let (_, run) = s.call("GET", &format!("/v1/workflow_recipient_runs/{run_id}"), None).await;
+    let (_, run) = s
+        .call(
+            "GET",
+            &format!("/v1/workflow_recipient_runs/{run_id}"),
+            None,
+        )
+        .await;
     assert_eq!(run["events"][0]["event"], "step_skipped");
-    assert_eq!(run["events"][0]["data"]["reason"], "recipient_missing_email");
+    assert_eq!(
+        run["events"][0]["data"]["reason"],
+        "recipient_missing_email"
+    );
     // Nothing is sent twice.
     s.clock.advance(3_600_000);
     s.run_engine().await;
@@ -79,7 +103,11 @@ async fn webhook_is_rendered_and_delivered(backend: Backend) {
     let sink = HttpSink::start().await.expect("sink");
     let s = TestServer::start(backend, vec![webhook_channel()]).await;
     s.put_workflow("hook", webhook_step(&sink.url("/in"))).await;
-    s.trigger("hook", json!({"recipients": ["ada"], "data": {"order": 42}})).await;
+    s.trigger(
+        "hook",
+        json!({"recipients": ["ada"], "data": {"order": 42}}),
+    )
+    .await;
     s.run_engine().await;
     let requests = sink.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(requests.len(), 1);
@@ -107,10 +135,15 @@ async fn webhook_is_rendered_and_delivered(backend: Backend) {
 async fn webhook_retries_with_backoff_until_delivered(backend: Backend) {
     let sink = HttpSink::start().await.expect("sink");
     sink.push_response(500, vec![], "down".into());
-    sink.push_response(429, vec![("Retry-After".into(), "120".into())], "slow down".into());
+    sink.push_response(
+        429,
+        vec![("Retry-After".into(), "120".into())],
+        "slow down".into(),
+    );
     let s = TestServer::start(backend, vec![webhook_channel()]).await;
     s.put_workflow("hook", webhook_step(&sink.url("/in"))).await;
-    s.trigger("hook", json!({"recipients": ["ada"], "data": {"order": 1}})).await;
+    s.trigger("hook", json!({"recipients": ["ada"], "data": {"order": 1}}))
+        .await;
     s.run_engine().await;
     let m = &s.messages_of("ada").await[0];
     let id = m["id"].as_str().expect("id").to_string();
@@ -133,7 +166,9 @@ async fn webhook_retries_with_backoff_until_delivered(backend: Backend) {
     assert_eq!(m["status"], "delivered");
     let logs = delivery_logs(&s, &id).await;
     assert_eq!(logs.len(), 3, "every attempt is logged");
-    let (_, events) = s.call("GET", &format!("/v1/messages/{id}/events"), None).await;
+    let (_, events) = s
+        .call("GET", &format!("/v1/messages/{id}/events"), None)
+        .await;
     let types: Vec<&str> = events["items"]
         .as_array()
         .expect("items")
@@ -142,7 +177,12 @@ async fn webhook_retries_with_backoff_until_delivered(backend: Backend) {
         .collect();
     assert_eq!(
         types,
-        vec!["message.delivered", "message.delivery_attempted", "message.delivery_attempted", "message.queued"]
+        vec![
+            "message.delivered",
+            "message.delivery_attempted",
+            "message.delivery_attempted",
+            "message.queued"
+        ]
     );
 }
 
@@ -151,7 +191,8 @@ async fn webhook_permanent_failure_is_final(backend: Backend) {
     sink.push_response(404, vec![], "no".into());
     let s = TestServer::start(backend, vec![webhook_channel()]).await;
     s.put_workflow("hook", webhook_step(&sink.url("/in"))).await;
-    s.trigger("hook", json!({"recipients": ["ada"], "data": {"order": 1}})).await;
+    s.trigger("hook", json!({"recipients": ["ada"], "data": {"order": 1}}))
+        .await;
     s.run_engine().await;
     s.clock.advance(3_600_000);
     s.run_engine().await;
@@ -167,7 +208,8 @@ async fn webhook_gives_up_after_eight_attempts(backend: Backend) {
     }
     let s = TestServer::start(backend, vec![webhook_channel()]).await;
     s.put_workflow("hook", webhook_step(&sink.url("/in"))).await;
-    s.trigger("hook", json!({"recipients": ["ada"], "data": {"order": 1}})).await;
+    s.trigger("hook", json!({"recipients": ["ada"], "data": {"order": 1}}))
+        .await;
     let mut elapsed = 0;
     for _ in 0..12 {
         s.run_engine().await;
@@ -178,7 +220,10 @@ async fn webhook_gives_up_after_eight_attempts(backend: Backend) {
     assert_eq!(sink.requests().len(), 8);
     let m = &s.messages_of("ada").await[0];
     assert_eq!(m["status"], "undelivered");
-    assert_eq!(delivery_logs(&s, m["id"].as_str().expect("id")).await.len(), 8);
+    assert_eq!(
+        delivery_logs(&s, m["id"].as_str().expect("id")).await.len(),
+        8
+    );
 }
 
 async fn ssrf_guard_refuses_private_targets(backend: Backend) {
@@ -198,12 +243,19 @@ async fn ssrf_guard_refuses_private_targets(backend: Backend) {
     {
         let key = format!("hook{i}");
         s.put_workflow(&key, webhook_step(url)).await;
-        s.trigger(&key, json!({"recipients": [format!("u{i}")], "data": {"order": 1}})).await;
+        s.trigger(
+            &key,
+            json!({"recipients": [format!("u{i}")], "data": {"order": 1}}),
+        )
+        .await;
     }
     s.run_engine().await;
     s.clock.advance(3_600_000);
     s.run_engine().await;
-    assert!(sink.requests().is_empty(), "nothing reached the loopback receiver");
+    assert!(
+        sink.requests().is_empty(),
+        "nothing reached the loopback receiver"
+    );
     for i in 0..6 {
         let m = &s.messages_of(&format!("u{i}")).await[0];
         assert_eq!(m["status"], "undelivered", "target {i}");

@@ -13,8 +13,16 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Channels come from the config file, so the whole list is one page.
-async fn list_channels(State(state): State<AppState>, _caller: MgmtCaller) -> ApiResult<Json<Value>> {
-    let entries: Vec<Value> = state.channels().all().iter().map(|c| channel_out(c)).collect();
+async fn list_channels(
+    State(state): State<AppState>,
+    _caller: MgmtCaller,
+) -> ApiResult<Json<Value>> {
+    let entries: Vec<Value> = state
+        .channels()
+        .all()
+        .iter()
+        .map(|c| channel_out(c))
+        .collect();
     let size = entries.len().max(1);
     Ok(Json(json!({
         "entries": entries,

@@ -16,7 +16,10 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/workflows", get(list_workflows))
-        .route("/v1/workflows/{key}", get(get_workflow).put(upsert_workflow))
+        .route(
+            "/v1/workflows/{key}",
+            get(get_workflow).put(upsert_workflow),
+        )
         .route("/v1/workflows/{key}/validate", put(validate_workflow))
         .route("/v1/workflows/{key}/activate", put(activate_workflow))
 }
@@ -79,7 +82,14 @@ fn validated(state: &AppState, key: &str, body: &Value) -> ApiResult<Value> {
     let mut stored = definition.clone();
     if let Some(map) = stored.as_object_mut() {
         for field in [
-            "$schema", "key", "active", "valid", "environment", "sha", "created_at", "updated_at",
+            "$schema",
+            "key",
+            "active",
+            "valid",
+            "environment",
+            "sha",
+            "created_at",
+            "updated_at",
             "__annotation",
         ] {
             map.remove(field);
@@ -99,9 +109,17 @@ async fn upsert_workflow(
     let commit = params.bool("commit")?.unwrap_or(false);
     let workflow = state
         .store
-        .save_workflow(&caller.environment.id, &key, &definition, commit, state.now())
+        .save_workflow(
+            &caller.environment.id,
+            &key,
+            &definition,
+            commit,
+            state.now(),
+        )
         .await?;
-    Ok(Json(json!({"workflow": render(&state, &caller, &workflow)})))
+    Ok(Json(
+        json!({"workflow": render(&state, &caller, &workflow)}),
+    ))
 }
 
 async fn validate_workflow(
@@ -112,7 +130,10 @@ async fn validate_workflow(
 ) -> ApiResult<Json<Value>> {
     let definition = validated(&state, &key, &body)?;
     let now = state.now();
-    let existing = state.store.get_workflow(&caller.environment.id, &key).await?;
+    let existing = state
+        .store
+        .get_workflow(&caller.environment.id, &key)
+        .await?;
     let preview = hark_store::WorkflowRecord {
         key: key.clone(),
         active: existing.as_ref().map(|w| w.active).unwrap_or(true),
@@ -142,5 +163,7 @@ async fn activate_workflow(
         .set_workflow_active(&caller.environment.id, &key, status, state.now())
         .await?
         .ok_or_else(|| ApiError::not_found("workflow"))?;
-    Ok(Json(json!({"workflow": render(&state, &caller, &workflow)})))
+    Ok(Json(
+        json!({"workflow": render(&state, &caller, &workflow)}),
+    ))
 }

@@ -30,7 +30,12 @@ pub fn archived_filter(params: &Params, default: ArchivedFilter) -> ApiResult<Ar
         Some("exclude") => ArchivedFilter::Exclude,
         Some("include") => ArchivedFilter::Include,
         Some("only") => ArchivedFilter::Only,
-        Some(_) => return Err(ApiError::field("archived", "must be exclude, include or only")),
+        Some(_) => {
+            return Err(ApiError::field(
+                "archived",
+                "must be exclude, include or only",
+            ))
+        }
     })
 }
 
@@ -119,10 +124,7 @@ async fn get_feed(
                 .iter()
                 .filter_map(|a| users.get(a).cloned())
                 .collect();
-            let recipient = users
-                .get(&m.recipient_id)
-                .cloned()
-                .unwrap_or(Value::Null);
+            let recipient = users.get(&m.recipient_id).cloned().unwrap_or(Value::Null);
             feed_item_out(m, &crate::cursor_for(&m.id), actors, recipient, compact)
         })
         .collect();

@@ -22,7 +22,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/messages/{message_id}", get(get_message))
         .route("/v1/messages/{message_id}/content", get(get_content))
         .route("/v1/messages/{message_id}/events", get(list_events))
-        .route("/v1/messages/{message_id}/delivery_logs", get(list_delivery_logs))
+        .route(
+            "/v1/messages/{message_id}/delivery_logs",
+            get(list_delivery_logs),
+        )
         .route("/v1/messages/{message_id}/activities", get(list_activities))
         .route(
             "/v1/messages/{message_id}/seen",
@@ -52,7 +55,13 @@ fn filter_from(params: &Params) -> ApiResult<MessageFilter> {
     for s in &statuses {
         if !matches!(
             s.as_str(),
-            "queued" | "sent" | "delivered" | "delivery_attempted" | "undelivered" | "not_sent" | "bounced"
+            "queued"
+                | "sent"
+                | "delivered"
+                | "delivery_attempted"
+                | "undelivered"
+                | "not_sent"
+                | "bounced"
         ) {
             return Err(ApiError::field("status", "is not a known delivery status"));
         }
@@ -61,9 +70,19 @@ fn filter_from(params: &Params) -> ApiResult<MessageFilter> {
     for e in &engagement {
         if !matches!(
             e.as_str(),
-            "seen" | "unseen" | "read" | "unread" | "archived" | "unarchived" | "interacted" | "link_clicked"
+            "seen"
+                | "unseen"
+                | "read"
+                | "unread"
+                | "archived"
+                | "unarchived"
+                | "interacted"
+                | "link_clicked"
         ) {
-            return Err(ApiError::field("engagement_status", "is not a known engagement status"));
+            return Err(ApiError::field(
+                "engagement_status",
+                "is not a known engagement status",
+            ));
         }
     }
     Ok(MessageFilter {
@@ -116,7 +135,10 @@ async fn list_with(
 }
 
 fn render(state: &AppState, m: &MessageRecord) -> Value {
-    message_out(m, state.channels().by_key(&m.channel_key).map(|c| c.as_ref()))
+    message_out(
+        m,
+        state.channels().by_key(&m.channel_key).map(|c| c.as_ref()),
+    )
 }
 
 async fn list_messages(
@@ -193,7 +215,10 @@ async fn list_events(
 ) -> ApiResult<Json<Value>> {
     caller.require_secret()?;
     let message = visible_message(&state, &caller, &id).await?;
-    let events = state.store.message_events(caller.env_id(), &message.id).await?;
+    let events = state
+        .store
+        .message_events(caller.env_id(), &message.id)
+        .await?;
     Ok(Json(single_page(
         events.iter().map(message_event_out).collect(),
         params.page_size()?,
@@ -208,7 +233,10 @@ async fn list_delivery_logs(
 ) -> ApiResult<Json<Value>> {
     caller.require_secret()?;
     let message = visible_message(&state, &caller, &id).await?;
-    let logs = state.store.delivery_logs(caller.env_id(), &message.id).await?;
+    let logs = state
+        .store
+        .delivery_logs(caller.env_id(), &message.id)
+        .await?;
     Ok(Json(single_page(
         logs.iter().map(delivery_log_out).collect(),
         params.page_size()?,
@@ -290,7 +318,10 @@ async fn batch_status(
         _ => return Err(ApiError::field("message_ids", "can't be blank")),
     };
     if ids.len() > MAX_BATCH {
-        return Err(ApiError::field("message_ids", "must have at most 1000 entries"));
+        return Err(ApiError::field(
+            "message_ids",
+            "must have at most 1000 entries",
+        ));
     }
     // A public key may only touch its own user's messages: filter to those.
     let mut allowed = Vec::with_capacity(ids.len());
@@ -349,7 +380,11 @@ async fn bulk_channel_status(
             recipient_id: Some(user),
             channel_key: Some(channel.key.clone()),
             archived,
-            tenant: body.get("tenants").and_then(|t| t.get(0)).and_then(Value::as_str).map(String::from),
+            tenant: body
+                .get("tenants")
+                .and_then(|t| t.get(0))
+                .and_then(Value::as_str)
+                .map(String::from),
             ..MessageFilter::default()
         };
         let mut page = hark_store::PageRequest {
@@ -358,7 +393,10 @@ async fn bulk_channel_status(
             page_size: 100,
         };
         loop {
-            let result = state.store.list_messages(caller.env_id(), &filter, &page).await?;
+            let result = state
+                .store
+                .list_messages(caller.env_id(), &filter, &page)
+                .await?;
             ids.extend(result.entries.into_iter().map(|m| m.id));
             match result.after {
                 Some(after) => page.after = Some(after),

@@ -209,7 +209,10 @@ async fn bulk_delete(
         return Err(ApiError::field("user_ids", "can't be blank"));
     };
     if ids.len() > MAX_BULK_USERS {
-        return Err(ApiError::field("user_ids", "must have at most 1000 entries"));
+        return Err(ApiError::field(
+            "user_ids",
+            "must have at most 1000 entries",
+        ));
     }
     let op = state
         .store

@@ -65,10 +65,16 @@ fn parse_trigger(body: &Value) -> Result<TriggerIn, Vec<FieldError>> {
     match body.get("recipients") {
         Some(Value::Array(items)) => {
             if items.is_empty() {
-                errors.push(FieldError::new("recipients", "must have at least one recipient"));
+                errors.push(FieldError::new(
+                    "recipients",
+                    "must have at least one recipient",
+                ));
             }
             if items.len() > MAX_RECIPIENTS {
-                errors.push(FieldError::new("recipients", "must have at most 1000 recipients"));
+                errors.push(FieldError::new(
+                    "recipients",
+                    "must have at most 1000 recipients",
+                ));
             }
             let mut seen = std::collections::HashSet::new();
             for (i, item) in items.iter().enumerate().take(MAX_RECIPIENTS) {
@@ -108,7 +114,10 @@ fn parse_trigger(body: &Value) -> Result<TriggerIn, Vec<FieldError>> {
             }
         },
         Some(_) => {
-            errors.push(FieldError::new("tenant", "must be a tenant id or an object with an id"));
+            errors.push(FieldError::new(
+                "tenant",
+                "must be a tenant id or an object with an id",
+            ));
             None
         }
     };
@@ -166,7 +175,11 @@ async fn trigger(
         },
     };
     let input = parse_trigger(&body).map_err(ApiError::invalid)?;
-    let Some(workflow) = state.store.committed_workflow(caller.env_id(), &key).await? else {
+    let Some(workflow) = state
+        .store
+        .committed_workflow(caller.env_id(), &key)
+        .await?
+    else {
         return Err(ApiError::new(
             ErrorCode::WorkflowMissing,
             format!("The workflow `{key}` was not found or has no committed version"),

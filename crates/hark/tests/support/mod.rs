@@ -50,7 +50,10 @@ impl TestServer {
                 .expect("fresh postgres database"),
         };
         let store = hark_store::connect(&url).await.expect("store");
-        store.ensure_default_environments(START_MS).await.expect("environments");
+        store
+            .ensure_default_environments(START_MS)
+            .await
+            .expect("environments");
         let clock = Arc::new(ManualClock::new(START_MS));
         let registry = ChannelRegistry::build(
             &channels,
@@ -72,7 +75,9 @@ impl TestServer {
             clock: clock.clone(),
             engine: engine.clone(),
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             let _ = axum::serve(listener, hark_api::router(state)).await;
@@ -86,11 +91,21 @@ impl TestServer {
         let public_key = format!("pk_test_{}", uuid_like());
         let service_token = format!("st_{}", uuid_like());
         store
-            .create_api_key(&dev.id, KeyKind::Secret, &hash_secret(&secret_key), START_MS)
+            .create_api_key(
+                &dev.id,
+                KeyKind::Secret,
+                &hash_secret(&secret_key),
+                START_MS,
+            )
             .await
             .expect("sk");
         store
-            .create_api_key(&dev.id, KeyKind::Public, &hash_secret(&public_key), START_MS)
+            .create_api_key(
+                &dev.id,
+                KeyKind::Public,
+                &hash_secret(&public_key),
+                START_MS,
+            )
             .await
             .expect("pk");
         store
@@ -121,7 +136,8 @@ impl TestServer {
 
     /// Sends a request with the secret key; returns status and JSON body (Null if empty).
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.call_with(method, path, body, &self.secret_key.clone(), &[]).await
+        self.call_with(method, path, body, &self.secret_key.clone(), &[])
+            .await
     }
 
     pub async fn call_with(
@@ -155,8 +171,14 @@ impl TestServer {
     }
 
     pub async fn mgmt(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.call_with(method, &format!("/mgmt{path}"), body, &self.service_token.clone(), &[])
-            .await
+        self.call_with(
+            method,
+            &format!("/mgmt{path}"),
+            body,
+            &self.service_token.clone(),
+            &[],
+        )
+        .await
     }
 
     /// Creates and commits a workflow through the Management API.
@@ -183,7 +205,11 @@ impl TestServer {
 
     pub async fn feed(&self, user: &str, query: &str) -> Value {
         let (status, body) = self
-            .call("GET", &format!("/v1/users/{user}/feeds/in-app-feed{query}"), None)
+            .call(
+                "GET",
+                &format!("/v1/users/{user}/feeds/in-app-feed{query}"),
+                None,
+            )
             .await;
         assert_eq!(status, 200, "feed: {body}");
         body
