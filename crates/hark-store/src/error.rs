@@ -1,5 +1,14 @@
 use std::panic::Location;
 
+/// Database error codes that mean "not now" rather than "never": the API answers them
+/// with 503 and `Retry-After`, and never with a 2xx for unstored work.
+/// SQLite: busy (5), locked (6), I/O error (10), disk full (13). PostgreSQL: serialization
+/// failure, deadlock, disk full, out of memory, too many connections, admin shutdown,
+/// cannot connect now.
+const TRANSIENT_CODES: &[&str] = &[
+    "5", "6", "10", "13", "40001", "40P01", "53100", "53200", "53300", "57P01", "57P03",
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error in {operation} (at {location}): {source}")]
@@ -42,7 +51,7 @@ impl StoreError {
                 ) || source
                     .as_database_error()
                     .and_then(|e| e.code())
-                    .is_some_and(|c| c == "5" || c == "40001" || c == "40P01")
+                    .is_some_and(|c| TRANSIENT_CODES.contains(&c.as_ref()))
             }
             _ => false,
         }

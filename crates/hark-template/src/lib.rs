@@ -66,14 +66,78 @@ impl Renderer {
         if !source.contains("{{") && !source.contains("{%") {
             return bounded(source.to_string());
         }
+        check_range_literals(source)?;
         let template = self
             .parser
             .parse(source)
             .map_err(|e| TemplateError::Parse(e.to_string()))?;
-        let output = template
-            .render(&ctx.globals)
-            .map_err(|e| TemplateError::Render(e.to_string()))?;
-        bounded(output)
+        let mut out = BoundedWriter {
+            buf: Vec::with_capacity(source.len() * 2),
+        };
+        match template.render_to(&mut out, &ctx.globals) {
+            Ok(()) => bounded(String::from_utf8_lossy(&out.buf).into_owned()),
+            // The writer refuses bytes past the limit, which stops a runaway loop early.
+            Err(_) if out.buf.len() >= MAX_OUTPUT_BYTES => Err(TemplateError::OutputTooLarge {
+                limit: MAX_OUTPUT_BYTES,
+            }),
+            Err(e) => Err(TemplateError::Render(e.to_string())),
+        }
+    }
+}
+
+/// The largest literal range a loop may iterate (`(1..N)`); Liquid materialises ranges.
+pub const MAX_RANGE_ITEMS: i64 = 10_000;
+
+/// Refuses literal ranges such as `(1..1000000000)` before Liquid allocates them.
+fn check_range_literals(source: &str) -> Result<(), TemplateError> {
+    let bytes = source.as_bytes();
+    let mut i = 0;
+    while let Some(pos) = source[i..].find("..") {
+        let at = i + pos;
+        let start: String = source[..at]
+            .chars()
+            .rev()
+            .take_while(|c| c.is_ascii_digit() || *c == '-')
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        let end: String = source[at + 2..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '-')
+            .collect();
+        if let (Ok(a), Ok(b)) = (start.trim().parse::<i64>(), end.trim().parse::<i64>()) {
+            if b.saturating_sub(a) >= MAX_RANGE_ITEMS {
+                return Err(TemplateError::Render(format!(
+                    "the range ({a}..{b}) exceeds {MAX_RANGE_ITEMS} items"
+                )));
+            }
+        }
+        i = at + 2;
+        if i >= bytes.len() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+struct BoundedWriter {
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for BoundedWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > MAX_OUTPUT_BYTES {
+            let room = MAX_OUTPUT_BYTES - self.buf.len().min(MAX_OUTPUT_BYTES);
+            self.buf.extend_from_slice(&data[..room.min(data.len())]);
+            return Err(std::io::Error::other("render output limit reached"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -216,11 +280,26 @@ mod tests {
     #[test]
     fn bounds_output() {
         let r = Renderer::new().expect("renderer");
-        let huge = "{% for i in (1..100000) %}0123456789{% endfor %}";
+        let huge =
+            "{% for i in (1..5000) %}{% for j in (1..5000) %}0123456789{% endfor %}{% endfor %}";
         assert!(matches!(
             r.render(huge, &ctx()),
             Err(TemplateError::OutputTooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn refuses_huge_literal_ranges() {
+        let r = Renderer::new().expect("renderer");
+        let err = r
+            .render("{% for i in (1..1000000000) %}{% endfor %}", &ctx())
+            .expect_err("refused");
+        assert!(err.to_string().contains("exceeds"), "{err}");
+        assert_eq!(
+            r.render("{% for i in (1..3) %}{{ i }}{% endfor %}", &ctx())
+                .expect("small range"),
+            "123"
+        );
     }
 
     #[test]
