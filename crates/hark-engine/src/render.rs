@@ -163,10 +163,21 @@ pub fn render_step(
                 }
                 blocks.push(json!({"type": "button_set", "name": "actions", "buttons": rendered}));
             }
+            // Knock's clients read the notification's link from a text block named
+            // `action_url`.
+            let action_url = fields.optional("action_url")?;
+            if let Some(url) = &action_url {
+                blocks.push(json!({
+                    "type": "text",
+                    "name": "action_url",
+                    "content": url,
+                    "rendered": url,
+                }));
+            }
             Ok(json!({
                 "__typename": "MessageInAppFeedContent",
                 "blocks": blocks,
-                "action_url": fields.optional("action_url")?,
+                "action_url": action_url,
             }))
         }
         ChannelType::Email => {

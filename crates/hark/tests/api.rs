@@ -244,6 +244,8 @@ async fn trigger_renders_into_the_feed(backend: Backend) {
         item["blocks"][0]["rendered"],
         "<p>Hello <strong>Ada</strong> from Bob: hi</p>"
     );
+    assert_eq!(item["blocks"][1]["name"], "action_url");
+    assert_eq!(item["blocks"][1]["rendered"], "https://example.com/x");
     assert_eq!(item["actors"][0]["id"], "bob");
     assert_eq!(item["actors"][0]["name"], "Bob");
     assert_eq!(item["source"]["key"], "welcome");
