@@ -55,7 +55,7 @@ pub enum Sender {
     /// The message row is the delivery.
     InAppFeed,
     Smtp {
-        sender: SmtpSender,
+        sender: Box<SmtpSender>,
         from_address: String,
     },
     Webhook,
@@ -196,7 +196,7 @@ fn build_channel(
                 }
             })?;
             Sender::Smtp {
-                sender,
+                sender: Box::new(sender),
                 from_address,
             }
         }

@@ -16,7 +16,8 @@ fn render(c: &mut Criterion) {
         "data": {"project": "Analytical Engine", "comment": "Looks great", "url": "https://example.com/p/1"},
         "vars": {}, "tenant": null, "workflow": {"key": "comment-created"},
     });
-    let template = "**{{ actor.name }}** commented on {{ data.project }}: {{ data.comment | truncate: 40 }}";
+    let template =
+        "**{{ actor.name }}** commented on {{ data.project }}: {{ data.comment | truncate: 40 }}";
     let mut group = c.benchmark_group("feed step");
     group.bench_function("baseline: format! + markdown", |b| {
         b.iter(|| {
