@@ -1,6 +1,6 @@
 //! Persistence for Hark: the [`Store`] traits and their two backends.
 //!
-//! Both backends share one implementation (`sql_impl.rs`), compiled once per database
+//! Both backends share one implementation (`sql_impl/`), compiled once per database
 //! type: the SQL text is portable (`$n` placeholders, `ON CONFLICT`, `RETURNING`, integer
 //! instants, JSON as text) and only the few statements that must differ live in each
 //! backend's module (`sqlite.rs`, `postgres.rs`).

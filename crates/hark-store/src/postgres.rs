@@ -18,7 +18,7 @@ pub const CLAIM_JOBS_SQL: &str = "UPDATE jobs SET lease = $1, run_at = $2, attem
 
 // Deliberately compiled once per backend; see the crate docs.
 #[allow(clippy::duplicate_mod)]
-#[path = "sql_impl.rs"]
+#[path = "sql_impl/mod.rs"]
 mod imp;
 
 pub use imp::SqlStore as PostgresStore;

@@ -20,7 +20,7 @@ pub const CLAIM_JOBS_SQL: &str =
 
 // Deliberately compiled once per backend; see the crate docs.
 #[allow(clippy::duplicate_mod)]
-#[path = "sql_impl.rs"]
+#[path = "sql_impl/mod.rs"]
 mod imp;
 
 pub use imp::SqlStore as SqliteStore;

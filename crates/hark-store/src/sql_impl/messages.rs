@@ -1,0 +1,199 @@
+//! Messages, feeds, engagement, events and delivery logs.
+
+use super::*;
+
+#[async_trait]
+impl MessageStore for SqlStore {
+    async fn get_message(
+        &self,
+        environment_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<MessageRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE environment_id = $1 AND id = $2"
+        ))
+        .bind(environment_id)
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(StoreError::db("get message"))?;
+        row.as_ref().map(message_from_row).transpose()
+    }
+
+    async fn list_messages(
+        &self,
+        environment_id: &str,
+        filter: &MessageFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<MessageRecord>> {
+        let size = page_size(page);
+        let mut qb = QueryBuilder::<Db>::new(format!("SELECT {MESSAGE_COLUMNS} FROM messages"));
+        push_message_filter(&mut qb, environment_id, filter);
+        let Some(backwards) = push_id_page(&mut qb, page, size) else {
+            return Ok(empty_page());
+        };
+        let rows = qb
+            .build()
+            .fetch_all(&self.reader)
+            .await
+            .map_err(StoreError::db("list messages"))?;
+        let messages = rows
+            .iter()
+            .map(message_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(finish_page(messages, size, page, backwards, |m| {
+            cursor::encode(&m.id)
+        }))
+    }
+
+    async fn count_feed(
+        &self,
+        environment_id: &str,
+        filter: &MessageFilter,
+    ) -> StoreResult<FeedCounts> {
+        const OP: &str = "count feed";
+        let mut qb = QueryBuilder::<Db>::new(
+            "SELECT COUNT(*) AS total, \
+             COUNT(*) FILTER (WHERE read_at IS NULL) AS unread, \
+             COUNT(*) FILTER (WHERE seen_at IS NULL) AS unseen FROM messages",
+        );
+        push_message_filter(&mut qb, environment_id, filter);
+        let row = qb
+            .build()
+            .fetch_one(&self.reader)
+            .await
+            .map_err(StoreError::db(OP))?;
+        Ok(FeedCounts {
+            total: get(&row, "total", OP)?,
+            unread: get(&row, "unread", OP)?,
+            unseen: get(&row, "unseen", OP)?,
+        })
+    }
+
+    async fn set_engagement(
+        &self,
+        environment_id: &str,
+        ids: &[String],
+        change: Engagement,
+        now: Millis,
+    ) -> StoreResult<Vec<MessageRecord>> {
+        const OP: &str = "set engagement";
+        let (column, set) = change.column();
+        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let sql = if set {
+                format!(
+                    "UPDATE messages SET {column} = $1, updated_at = $1 WHERE environment_id = $2 AND id = $3 \
+                     RETURNING {MESSAGE_COLUMNS}"
+                )
+            } else {
+                format!(
+                    "UPDATE messages SET {column} = NULL, updated_at = $1 WHERE environment_id = $2 AND id = $3 \
+                     AND {column} IS NOT NULL RETURNING {MESSAGE_COLUMNS}"
+                )
+            };
+            let row = sqlx::query(&sql)
+                .bind(now)
+                .bind(environment_id)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::db(OP))?;
+            match row {
+                Some(row) => {
+                    let message = message_from_row(&row)?;
+                    insert_message_event(
+                        &mut tx,
+                        environment_id,
+                        &message.id,
+                        &message.recipient_id,
+                        change.event_type(),
+                        &Value::Null,
+                        now,
+                    )
+                    .await?;
+                    out.push(message);
+                }
+                None => {
+                    // Unchanged (e.g. marking unread what was never read): report it as is.
+                    let row = sqlx::query(&format!(
+                        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE environment_id = $1 AND id = $2"
+                    ))
+                    .bind(environment_id)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(StoreError::db(OP))?;
+                    if let Some(row) = row {
+                        out.push(message_from_row(&row)?);
+                    }
+                }
+            }
+        }
+        tx.commit().await.map_err(StoreError::db(OP))?;
+        Ok(out)
+    }
+
+    async fn message_events(
+        &self,
+        environment_id: &str,
+        message_id: &str,
+    ) -> StoreResult<Vec<MessageEvent>> {
+        const OP: &str = "message events";
+        let rows = sqlx::query(
+            "SELECT id, message_id, recipient_id, event_type, data, inserted_at FROM message_events \
+             WHERE environment_id = $1 AND message_id = $2 ORDER BY id DESC",
+        )
+        .bind(environment_id)
+        .bind(message_id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(StoreError::db(OP))?;
+        rows.iter()
+            .map(|row| {
+                let data: String = get(row, "data", OP)?;
+                Ok(MessageEvent {
+                    id: get(row, "id", OP)?,
+                    message_id: get(row, "message_id", OP)?,
+                    recipient_id: get(row, "recipient_id", OP)?,
+                    event_type: get(row, "event_type", OP)?,
+                    data: parse_json(&data, OP)?,
+                    inserted_at: get(row, "inserted_at", OP)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delivery_logs(
+        &self,
+        environment_id: &str,
+        message_id: &str,
+    ) -> StoreResult<Vec<DeliveryLog>> {
+        const OP: &str = "delivery logs";
+        let rows = sqlx::query(
+            "SELECT id, environment_id, message_id, service_name, request, response, inserted_at \
+             FROM delivery_logs WHERE environment_id = $1 AND message_id = $2 ORDER BY id DESC",
+        )
+        .bind(environment_id)
+        .bind(message_id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(StoreError::db(OP))?;
+        rows.iter()
+            .map(|row| {
+                let request: String = get(row, "request", OP)?;
+                let response: String = get(row, "response", OP)?;
+                Ok(DeliveryLog {
+                    id: get(row, "id", OP)?,
+                    environment_id: get(row, "environment_id", OP)?,
+                    message_id: get(row, "message_id", OP)?,
+                    service_name: get(row, "service_name", OP)?,
+                    request: parse_json(&request, OP)?,
+                    response: parse_json(&response, OP)?,
+                    inserted_at: get(row, "inserted_at", OP)?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,497 @@
+// Shared by both backends: compiled once as `sqlite::imp` and once as `postgres::imp`,
+// each time with that parent's `Db` and dialect constants. One submodule per trait.
+
+mod environments;
+mod jobs;
+mod messages;
+mod runs;
+mod users;
+mod workflows;
+
+use async_trait::async_trait;
+use hark_core::{new_id, Millis};
+use serde_json::{Map, Value};
+use sqlx::{Pool, QueryBuilder, Row};
+
+use super::{Db, BACKEND_NAME, CLAIM_JOBS_SQL};
+use crate::cursor;
+use crate::error::StoreError;
+use crate::model::*;
+use crate::traits::*;
+
+type Tx<'a> = sqlx::Transaction<'a, Db>;
+type DbRow = <Db as sqlx::Database>::Row;
+
+/// One store over one database. Writes go through `writer`, reads through `reader` (the
+/// same pool on PostgreSQL; a separate read-only pool on SQLite).
+pub struct SqlStore {
+    writer: Pool<Db>,
+    reader: Pool<Db>,
+}
+
+impl SqlStore {
+    pub(super) fn from_pools(writer: Pool<Db>, reader: Pool<Db>) -> Self {
+        Self { writer, reader }
+    }
+
+    /// Closes both pools, waiting for in-flight queries.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+fn to_json_text(value: &Value) -> String {
+    value.to_string()
+}
+
+fn parse_json(text: &str, operation: &'static str) -> Result<Value, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        operation,
+        detail: e.to_string(),
+    })
+}
+
+fn parse_strings(text: &str, operation: &'static str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        operation,
+        detail: e.to_string(),
+    })
+}
+
+fn get<'r, T>(row: &'r DbRow, column: &str, operation: &'static str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, Db> + sqlx::Type<Db>,
+{
+    row.try_get(column).map_err(StoreError::db(operation))
+}
+
+fn page_size(page: &PageRequest) -> i64 {
+    page.page_size.clamp(1, 100)
+}
+
+/// Splits an over-fetched page (`size + 1` rows) into entries and cursors. Rows arrive in
+/// list order when `backwards` is false; for `before` queries they arrive reversed.
+fn finish_page<T>(
+    mut rows: Vec<T>,
+    size: i64,
+    page: &PageRequest,
+    backwards: bool,
+    cursor_of: impl Fn(&T) -> String,
+) -> Page<T> {
+    let more = rows.len() as i64 > size;
+    rows.truncate(size as usize);
+    if backwards {
+        rows.reverse();
+    }
+    let first = rows.first().map(&cursor_of);
+    let last = rows.last().map(&cursor_of);
+    if backwards {
+        Page {
+            entries: rows,
+            after: last,
+            before: if more { first } else { None },
+        }
+    } else {
+        Page {
+            entries: rows,
+            after: if more { last } else { None },
+            before: if page.after.is_some() { first } else { None },
+        }
+    }
+}
+
+fn environment_from_row(row: &DbRow) -> Result<Environment, StoreError> {
+    const OP: &str = "read environment";
+    Ok(Environment {
+        id: get(row, "id", OP)?,
+        slug: get(row, "slug", OP)?,
+        name: get(row, "name", OP)?,
+        enhanced_security: get(row, "enhanced_security", OP)?,
+        created_at: get(row, "created_at", OP)?,
+    })
+}
+
+fn user_from_row(row: &DbRow) -> Result<UserRecord, StoreError> {
+    const OP: &str = "read user";
+    let properties: String = get(row, "properties", OP)?;
+    let properties = match parse_json(&properties, OP)? {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    Ok(UserRecord {
+        id: get(row, "id", OP)?,
+        properties,
+        inserted_at: get(row, "inserted_at", OP)?,
+        updated_at: get(row, "updated_at", OP)?,
+    })
+}
+
+fn workflow_from_row(row: &DbRow) -> Result<WorkflowRecord, StoreError> {
+    const OP: &str = "read workflow";
+    let draft: String = get(row, "draft", OP)?;
+    Ok(WorkflowRecord {
+        key: get(row, "key", OP)?,
+        active: get(row, "active", OP)?,
+        draft: parse_json(&draft, OP)?,
+        committed_version: get(row, "committed_version", OP)?,
+        created_at: get(row, "created_at", OP)?,
+        updated_at: get(row, "updated_at", OP)?,
+    })
+}
+
+const RUN_COLUMNS: &str = "id, environment_id, workflow_run_id, workflow_key, workflow_version, \
+    recipient_id, actor, tenant, data, cancellation_key, status, step_cursor, error_count, \
+    inserted_at, updated_at";
+
+fn run_from_row(row: &DbRow) -> Result<RecipientRun, StoreError> {
+    const OP: &str = "read recipient run";
+    let data: String = get(row, "data", OP)?;
+    let status: String = get(row, "status", OP)?;
+    Ok(RecipientRun {
+        id: get(row, "id", OP)?,
+        environment_id: get(row, "environment_id", OP)?,
+        workflow_run_id: get(row, "workflow_run_id", OP)?,
+        workflow_key: get(row, "workflow_key", OP)?,
+        workflow_version: get(row, "workflow_version", OP)?,
+        recipient_id: get(row, "recipient_id", OP)?,
+        actor: get(row, "actor", OP)?,
+        tenant: get(row, "tenant", OP)?,
+        data: parse_json(&data, OP)?,
+        cancellation_key: get(row, "cancellation_key", OP)?,
+        status: RunStatus::parse(&status).ok_or_else(|| StoreError::Corrupt {
+            operation: OP,
+            detail: format!("unknown run status `{status}`"),
+        })?,
+        step_cursor: get(row, "step_cursor", OP)?,
+        error_count: get(row, "error_count", OP)?,
+        inserted_at: get(row, "inserted_at", OP)?,
+        updated_at: get(row, "updated_at", OP)?,
+    })
+}
+
+const MESSAGE_COLUMNS: &str = "id, environment_id, recipient_run_id, workflow_run_id, step_ref, \
+    workflow_key, workflow_version, categories, channel_key, channel_type, recipient_id, actors, \
+    tenant, status, content, data, seen_at, read_at, interacted_at, link_clicked_at, archived_at, \
+    inserted_at, updated_at";
+
+fn message_from_row(row: &DbRow) -> Result<MessageRecord, StoreError> {
+    const OP: &str = "read message";
+    let categories: String = get(row, "categories", OP)?;
+    let actors: String = get(row, "actors", OP)?;
+    let content: String = get(row, "content", OP)?;
+    let data: String = get(row, "data", OP)?;
+    Ok(MessageRecord {
+        id: get(row, "id", OP)?,
+        environment_id: get(row, "environment_id", OP)?,
+        recipient_run_id: get(row, "recipient_run_id", OP)?,
+        workflow_run_id: get(row, "workflow_run_id", OP)?,
+        step_ref: get(row, "step_ref", OP)?,
+        workflow_key: get(row, "workflow_key", OP)?,
+        workflow_version: get(row, "workflow_version", OP)?,
+        categories: parse_strings(&categories, OP)?,
+        channel_key: get(row, "channel_key", OP)?,
+        channel_type: get(row, "channel_type", OP)?,
+        recipient_id: get(row, "recipient_id", OP)?,
+        actors: parse_strings(&actors, OP)?,
+        tenant: get(row, "tenant", OP)?,
+        status: get(row, "status", OP)?,
+        content: parse_json(&content, OP)?,
+        data: parse_json(&data, OP)?,
+        seen_at: get(row, "seen_at", OP)?,
+        read_at: get(row, "read_at", OP)?,
+        interacted_at: get(row, "interacted_at", OP)?,
+        link_clicked_at: get(row, "link_clicked_at", OP)?,
+        archived_at: get(row, "archived_at", OP)?,
+        inserted_at: get(row, "inserted_at", OP)?,
+        updated_at: get(row, "updated_at", OP)?,
+    })
+}
+
+fn bulk_from_row(row: &DbRow) -> Result<BulkOperation, StoreError> {
+    const OP: &str = "read bulk operation";
+    let error_items: String = get(row, "error_items", OP)?;
+    Ok(BulkOperation {
+        id: get(row, "id", OP)?,
+        name: get(row, "name", OP)?,
+        status: get(row, "status", OP)?,
+        estimated_total_rows: get(row, "estimated_total_rows", OP)?,
+        processed_rows: get(row, "processed_rows", OP)?,
+        success_count: get(row, "success_count", OP)?,
+        error_count: get(row, "error_count", OP)?,
+        error_items: parse_json(&error_items, OP)?,
+        inserted_at: get(row, "inserted_at", OP)?,
+        updated_at: get(row, "updated_at", OP)?,
+        started_at: get(row, "started_at", OP)?,
+        completed_at: get(row, "completed_at", OP)?,
+    })
+}
+
+/// Merges identify properties into stored ones: given keys replace, `null` removes.
+fn merge_properties(stored: &mut Map<String, Value>, given: &Map<String, Value>) {
+    for (key, value) in given {
+        if crate_reserved(key) {
+            continue;
+        }
+        if value.is_null() {
+            stored.remove(key);
+        } else {
+            stored.insert(key.clone(), value.clone());
+        }
+    }
+}
+
+fn crate_reserved(key: &str) -> bool {
+    hark_core::recipient::RESERVED_USER_FIELDS.contains(&key)
+}
+
+async fn upsert_user_tx(
+    tx: &mut Tx<'_>,
+    environment_id: &str,
+    id: &str,
+    properties: &Map<String, Value>,
+    now: Millis,
+) -> Result<UserRecord, StoreError> {
+    const OP: &str = "upsert user";
+    let existing = sqlx::query(
+        "SELECT id, properties, inserted_at, updated_at FROM users WHERE environment_id = $1 AND id = $2",
+    )
+    .bind(environment_id)
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(StoreError::db(OP))?;
+    let (mut stored, inserted_at) = match existing {
+        Some(row) => {
+            let user = user_from_row(&row)?;
+            (user.properties, user.inserted_at)
+        }
+        None => (Map::new(), now),
+    };
+    merge_properties(&mut stored, properties);
+    sqlx::query(
+        "INSERT INTO users (environment_id, id, properties, inserted_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (environment_id, id) DO UPDATE SET properties = excluded.properties, \
+         updated_at = excluded.updated_at",
+    )
+    .bind(environment_id)
+    .bind(id)
+    .bind(Value::Object(stored.clone()).to_string())
+    .bind(inserted_at)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::db(OP))?;
+    Ok(UserRecord {
+        id: id.to_string(),
+        properties: stored,
+        inserted_at,
+        updated_at: now,
+    })
+}
+
+async fn insert_bulk_operation(
+    tx: &mut Tx<'_>,
+    environment_id: &str,
+    op: &BulkOperation,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO bulk_operations (id, environment_id, name, status, estimated_total_rows, \
+         processed_rows, success_count, error_count, error_items, inserted_at, updated_at, \
+         started_at, completed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(&op.id)
+    .bind(environment_id)
+    .bind(&op.name)
+    .bind(&op.status)
+    .bind(op.estimated_total_rows)
+    .bind(op.processed_rows)
+    .bind(op.success_count)
+    .bind(op.error_count)
+    .bind(to_json_text(&op.error_items))
+    .bind(op.inserted_at)
+    .bind(op.updated_at)
+    .bind(op.started_at)
+    .bind(op.completed_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::db("insert bulk operation"))?;
+    Ok(())
+}
+
+fn completed_bulk(name: &str, rows: i64, now: Millis) -> BulkOperation {
+    BulkOperation {
+        id: new_id(),
+        name: name.to_string(),
+        status: "completed".to_string(),
+        estimated_total_rows: rows,
+        processed_rows: rows,
+        success_count: rows,
+        error_count: 0,
+        error_items: Value::Array(Vec::new()),
+        inserted_at: now,
+        updated_at: now,
+        started_at: Some(now),
+        completed_at: Some(now),
+    }
+}
+
+/// Re-checks (and on PostgreSQL row-locks) the job so that a worker whose lease expired
+/// writes nothing: the fencing check every job commit starts with.
+async fn hold_lease(tx: &mut Tx<'_>, job: &ClaimedJob) -> Result<bool, StoreError> {
+    let held = sqlx::query("UPDATE jobs SET lease = lease WHERE id = $1 AND lease = $2")
+        .bind(&job.id)
+        .bind(&job.lease)
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::db("check job lease"))?;
+    Ok(held.rows_affected() == 1)
+}
+
+async fn insert_message_event(
+    tx: &mut Tx<'_>,
+    environment_id: &str,
+    message_id: &str,
+    recipient_id: &str,
+    event_type: &str,
+    data: &Value,
+    now: Millis,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO message_events (id, environment_id, message_id, recipient_id, event_type, data, inserted_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(new_id())
+    .bind(environment_id)
+    .bind(message_id)
+    .bind(recipient_id)
+    .bind(event_type)
+    .bind(to_json_text(data))
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::db("insert message event"))?;
+    Ok(())
+}
+
+fn push_message_filter(qb: &mut QueryBuilder<'_, Db>, environment_id: &str, f: &MessageFilter) {
+    qb.push(" WHERE environment_id = ");
+    qb.push_bind(environment_id.to_string());
+    let eq = |qb: &mut QueryBuilder<'_, Db>, column: &str, value: &Option<String>| {
+        if let Some(v) = value {
+            qb.push(format!(" AND {column} = "));
+            qb.push_bind(v.clone());
+        }
+    };
+    eq(qb, "recipient_id", &f.recipient_id);
+    eq(qb, "channel_key", &f.channel_key);
+    eq(qb, "workflow_key", &f.workflow_key);
+    eq(qb, "workflow_run_id", &f.workflow_run_id);
+    eq(qb, "recipient_run_id", &f.recipient_run_id);
+    eq(qb, "tenant", &f.tenant);
+    match f.has_tenant {
+        Some(true) => {
+            qb.push(" AND tenant IS NOT NULL");
+        }
+        Some(false) => {
+            qb.push(" AND tenant IS NULL");
+        }
+        None => {}
+    }
+    if !f.statuses.is_empty() {
+        qb.push(" AND status IN (");
+        let mut list = qb.separated(", ");
+        for s in &f.statuses {
+            list.push_bind(s.clone());
+        }
+        qb.push(")");
+    }
+    for e in &f.engagement {
+        let clause = match e.as_str() {
+            "seen" => " AND seen_at IS NOT NULL",
+            "unseen" => " AND seen_at IS NULL",
+            "read" => " AND read_at IS NOT NULL",
+            "unread" => " AND read_at IS NULL",
+            "interacted" => " AND interacted_at IS NOT NULL",
+            "link_clicked" => " AND link_clicked_at IS NOT NULL",
+            "archived" => " AND archived_at IS NOT NULL",
+            "unarchived" => " AND archived_at IS NULL",
+            _ => "",
+        };
+        qb.push(clause);
+    }
+    match f.archived {
+        ArchivedFilter::Exclude => {
+            qb.push(" AND archived_at IS NULL");
+        }
+        ArchivedFilter::Only => {
+            qb.push(" AND archived_at IS NOT NULL");
+        }
+        ArchivedFilter::Include => {}
+    }
+    if !f.categories.is_empty() {
+        qb.push(" AND (");
+        for (i, c) in f.categories.iter().enumerate() {
+            if i > 0 {
+                qb.push(" OR ");
+            }
+            qb.push("categories LIKE ");
+            qb.push_bind(format!("%{}%", Value::String(c.clone())));
+        }
+        qb.push(")");
+    }
+    if !f.message_ids.is_empty() {
+        qb.push(" AND id IN (");
+        let mut list = qb.separated(", ");
+        for id in &f.message_ids {
+            list.push_bind(id.clone());
+        }
+        qb.push(")");
+    }
+    for (op, value) in [
+        (">=", f.inserted_at_gte),
+        ("<=", f.inserted_at_lte),
+        (">", f.inserted_at_gt),
+        ("<", f.inserted_at_lt),
+    ] {
+        if let Some(v) = value {
+            qb.push(format!(" AND inserted_at {op} "));
+            qb.push_bind(v);
+        }
+    }
+}
+
+/// Appends keyset pagination over `id` for newest-first lists. Returns whether the query
+/// walks backwards (a `before` cursor), or `None` when the cursor is malformed.
+fn push_id_page(qb: &mut QueryBuilder<'_, Db>, page: &PageRequest, size: i64) -> Option<bool> {
+    let backwards = page.before.is_some() && page.after.is_none();
+    if let Some(after) = &page.after {
+        qb.push(" AND id < ");
+        qb.push_bind(cursor::decode(after)?);
+    } else if let Some(before) = &page.before {
+        qb.push(" AND id > ");
+        qb.push_bind(cursor::decode(before)?);
+    }
+    qb.push(if backwards {
+        " ORDER BY id ASC LIMIT "
+    } else {
+        " ORDER BY id DESC LIMIT "
+    });
+    qb.push_bind(size + 1);
+    Some(backwards)
+}
+
+fn empty_page<T>() -> Page<T> {
+    Page {
+        entries: Vec::new(),
+        after: None,
+        before: None,
+    }
+}
+
+impl Store for SqlStore {
+    fn backend_name(&self) -> &'static str {
+        BACKEND_NAME
+    }
+}

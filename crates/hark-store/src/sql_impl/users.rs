@@ -1,0 +1,194 @@
+//! Users and bulk user operations.
+
+use super::*;
+
+#[async_trait]
+impl UserStore for SqlStore {
+    async fn upsert_user(
+        &self,
+        environment_id: &str,
+        id: &str,
+        properties: &Map<String, Value>,
+        now: Millis,
+    ) -> StoreResult<UserRecord> {
+        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let user = upsert_user_tx(&mut tx, environment_id, id, properties, now).await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("commit upsert user"))?;
+        Ok(user)
+    }
+
+    async fn get_user(&self, environment_id: &str, id: &str) -> StoreResult<Option<UserRecord>> {
+        let row = sqlx::query(
+            "SELECT id, properties, inserted_at, updated_at FROM users WHERE environment_id = $1 AND id = $2",
+        )
+        .bind(environment_id)
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(StoreError::db("get user"))?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn delete_user(&self, environment_id: &str, id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM users WHERE environment_id = $1 AND id = $2")
+            .bind(environment_id)
+            .bind(id)
+            .execute(&self.writer)
+            .await
+            .map_err(StoreError::db("delete user"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_users(
+        &self,
+        environment_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<UserRecord>> {
+        let size = page_size(page);
+        let mut qb = QueryBuilder::<Db>::new(
+            "SELECT id, properties, inserted_at, updated_at FROM users WHERE environment_id = ",
+        );
+        qb.push_bind(environment_id.to_string());
+        let backwards = page.before.is_some() && page.after.is_none();
+        let cursor = page.after.as_ref().or(page.before.as_ref());
+        if let Some(c) = cursor {
+            let Some((ms, id)) = cursor::decode_pair(c) else {
+                return Ok(empty_page());
+            };
+            let op = if backwards { "<" } else { ">" };
+            qb.push(format!(" AND (inserted_at {op} "));
+            qb.push_bind(ms);
+            qb.push(" OR (inserted_at = ");
+            qb.push_bind(ms);
+            qb.push(format!(" AND id {op} "));
+            qb.push_bind(id);
+            qb.push("))");
+        }
+        qb.push(if backwards {
+            " ORDER BY inserted_at DESC, id DESC LIMIT "
+        } else {
+            " ORDER BY inserted_at ASC, id ASC LIMIT "
+        });
+        qb.push_bind(size + 1);
+        let rows = qb
+            .build()
+            .fetch_all(&self.reader)
+            .await
+            .map_err(StoreError::db("list users"))?;
+        let users = rows
+            .iter()
+            .map(user_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(finish_page(users, size, page, backwards, |u| {
+            cursor::encode_pair(u.inserted_at, &u.id)
+        }))
+    }
+
+    async fn merge_users(
+        &self,
+        environment_id: &str,
+        id: &str,
+        from_id: &str,
+        now: Millis,
+    ) -> StoreResult<Option<UserRecord>> {
+        const OP: &str = "merge users";
+        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut users = Vec::new();
+        for uid in [id, from_id] {
+            let row = sqlx::query(
+                "SELECT id, properties, inserted_at, updated_at FROM users WHERE environment_id = $1 AND id = $2",
+            )
+            .bind(environment_id)
+            .bind(uid)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::db(OP))?;
+            match row {
+                Some(row) => users.push(user_from_row(&row)?),
+                None => return Ok(None),
+            }
+        }
+        let mut merged = users[1].properties.clone();
+        merge_properties(&mut merged, &users[0].properties);
+        let user = upsert_user_tx(&mut tx, environment_id, id, &merged, now).await?;
+        for sql in [
+            "UPDATE messages SET recipient_id = $1 WHERE environment_id = $2 AND recipient_id = $3",
+            "UPDATE recipient_runs SET recipient_id = $1 WHERE environment_id = $2 AND recipient_id = $3",
+            "UPDATE message_events SET recipient_id = $1 WHERE environment_id = $2 AND recipient_id = $3",
+        ] {
+            sqlx::query(sql)
+                .bind(id)
+                .bind(environment_id)
+                .bind(from_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db(OP))?;
+        }
+        sqlx::query("DELETE FROM users WHERE environment_id = $1 AND id = $2")
+            .bind(environment_id)
+            .bind(from_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db(OP))?;
+        tx.commit().await.map_err(StoreError::db(OP))?;
+        Ok(Some(user))
+    }
+
+    async fn bulk_identify(
+        &self,
+        environment_id: &str,
+        users: &[(String, Map<String, Value>)],
+        now: Millis,
+    ) -> StoreResult<BulkOperation> {
+        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        for (id, props) in users {
+            upsert_user_tx(&mut tx, environment_id, id, props, now).await?;
+        }
+        let op = completed_bulk("users.identify", users.len() as i64, now);
+        insert_bulk_operation(&mut tx, environment_id, &op).await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("commit bulk identify"))?;
+        Ok(op)
+    }
+
+    async fn bulk_delete_users(
+        &self,
+        environment_id: &str,
+        ids: &[String],
+        now: Millis,
+    ) -> StoreResult<BulkOperation> {
+        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        for id in ids {
+            sqlx::query("DELETE FROM users WHERE environment_id = $1 AND id = $2")
+                .bind(environment_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("bulk delete users"))?;
+        }
+        let op = completed_bulk("users.delete", ids.len() as i64, now);
+        insert_bulk_operation(&mut tx, environment_id, &op).await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("commit bulk delete"))?;
+        Ok(op)
+    }
+
+    async fn get_bulk_operation(
+        &self,
+        environment_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<BulkOperation>> {
+        let row =
+            sqlx::query("SELECT * FROM bulk_operations WHERE environment_id = $1 AND id = $2")
+                .bind(environment_id)
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(StoreError::db("get bulk operation"))?;
+        row.as_ref().map(bulk_from_row).transpose()
+    }
+}
