@@ -17,6 +17,7 @@ on_both_stores!(
     inactive_workflows_refuse_triggers,
     management_api_validates_and_lists,
     run_log_shows_every_step,
+    environments_never_see_each_other,
 );
 
 async fn errors_have_knocks_shape_and_change_nothing(backend: Backend) {
@@ -722,4 +723,68 @@ async fn run_log_shows_every_step(backend: Backend) {
         1,
         "the broken step made no message"
     );
+}
+
+async fn environments_never_see_each_other(backend: Backend) {
+    let s = TestServer::start(backend, vec![]).await;
+    s.put_workflow("w", json!([feed_step("f", "dev only")]))
+        .await;
+    s.trigger("w", json!({"recipients": [{"id": "u", "name": "U"}]}))
+        .await;
+    s.run_engine().await;
+    let prod = s.env_id("production").await;
+    let prod_key = "sk_prod_isolation_test";
+    s.store
+        .create_api_key(
+            &prod,
+            hark_store::KeyKind::Secret,
+            &hark_store::hash_secret(prod_key),
+            0,
+        )
+        .await
+        .expect("key");
+    let message_id = s.messages_of("u").await[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    for path in [
+        "/v1/users/u".to_string(),
+        format!("/v1/messages/{message_id}"),
+    ] {
+        let (status, _) = s.call_with("GET", &path, None, prod_key, &[]).await;
+        assert_eq!(status, 404, "{path}");
+    }
+    let (status, feed) = s
+        .call_with("GET", "/v1/users/u/feeds/in-app-feed", None, prod_key, &[])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(feed["meta"]["total_count"], 0);
+    let (status, body) = s
+        .call_with(
+            "POST",
+            "/v1/workflows/w/trigger",
+            Some(json!({"recipients": ["u"]})),
+            prod_key,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("workflow_missing")),
+        "workflows are per environment"
+    );
+    let (status, _) = s
+        .call_with(
+            "PUT",
+            &format!("/v1/messages/{message_id}/read"),
+            None,
+            prod_key,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (_, m) = s
+        .call("GET", &format!("/v1/messages/{message_id}"), None)
+        .await;
+    assert!(m["read_at"].is_null());
 }

@@ -270,3 +270,35 @@ async fn sigterm_on_sqlite() {
 async fn sigterm_on_postgres() {
     sigterm_shuts_down_cleanly(true).await;
 }
+
+#[tokio::test]
+async fn bad_config_fails_fast_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        "[[channels]]\nkey = \"pigeon\"\ntype = \"carrier_pigeon\"\n",
+    )
+    .expect("config");
+    let out = Command::new(HARK)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run hark serve");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown type `carrier_pigeon`"), "{stderr}");
+
+    std::fs::write(&config, "[outbound]\nallow_private = true\n").expect("config");
+    let out = Command::new(HARK)
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run hark serve");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("allow_private"));
+}
