@@ -255,6 +255,8 @@ pub struct MessageFilter {
     pub archived: ArchivedFilter,
     pub categories: Vec<String>,
     pub message_ids: Vec<String>,
+    /// Each key of the trigger data must equal this value (top-level keys).
+    pub trigger_data: Vec<(String, Value)>,
     pub inserted_at_gte: Option<Millis>,
     pub inserted_at_lte: Option<Millis>,
     pub inserted_at_gt: Option<Millis>,
@@ -276,6 +278,7 @@ impl Default for MessageFilter {
             archived: ArchivedFilter::Include,
             categories: Vec::new(),
             message_ids: Vec::new(),
+            trigger_data: Vec::new(),
             inserted_at_gte: None,
             inserted_at_lte: None,
             inserted_at_gt: None,

@@ -16,6 +16,20 @@ pub const CLAIM_JOBS_SQL: &str = "UPDATE jobs SET lease = $1, run_at = $2, attem
      WHERE id IN (SELECT id FROM jobs WHERE run_at <= $3 ORDER BY run_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
      RETURNING id, environment_id, kind, ref_id, attempts, lease";
 
+/// `column.key = value` for JSON stored as text, compared as `jsonb`.
+pub fn push_json_field_eq(
+    qb: &mut sqlx::QueryBuilder<'_, Db>,
+    column: &str,
+    key: &str,
+    value: &serde_json::Value,
+) {
+    qb.push(format!("(({column})::jsonb -> "));
+    qb.push_bind(key.to_string());
+    qb.push(") = (");
+    qb.push_bind(value.to_string());
+    qb.push(")::jsonb");
+}
+
 // Deliberately compiled once per backend; see the crate docs.
 #[allow(clippy::duplicate_mod)]
 #[path = "sql_impl/mod.rs"]

@@ -18,6 +18,22 @@ pub const CLAIM_JOBS_SQL: &str =
      WHERE id IN (SELECT id FROM jobs WHERE run_at <= $3 ORDER BY run_at LIMIT $4) \
      RETURNING id, environment_id, kind, ref_id, attempts, lease";
 
+/// `column.key = value` for JSON stored as text. `json_extract` maps both sides to SQL
+/// values the same way, so strings, numbers, booleans and nested JSON compare as JSON.
+pub fn push_json_field_eq(
+    qb: &mut sqlx::QueryBuilder<'_, Db>,
+    column: &str,
+    key: &str,
+    value: &serde_json::Value,
+) {
+    let path = format!("$.\"{}\"", key.replace('"', "\\\""));
+    qb.push(format!("json_extract({column}, "));
+    qb.push_bind(path);
+    qb.push(") = json_extract(");
+    qb.push_bind(value.to_string());
+    qb.push(", '$')");
+}
+
 // Deliberately compiled once per backend; see the crate docs.
 #[allow(clippy::duplicate_mod)]
 #[path = "sql_impl/mod.rs"]

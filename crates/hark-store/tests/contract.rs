@@ -70,6 +70,7 @@ contract!(
     feed_filters_counts_and_engagement,
     cancel_drops_pending_jobs,
     delivery_commit_retries_and_logs,
+    trigger_data_filter_compares_json_values,
 );
 
 async fn environments_and_credentials(f: Fixture) {
@@ -904,4 +905,40 @@ async fn delivery_commit_retries_and_logs(f: Fixture) {
             .len(),
         2
     );
+}
+
+async fn trigger_data_filter_compares_json_values(f: Fixture) {
+    let datas = [
+        json!({"kind": "a", "n": 1, "flag": true, "nested": {"x": [1, 2]}}),
+        json!({"kind": "b", "n": 2, "flag": false, "nested": {"x": [1]}}),
+        json!({"kind": "1", "n": 1.5}),
+    ];
+    for d in &datas {
+        let mut m = message(&f.env, "x", "s", "u", 1);
+        m.data = d.clone();
+        assert!(commit_message(&f, m, false).await);
+    }
+    let count = |pairs: Vec<(&str, Value)>| {
+        let filter = MessageFilter {
+            recipient_id: Some("u".into()),
+            trigger_data: pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            ..Default::default()
+        };
+        let store = f.store.clone();
+        let env = f.env.clone();
+        async move { store.count_feed(&env, &filter).await.expect("count").total }
+    };
+    assert_eq!(count(vec![("kind", json!("a"))]).await, 1);
+    assert_eq!(
+        count(vec![("n", json!(1))]).await,
+        1,
+        "1 is not \"1\" nor 1.5"
+    );
+    assert_eq!(count(vec![("kind", json!("1"))]).await, 1);
+    assert_eq!(count(vec![("n", json!(1.5))]).await, 1);
+    assert_eq!(count(vec![("flag", json!(false))]).await, 1);
+    assert_eq!(count(vec![("nested", json!({"x": [1, 2]}))]).await, 1);
+    assert_eq!(count(vec![("kind", json!("a")), ("n", json!(2))]).await, 0);
+    assert_eq!(count(vec![("missing", json!("a"))]).await, 0);
+    assert_eq!(count(vec![]).await, 3);
 }

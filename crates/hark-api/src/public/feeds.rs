@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use hark_core::workflow::ChannelType;
-use hark_store::{ArchivedFilter, MessageFilter, MessageRecord};
+use hark_store::{ArchivedFilter, MessageFilter};
 use serde_json::{json, Value};
 
 use crate::auth::Caller;
@@ -41,18 +41,14 @@ pub fn archived_filter(params: &Params, default: ArchivedFilter) -> ApiResult<Ar
 
 /// `trigger_data` arrives as a JSON object string; a message matches when each given key
 /// equals the message's trigger data at that key.
-pub fn trigger_data_filter(params: &Params) -> ApiResult<Option<serde_json::Map<String, Value>>> {
+pub fn trigger_data_filter(params: &Params) -> ApiResult<Vec<(String, Value)>> {
     match params.get("trigger_data") {
-        None => Ok(None),
+        None => Ok(Vec::new()),
         Some(text) => match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(map)) => Ok(Some(map)),
+            Ok(Value::Object(map)) => Ok(map.into_iter().collect()),
             _ => Err(ApiError::field("trigger_data", "must be a JSON object")),
         },
     }
-}
-
-pub fn matches_trigger_data(m: &MessageRecord, wanted: &serde_json::Map<String, Value>) -> bool {
-    wanted.iter().all(|(k, v)| m.data.get(k) == Some(v))
 }
 
 async fn get_feed(
@@ -76,6 +72,7 @@ async fn get_feed(
         tenant: params.get("tenant").map(String::from),
         has_tenant: params.bool("has_tenant")?,
         archived: archived_filter(&params, ArchivedFilter::Exclude)?,
+        trigger_data: trigger_data_filter(&params)?,
         categories: params.list("workflow_categories"),
         inserted_at_gte: params.timestamp("inserted_at.gte")?,
         inserted_at_lte: params.timestamp("inserted_at.lte")?,
@@ -95,14 +92,10 @@ async fn get_feed(
             ))
         }
     }
-    let trigger_data = trigger_data_filter(&params)?;
-    let mut result = state
+    let result = state
         .store
         .list_messages(caller.env_id(), &filter, &page)
         .await?;
-    if let Some(wanted) = &trigger_data {
-        result.entries.retain(|m| matches_trigger_data(m, wanted));
-    }
     let compact = params.get("mode") == Some("compact");
 
     // Resolve each distinct user once per page.

@@ -10,7 +10,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{KnockJson, Params};
 use crate::out::{delivery_log_out, message_event_out, message_out, page_info};
-use crate::public::feeds::{archived_filter, matches_trigger_data, trigger_data_filter};
+use crate::public::feeds::{archived_filter, trigger_data_filter};
 use crate::state::AppState;
 
 const MAX_BATCH: usize = 1000;
@@ -94,6 +94,7 @@ fn filter_from(params: &Params) -> ApiResult<MessageFilter> {
         archived: archived_filter(params, ArchivedFilter::Include)?,
         categories: params.list("workflow_categories"),
         message_ids: params.list("message_ids"),
+        trigger_data: trigger_data_filter(params)?,
         workflow_run_id: params.get("workflow_run_id").map(String::from),
         recipient_run_id: params.get("workflow_recipient_run_id").map(String::from),
         inserted_at_gte: params.timestamp("inserted_at.gte")?,
@@ -119,14 +120,10 @@ async fn list_with(
         filter.channel_key = Some(key);
     }
     let page = params.page()?;
-    let trigger_data = trigger_data_filter(params)?;
-    let mut result = state
+    let result = state
         .store
         .list_messages(caller.env_id(), &filter, &page)
         .await?;
-    if let Some(wanted) = &trigger_data {
-        result.entries.retain(|m| matches_trigger_data(m, wanted));
-    }
     let items: Vec<Value> = result.entries.iter().map(|m| render(state, m)).collect();
     Ok(Json(json!({
         "items": items,

@@ -449,6 +449,10 @@ fn push_message_filter(qb: &mut QueryBuilder<'_, Db>, environment_id: &str, f: &
         }
         qb.push(")");
     }
+    for (key, value) in &f.trigger_data {
+        qb.push(" AND ");
+        super::push_json_field_eq(qb, "data", key, value);
+    }
     for (op, value) in [
         (">=", f.inserted_at_gte),
         ("<=", f.inserted_at_lte),
