@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use hark_core::Clock;
 use hark_engine::{ChannelRegistry, Engine};
-use hark_store::Store;
+use hark_store::{Store, TriggerCommitter};
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -10,6 +10,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub engine: Engine,
+    /// Group commit for triggers.
+    pub triggers: TriggerCommitter,
 }
 
 impl AppState {

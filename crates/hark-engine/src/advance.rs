@@ -68,7 +68,7 @@ impl Engine {
                     error: true,
                     now,
                 };
-                store.commit_step(job, &commit).await?;
+                self.inner.steps.submit((job.clone(), commit)).await?;
                 return Ok(());
             }
         };
@@ -100,7 +100,7 @@ impl Engine {
                 error: false,
                 now,
             };
-            store.commit_step(job, &commit).await?;
+            self.inner.steps.submit((job.clone(), commit)).await?;
             return Ok(());
         }
 
@@ -122,7 +122,7 @@ impl Engine {
                     .events
                     .push(event("workflow_run_completed", true, None, json!({}), now));
             }
-            if !store.commit_step(job, &commit).await? {
+            if !self.inner.steps.submit((job.clone(), commit)).await? {
                 tracing::info!(job = %job.id, "lease lost; another worker owns this run now");
                 return Ok(());
             }

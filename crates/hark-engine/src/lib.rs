@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hark_core::Clock;
-use hark_store::{ClaimedJob, JobKind, Store, StoreError};
+use hark_store::{step_committer, ClaimedJob, JobKind, StepCommitter, Store, StoreError};
 use hark_template::Renderer;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -58,6 +58,8 @@ struct Inner {
     renderer: Renderer,
     wake: Notify,
     config: EngineConfig,
+    /// Step outcomes of concurrent jobs share commits.
+    steps: StepCommitter,
 }
 
 /// Cheap to clone; all clones share one worker state.
@@ -75,6 +77,7 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         Ok(Self {
             inner: Arc::new(Inner {
+                steps: step_committer(store.clone()),
                 store,
                 clock,
                 channels,

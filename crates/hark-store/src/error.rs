@@ -27,6 +27,9 @@ pub enum StoreError {
     },
     #[error("invalid database url: {0}")]
     BadUrl(String),
+    /// A transient failure reported on behalf of a shared operation (group commit).
+    #[error("the database is temporarily unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -53,6 +56,7 @@ impl StoreError {
                     .and_then(|e| e.code())
                     .is_some_and(|c| TRANSIENT_CODES.contains(&c.as_ref()))
             }
+            StoreError::Unavailable(_) => true,
             _ => false,
         }
     }

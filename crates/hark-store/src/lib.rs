@@ -7,6 +7,7 @@
 
 pub mod cursor;
 pub mod error;
+mod group_commit;
 pub mod model;
 mod postgres;
 mod sqlite;
@@ -16,6 +17,9 @@ pub mod traits;
 use std::sync::Arc;
 
 pub use error::StoreError;
+pub use group_commit::{
+    step_committer, trigger_committer, BatchLimits, GroupCommitter, StepCommitter, TriggerCommitter,
+};
 pub use model::*;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

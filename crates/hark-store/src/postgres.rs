@@ -10,6 +10,9 @@ use crate::error::StoreError;
 
 pub type Db = sqlx::Postgres;
 
+/// Whether every write goes through one connection.
+pub const SINGLE_WRITER: bool = false;
+
 pub const BACKEND_NAME: &str = "postgres";
 
 pub const CLAIM_JOBS_SQL: &str = "UPDATE jobs SET lease = $1, run_at = $2, attempts = attempts + 1 \

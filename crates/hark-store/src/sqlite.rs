@@ -10,6 +10,9 @@ use crate::error::StoreError;
 
 pub type Db = sqlx::Sqlite;
 
+/// Whether every write goes through one connection.
+pub const SINGLE_WRITER: bool = true;
+
 pub const BACKEND_NAME: &str = "sqlite";
 
 /// SQLite has no row locks; the single writer connection already serializes claims.

@@ -125,9 +125,27 @@ pub trait WorkflowStore {
 
 #[async_trait]
 pub trait RunStore {
-    /// Stores a trigger durably: idempotency key, inline users, the workflow run, one
-    /// recipient run and one job per recipient, all in one transaction.
-    async fn create_trigger(&self, trigger: &TriggerWrite) -> StoreResult<TriggerOutcome>;
+    /// Stores triggers durably in one transaction (group commit): per trigger the
+    /// idempotency key, inline users, the workflow run, one recipient run and one job per
+    /// recipient. Each trigger has its own outcome; a failing one is rolled back alone.
+    /// Nothing is durable unless the whole call returns `Ok`.
+    async fn create_triggers(
+        &self,
+        triggers: &[TriggerWrite],
+    ) -> StoreResult<Vec<StoreResult<TriggerOutcome>>>;
+
+    /// Stores one trigger durably; see [`RunStore::create_triggers`].
+    async fn create_trigger(&self, trigger: &TriggerWrite) -> StoreResult<TriggerOutcome> {
+        self.create_triggers(std::slice::from_ref(trigger))
+            .await?
+            .pop()
+            .unwrap_or_else(|| {
+                Err(StoreError::Corrupt {
+                    operation: "create trigger",
+                    detail: "no outcome for the trigger".into(),
+                })
+            })
+    }
     /// Cancels unfinished runs with this cancellation key (for these recipients only when
     /// given) and drops their pending jobs. Returns how many runs were cancelled.
     async fn cancel_runs(
@@ -202,9 +220,26 @@ pub trait JobStore {
     ) -> StoreResult<Vec<ClaimedJob>>;
     /// Loads a run together with the workflow version it is pinned to.
     async fn load_run_for_job(&self, run_id: &str) -> StoreResult<Option<(RecipientRun, Value)>>;
-    /// Commits one step's outcome if `job` still holds its lease. Returns `false` (and
-    /// writes nothing) when the lease was lost. When the run finishes the job is deleted.
-    async fn commit_step(&self, job: &ClaimedJob, step: &StepCommit) -> StoreResult<bool>;
+    /// Commits step outcomes of many jobs in one transaction (group commit). For each:
+    /// `false` (and nothing written for it) when its job lost the lease; when its run
+    /// finishes, its job is deleted.
+    async fn commit_steps(
+        &self,
+        steps: &[(ClaimedJob, StepCommit)],
+    ) -> StoreResult<Vec<StoreResult<bool>>>;
+
+    /// Commits one step's outcome; see [`JobStore::commit_steps`].
+    async fn commit_step(&self, job: &ClaimedJob, step: &StepCommit) -> StoreResult<bool> {
+        self.commit_steps(&[(job.clone(), step.clone())])
+            .await?
+            .pop()
+            .unwrap_or_else(|| {
+                Err(StoreError::Corrupt {
+                    operation: "commit step",
+                    detail: "no outcome for the step".into(),
+                })
+            })
+    }
     /// Commits one delivery attempt if `job` still holds its lease.
     async fn commit_delivery(
         &self,
@@ -228,4 +263,8 @@ pub trait Store:
 {
     /// `sqlite` or `postgres`.
     fn backend_name(&self) -> &'static str;
+
+    /// True when all writes go through one connection (SQLite): concurrent writers are
+    /// then better served by group commit than by waiting in line.
+    fn single_writer(&self) -> bool;
 }

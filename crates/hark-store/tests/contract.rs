@@ -71,6 +71,7 @@ contract!(
     cancel_drops_pending_jobs,
     delivery_commit_retries_and_logs,
     trigger_data_filter_compares_json_values,
+    group_commit_isolates_each_trigger,
 );
 
 async fn environments_and_credentials(f: Fixture) {
@@ -941,4 +942,65 @@ async fn trigger_data_filter_compares_json_values(f: Fixture) {
     assert_eq!(count(vec![("kind", json!("a")), ("n", json!(2))]).await, 0);
     assert_eq!(count(vec![("missing", json!("a"))]).await, 0);
     assert_eq!(count(vec![]).await, 3);
+}
+
+async fn group_commit_isolates_each_trigger(f: Fixture) {
+    let claim = |hash: &str, run: &str| IdempotencyClaim {
+        key: "same-key".into(),
+        request_hash: hash.into(),
+        response: json!({"workflow_run_id": run}),
+        not_before: 0,
+    };
+    let mut a = trigger(&f.env, &["a"], 10);
+    a.workflow_run_id = "run-a".into();
+    a.idempotency = Some(claim("h", "run-a"));
+    let mut replay = trigger(&f.env, &["a"], 10);
+    replay.workflow_run_id = "run-a2".into();
+    replay.idempotency = Some(claim("h", "run-a2"));
+    let mut reused = trigger(&f.env, &["a"], 10);
+    reused.workflow_run_id = "run-a3".into();
+    reused.idempotency = Some(claim("other", "run-a3"));
+    // Same workflow run id as `a`: violates the primary key and must fail alone.
+    let mut broken = trigger(&f.env, &["b"], 10);
+    broken.workflow_run_id = "run-a".into();
+    let mut c = trigger(&f.env, &["c"], 10);
+    c.workflow_run_id = "run-c".into();
+    let outcomes = f
+        .store
+        .create_triggers(&[a, replay, reused, broken, c])
+        .await
+        .expect("batch commits");
+    assert_eq!(outcomes.len(), 5);
+    assert_eq!(outcomes[0].as_ref().expect("a"), &TriggerOutcome::Accepted);
+    assert_eq!(
+        outcomes[1].as_ref().expect("replay"),
+        &TriggerOutcome::Replayed(json!({"workflow_run_id": "run-a"}))
+    );
+    assert_eq!(
+        outcomes[2].as_ref().expect("reused"),
+        &TriggerOutcome::IdempotencyKeyReused
+    );
+    assert!(outcomes[3].is_err(), "the broken trigger fails");
+    assert_eq!(outcomes[4].as_ref().expect("c"), &TriggerOutcome::Accepted);
+    // a and c stored one run and one job each; nothing of the broken one remains.
+    assert_eq!(f.store.pending_job_count().await.expect("count"), 2);
+    let runs = f
+        .store
+        .list_recipient_runs(
+            &f.env,
+            &RunFilter::default(),
+            &PageRequest {
+                page_size: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("runs");
+    let mut recipients: Vec<_> = runs
+        .entries
+        .iter()
+        .map(|r| r.recipient_id.clone())
+        .collect();
+    recipients.sort();
+    assert_eq!(recipients, vec!["a", "c"]);
 }

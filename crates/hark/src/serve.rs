@@ -67,6 +67,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         store: store.clone(),
         clock: Arc::new(SystemClock),
         engine,
+        triggers: hark_store::trigger_committer(store.clone()),
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -214,7 +214,7 @@ async fn trigger(
         idempotency,
         now,
     };
-    match state.store.create_trigger(&write).await? {
+    match state.triggers.submit(write).await? {
         TriggerOutcome::Accepted => {
             state.engine.wake();
             Ok(Json(response).into_response())

@@ -2,6 +2,107 @@
 
 use super::*;
 
+/// Writes one step's outcome inside `tx` if `job` still holds its lease.
+async fn write_step(tx: &mut Tx<'_>, job: &ClaimedJob, step: &StepCommit) -> StoreResult<bool> {
+    const OP: &str = "commit step";
+    if !hold_lease(tx, job).await? {
+        return Ok(false);
+    }
+    if let Some(m) = &step.message {
+        // Architecture invariant: the unique key makes a replayed step a no-op.
+        let created = sqlx::query(&format!(
+            "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+             $11, $12, $13, $14, $15, $16, NULL, NULL, NULL, NULL, NULL, $17, $17) \
+             ON CONFLICT (recipient_run_id, step_ref) DO NOTHING"
+        ))
+        .bind(&m.id)
+        .bind(&m.environment_id)
+        .bind(&m.recipient_run_id)
+        .bind(&m.workflow_run_id)
+        .bind(&m.step_ref)
+        .bind(&m.workflow_key)
+        .bind(m.workflow_version)
+        .bind(serde_json::to_string(&m.categories).unwrap_or_else(|_| "[]".into()))
+        .bind(&m.channel_key)
+        .bind(&m.channel_type)
+        .bind(&m.recipient_id)
+        .bind(serde_json::to_string(&m.actors).unwrap_or_else(|_| "[]".into()))
+        .bind(&m.tenant)
+        .bind(&m.status)
+        .bind(to_json_text(&m.content))
+        .bind(to_json_text(&m.data))
+        .bind(m.now)
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::db(OP))?;
+        if created.rows_affected() == 1 {
+            insert_message_event(
+                tx,
+                &m.environment_id,
+                &m.id,
+                &m.recipient_id,
+                &format!("message.{}", m.status),
+                &Value::Null,
+                m.now,
+            )
+            .await?;
+            if step.enqueue_delivery {
+                sqlx::query(
+                    "INSERT INTO jobs (id, environment_id, kind, ref_id, run_at, lease, attempts, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, NULL, 0, $5)",
+                )
+                .bind(new_id())
+                .bind(&m.environment_id)
+                .bind(JobKind::DeliverMessage.as_str())
+                .bind(&m.id)
+                .bind(m.now)
+                .execute(&mut **tx)
+                .await
+                .map_err(StoreError::db(OP))?;
+            }
+        }
+    }
+    for e in &step.events {
+        sqlx::query(
+            "INSERT INTO run_events (id, recipient_run_id, event, status, step_ref, step_type, attempt, data, inserted_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&e.id)
+        .bind(&step.run_id)
+        .bind(&e.event)
+        .bind(&e.status)
+        .bind(&e.step_ref)
+        .bind(&e.step_type)
+        .bind(e.attempt)
+        .bind(to_json_text(&e.data))
+        .bind(e.inserted_at)
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::db(OP))?;
+    }
+    let status = step.finished.unwrap_or(RunStatus::Processing);
+    sqlx::query(
+        "UPDATE recipient_runs SET step_cursor = $1, status = $2, updated_at = $3, \
+         error_count = error_count + $4 WHERE id = $5 AND status <> 'cancelled'",
+    )
+    .bind(step.next_cursor)
+    .bind(status.as_str())
+    .bind(step.now)
+    .bind(if step.error { 1_i64 } else { 0_i64 })
+    .bind(&step.run_id)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::db(OP))?;
+    if step.finished.is_some() {
+        sqlx::query("DELETE FROM jobs WHERE id = $1")
+            .bind(&job.id)
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::db(OP))?;
+    }
+    Ok(true)
+}
+
 #[async_trait]
 impl JobStore for SqlStore {
     async fn claim_due_jobs(
@@ -44,7 +145,7 @@ impl JobStore for SqlStore {
             "SELECT {RUN_COLUMNS} FROM recipient_runs WHERE id = $1"
         ))
         .bind(run_id)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&self.reader)
         .await
         .map_err(StoreError::db(OP))?;
         let Some(row) = row else { return Ok(None) };
@@ -62,106 +163,38 @@ impl JobStore for SqlStore {
         Ok(Some((run, definition)))
     }
 
-    async fn commit_step(&self, job: &ClaimedJob, step: &StepCommit) -> StoreResult<bool> {
-        const OP: &str = "commit step";
+    async fn commit_steps(
+        &self,
+        steps: &[(ClaimedJob, StepCommit)],
+    ) -> StoreResult<Vec<StoreResult<bool>>> {
         let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
-        if !hold_lease(&mut tx, job).await? {
-            return Ok(false);
-        }
-        if let Some(m) = &step.message {
-            // Architecture invariant: the unique key makes a replayed step a no-op.
-            let created = sqlx::query(&format!(
-                "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                 $11, $12, $13, $14, $15, $16, NULL, NULL, NULL, NULL, NULL, $17, $17) \
-                 ON CONFLICT (recipient_run_id, step_ref) DO NOTHING"
-            ))
-            .bind(&m.id)
-            .bind(&m.environment_id)
-            .bind(&m.recipient_run_id)
-            .bind(&m.workflow_run_id)
-            .bind(&m.step_ref)
-            .bind(&m.workflow_key)
-            .bind(m.workflow_version)
-            .bind(serde_json::to_string(&m.categories).unwrap_or_else(|_| "[]".into()))
-            .bind(&m.channel_key)
-            .bind(&m.channel_type)
-            .bind(&m.recipient_id)
-            .bind(serde_json::to_string(&m.actors).unwrap_or_else(|_| "[]".into()))
-            .bind(&m.tenant)
-            .bind(&m.status)
-            .bind(to_json_text(&m.content))
-            .bind(to_json_text(&m.data))
-            .bind(m.now)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::db(OP))?;
-            if created.rows_affected() == 1 {
-                insert_message_event(
-                    &mut tx,
-                    &m.environment_id,
-                    &m.id,
-                    &m.recipient_id,
-                    &format!("message.{}", m.status),
-                    &Value::Null,
-                    m.now,
-                )
-                .await?;
-                if step.enqueue_delivery {
-                    sqlx::query(
-                        "INSERT INTO jobs (id, environment_id, kind, ref_id, run_at, lease, attempts, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, NULL, 0, $5)",
-                    )
-                    .bind(new_id())
-                    .bind(&m.environment_id)
-                    .bind(JobKind::DeliverMessage.as_str())
-                    .bind(&m.id)
-                    .bind(m.now)
-                    .execute(&mut *tx)
+        let mut outcomes = Vec::with_capacity(steps.len());
+        if let [(job, step)] = steps {
+            outcomes.push(write_step(&mut tx, job, step).await);
+        } else {
+            for (job, step) in steps {
+                let mut savepoint = sqlx::Acquire::begin(&mut tx)
                     .await
-                    .map_err(StoreError::db(OP))?;
+                    .map_err(StoreError::db("savepoint"))?;
+                let outcome = write_step(&mut savepoint, job, step).await;
+                if outcome.is_ok() {
+                    savepoint
+                        .commit()
+                        .await
+                        .map_err(StoreError::db("release savepoint"))?;
+                } else {
+                    savepoint
+                        .rollback()
+                        .await
+                        .map_err(StoreError::db("rollback savepoint"))?;
                 }
+                outcomes.push(outcome);
             }
         }
-        for e in &step.events {
-            sqlx::query(
-                "INSERT INTO run_events (id, recipient_run_id, event, status, step_ref, step_type, attempt, data, inserted_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&e.id)
-            .bind(&step.run_id)
-            .bind(&e.event)
-            .bind(&e.status)
-            .bind(&e.step_ref)
-            .bind(&e.step_type)
-            .bind(e.attempt)
-            .bind(to_json_text(&e.data))
-            .bind(e.inserted_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::db(OP))?;
+        if outcomes.iter().any(|o| o.is_ok()) {
+            tx.commit().await.map_err(StoreError::db("commit steps"))?;
         }
-        let status = step.finished.unwrap_or(RunStatus::Processing);
-        sqlx::query(
-            "UPDATE recipient_runs SET step_cursor = $1, status = $2, updated_at = $3, \
-             error_count = error_count + $4 WHERE id = $5 AND status <> 'cancelled'",
-        )
-        .bind(step.next_cursor)
-        .bind(status.as_str())
-        .bind(step.now)
-        .bind(if step.error { 1_i64 } else { 0_i64 })
-        .bind(&step.run_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::db(OP))?;
-        if step.finished.is_some() {
-            sqlx::query("DELETE FROM jobs WHERE id = $1")
-                .bind(&job.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db(OP))?;
-        }
-        tx.commit().await.map_err(StoreError::db(OP))?;
-        Ok(true)
+        Ok(outcomes)
     }
 
     async fn commit_delivery(&self, job: &ClaimedJob, d: &DeliveryCommit) -> StoreResult<bool> {
@@ -255,7 +288,7 @@ impl JobStore for SqlStore {
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1"
         ))
         .bind(message_id)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&self.reader)
         .await
         .map_err(StoreError::db("load message for job"))?;
         row.as_ref().map(message_from_row).transpose()

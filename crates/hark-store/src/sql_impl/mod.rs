@@ -13,7 +13,7 @@ use hark_core::{new_id, Millis};
 use serde_json::{Map, Value};
 use sqlx::{Pool, QueryBuilder, Row};
 
-use super::{Db, BACKEND_NAME, CLAIM_JOBS_SQL};
+use super::{Db, BACKEND_NAME, CLAIM_JOBS_SQL, SINGLE_WRITER};
 use crate::cursor;
 use crate::error::StoreError;
 use crate::model::*;
@@ -497,5 +497,9 @@ fn empty_page<T>() -> Page<T> {
 impl Store for SqlStore {
     fn backend_name(&self) -> &'static str {
         BACKEND_NAME
+    }
+
+    fn single_writer(&self) -> bool {
+        SINGLE_WRITER
     }
 }

@@ -2,68 +2,22 @@
 
 use super::*;
 
-#[async_trait]
-impl RunStore for SqlStore {
-    async fn create_trigger(&self, t: &TriggerWrite) -> StoreResult<TriggerOutcome> {
-        const OP: &str = "create trigger";
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
-        if let Some(claim) = &t.idempotency {
-            let existing = sqlx::query(
-                "SELECT request_hash, response, created_at FROM idempotency_keys WHERE environment_id = $1 AND key = $2",
-            )
-            .bind(&t.environment_id)
-            .bind(&claim.key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::db(OP))?;
-            if let Some(row) = existing {
-                let created_at: i64 = get(&row, "created_at", OP)?;
-                if created_at >= claim.not_before {
-                    let hash: String = get(&row, "request_hash", OP)?;
-                    if hash != claim.request_hash {
-                        return Ok(TriggerOutcome::IdempotencyKeyReused);
-                    }
-                    let response: String = get(&row, "response", OP)?;
-                    return Ok(TriggerOutcome::Replayed(parse_json(&response, OP)?));
-                }
-            }
-            // An expired key is replaced; a concurrent claim of the same key loses the race
-            // on the primary key and is answered from the winner's row below.
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (environment_id, key, request_hash, response, created_at) \
-                 VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (environment_id, key) DO UPDATE SET request_hash = excluded.request_hash, \
-                 response = excluded.response, created_at = excluded.created_at \
-                 WHERE idempotency_keys.created_at < $6",
-            )
-            .bind(&t.environment_id)
-            .bind(&claim.key)
-            .bind(&claim.request_hash)
-            .bind(to_json_text(&claim.response))
-            .bind(t.now)
-            .bind(claim.not_before)
-            .execute(&mut *tx)
-            .await;
-            let lost_race = match inserted {
-                Ok(done) => done.rows_affected() == 0,
-                Err(e)
-                    if e.as_database_error()
-                        .is_some_and(|d| d.is_unique_violation()) =>
-                {
-                    true
-                }
-                Err(e) => return Err(StoreError::db(OP)(e)),
-            };
-            if lost_race {
-                drop(tx);
-                let row = sqlx::query(
-                    "SELECT request_hash, response FROM idempotency_keys WHERE environment_id = $1 AND key = $2",
-                )
-                .bind(&t.environment_id)
-                .bind(&claim.key)
-                .fetch_one(&self.writer)
-                .await
-                .map_err(StoreError::db(OP))?;
+/// Writes one trigger inside `tx`: idempotency key, inline users, the workflow run, one
+/// recipient run and one job per recipient. Nothing is committed here.
+async fn write_trigger(tx: &mut Tx<'_>, t: &TriggerWrite) -> StoreResult<TriggerOutcome> {
+    const OP: &str = "create trigger";
+    if let Some(claim) = &t.idempotency {
+        let existing = sqlx::query(
+            "SELECT request_hash, response, created_at FROM idempotency_keys WHERE environment_id = $1 AND key = $2",
+        )
+        .bind(&t.environment_id)
+        .bind(&claim.key)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(StoreError::db(OP))?;
+        if let Some(row) = existing {
+            let created_at: i64 = get(&row, "created_at", OP)?;
+            if created_at >= claim.not_before {
                 let hash: String = get(&row, "request_hash", OP)?;
                 if hash != claim.request_hash {
                     return Ok(TriggerOutcome::IdempotencyKeyReused);
@@ -72,72 +26,146 @@ impl RunStore for SqlStore {
                 return Ok(TriggerOutcome::Replayed(parse_json(&response, OP)?));
             }
         }
-        for (id, props) in &t.inline_users {
-            upsert_user_tx(&mut tx, &t.environment_id, id, props, t.now).await?;
-        }
-        sqlx::query(
-            "INSERT INTO workflow_runs (id, environment_id, workflow_key, workflow_version, recipient_count, inserted_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+        // An expired key is replaced; a concurrent claim of the same key loses the race
+        // on the primary key and is answered from the winner's row below.
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (environment_id, key, request_hash, response, created_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (environment_id, key) DO UPDATE SET request_hash = excluded.request_hash, \
+             response = excluded.response, created_at = excluded.created_at \
+             WHERE idempotency_keys.created_at < $6",
         )
-        .bind(&t.workflow_run_id)
         .bind(&t.environment_id)
-        .bind(&t.workflow_key)
-        .bind(t.workflow_version)
-        .bind(t.recipients.len() as i64)
+        .bind(&claim.key)
+        .bind(&claim.request_hash)
+        .bind(to_json_text(&claim.response))
         .bind(t.now)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::db(OP))?;
-        let data = to_json_text(&t.data);
-        // Multi-row inserts, chunked to stay under SQLite's bound-parameter limit.
-        let run_ids: Vec<String> = t.recipients.iter().map(|_| new_id()).collect();
-        let pairs: Vec<(&String, &String)> = t.recipients.iter().zip(run_ids.iter()).collect();
-        for chunk in pairs.chunks(200) {
-            let mut qb =
-                QueryBuilder::<Db>::new(format!("INSERT INTO recipient_runs ({RUN_COLUMNS}) "));
-            qb.push_values(chunk.iter(), |mut b, (recipient, run_id)| {
-                b.push_bind((*run_id).clone())
-                    .push_bind(t.environment_id.clone())
-                    .push_bind(t.workflow_run_id.clone())
-                    .push_bind(t.workflow_key.clone())
-                    .push_bind(t.workflow_version)
-                    .push_bind((*recipient).clone())
-                    .push_bind(t.actor.clone())
-                    .push_bind(t.tenant.clone())
-                    .push_bind(data.clone())
-                    .push_bind(t.cancellation_key.clone())
-                    .push_bind(RunStatus::Queued.as_str())
-                    .push_bind(0_i64)
-                    .push_bind(0_i64)
-                    .push_bind(t.now)
-                    .push_bind(t.now);
-            });
-            qb.build()
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db(OP))?;
-            let mut qb = QueryBuilder::<Db>::new(
-                "INSERT INTO jobs (id, environment_id, kind, ref_id, run_at, lease, attempts, created_at) ",
-            );
-            qb.push_values(chunk.iter(), |mut b, (_, run_id)| {
-                b.push_bind(new_id())
-                    .push_bind(t.environment_id.clone())
-                    .push_bind(JobKind::AdvanceRun.as_str())
-                    .push_bind((*run_id).clone())
-                    .push_bind(t.now)
-                    .push_bind(None::<String>)
-                    .push_bind(0_i64)
-                    .push_bind(t.now);
-            });
-            qb.build()
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db(OP))?;
-        }
-        tx.commit()
+        .bind(claim.not_before)
+        .execute(&mut **tx)
+        .await;
+        // Zero rows: an unexpired key exists, committed by a concurrent request after our
+        // read (PostgreSQL waits for it, then skips the update). Answer from its row.
+        let lost_race = inserted.map_err(StoreError::db(OP))?.rows_affected() == 0;
+        if lost_race {
+            let row = sqlx::query(
+                "SELECT request_hash, response FROM idempotency_keys WHERE environment_id = $1 AND key = $2",
+            )
+            .bind(&t.environment_id)
+            .bind(&claim.key)
+            .fetch_one(&mut **tx)
             .await
-            .map_err(StoreError::db("commit trigger"))?;
-        Ok(TriggerOutcome::Accepted)
+            .map_err(StoreError::db(OP))?;
+            let hash: String = get(&row, "request_hash", OP)?;
+            if hash != claim.request_hash {
+                return Ok(TriggerOutcome::IdempotencyKeyReused);
+            }
+            let response: String = get(&row, "response", OP)?;
+            return Ok(TriggerOutcome::Replayed(parse_json(&response, OP)?));
+        }
+    }
+    for (id, props) in &t.inline_users {
+        upsert_user_tx(tx, &t.environment_id, id, props, t.now).await?;
+    }
+    sqlx::query(
+        "INSERT INTO workflow_runs (id, environment_id, workflow_key, workflow_version, recipient_count, inserted_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&t.workflow_run_id)
+    .bind(&t.environment_id)
+    .bind(&t.workflow_key)
+    .bind(t.workflow_version)
+    .bind(t.recipients.len() as i64)
+    .bind(t.now)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::db(OP))?;
+    let data = to_json_text(&t.data);
+    // Multi-row inserts, chunked to stay under SQLite's bound-parameter limit.
+    let run_ids: Vec<String> = t.recipients.iter().map(|_| new_id()).collect();
+    let pairs: Vec<(&String, &String)> = t.recipients.iter().zip(run_ids.iter()).collect();
+    for chunk in pairs.chunks(200) {
+        let mut qb =
+            QueryBuilder::<Db>::new(format!("INSERT INTO recipient_runs ({RUN_COLUMNS}) "));
+        qb.push_values(chunk.iter(), |mut b, (recipient, run_id)| {
+            b.push_bind((*run_id).clone())
+                .push_bind(t.environment_id.clone())
+                .push_bind(t.workflow_run_id.clone())
+                .push_bind(t.workflow_key.clone())
+                .push_bind(t.workflow_version)
+                .push_bind((*recipient).clone())
+                .push_bind(t.actor.clone())
+                .push_bind(t.tenant.clone())
+                .push_bind(data.clone())
+                .push_bind(t.cancellation_key.clone())
+                .push_bind(RunStatus::Queued.as_str())
+                .push_bind(0_i64)
+                .push_bind(0_i64)
+                .push_bind(t.now)
+                .push_bind(t.now);
+        });
+        qb.build()
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::db(OP))?;
+        let mut qb = QueryBuilder::<Db>::new(
+            "INSERT INTO jobs (id, environment_id, kind, ref_id, run_at, lease, attempts, created_at) ",
+        );
+        qb.push_values(chunk.iter(), |mut b, (_, run_id)| {
+            b.push_bind(new_id())
+                .push_bind(t.environment_id.clone())
+                .push_bind(JobKind::AdvanceRun.as_str())
+                .push_bind((*run_id).clone())
+                .push_bind(t.now)
+                .push_bind(None::<String>)
+                .push_bind(0_i64)
+                .push_bind(t.now);
+        });
+        qb.build()
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::db(OP))?;
+    }
+    Ok(TriggerOutcome::Accepted)
+}
+
+#[async_trait]
+impl RunStore for SqlStore {
+    async fn create_triggers(
+        &self,
+        triggers: &[TriggerWrite],
+    ) -> StoreResult<Vec<StoreResult<TriggerOutcome>>> {
+        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut outcomes = Vec::with_capacity(triggers.len());
+        if let [single] = triggers {
+            outcomes.push(write_trigger(&mut tx, single).await);
+        } else {
+            // Group commit: one transaction, one savepoint per trigger so that a failing
+            // trigger is rolled back alone.
+            for t in triggers {
+                let mut savepoint = sqlx::Acquire::begin(&mut tx)
+                    .await
+                    .map_err(StoreError::db("savepoint"))?;
+                let outcome = write_trigger(&mut savepoint, t).await;
+                if outcome.is_ok() {
+                    savepoint
+                        .commit()
+                        .await
+                        .map_err(StoreError::db("release savepoint"))?;
+                } else {
+                    savepoint
+                        .rollback()
+                        .await
+                        .map_err(StoreError::db("rollback savepoint"))?;
+                }
+                outcomes.push(outcome);
+            }
+        }
+        if outcomes.iter().any(|o| o.is_ok()) {
+            tx.commit()
+                .await
+                .map_err(StoreError::db("commit triggers"))?;
+        }
+        Ok(outcomes)
     }
 
     async fn cancel_runs(

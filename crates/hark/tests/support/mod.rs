@@ -74,6 +74,7 @@ impl TestServer {
             store: store.clone(),
             clock: clock.clone(),
             engine: engine.clone(),
+            triggers: hark_store::trigger_committer(store.clone()),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

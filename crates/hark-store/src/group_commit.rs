@@ -1,0 +1,171 @@
+//! Group commit: concurrent writers share one transaction, so one durable commit (one
+//! fsync) answers many of them. A caller waits only for the commit its item is in, and
+//! nothing is acknowledged before that commit. Used for triggers (API) and step outcomes
+//! (engine), which on SQLite share the one writer connection. On PostgreSQL, where many
+//! connections commit in parallel, a single batching task was measured to be slower (it
+//! serialises every statement on one connection), so there items commit directly.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::StoreError;
+use crate::model::{ClaimedJob, StepCommit, TriggerOutcome, TriggerWrite};
+use crate::traits::{Store, StoreResult};
+
+/// Requests waiting for a commit; beyond this, submitters wait (back-pressure).
+const QUEUE_DEPTH: usize = 4096;
+
+type Reply<O> = oneshot::Sender<StoreResult<O>>;
+
+type CommitFn<I, O> =
+    Arc<dyn Fn(Vec<I>) -> BoxFuture<'static, StoreResult<Vec<StoreResult<O>>>> + Send + Sync>;
+
+pub enum GroupCommitter<I, O> {
+    /// One task collects what is waiting and commits it together.
+    Batched(mpsc::Sender<(I, Reply<O>)>),
+    /// Every item commits on its own (in parallel with others).
+    Direct(CommitFn<I, O>),
+}
+
+impl<I, O> Clone for GroupCommitter<I, O> {
+    fn clone(&self) -> Self {
+        match self {
+            GroupCommitter::Batched(queue) => GroupCommitter::Batched(queue.clone()),
+            GroupCommitter::Direct(commit) => GroupCommitter::Direct(commit.clone()),
+        }
+    }
+}
+
+/// Limits for one transaction: at most `max_items` items and `max_weight` total weight.
+#[derive(Clone, Copy)]
+pub struct BatchLimits<I> {
+    pub max_items: usize,
+    pub max_weight: usize,
+    pub weight: fn(&I) -> usize,
+}
+
+impl<I: Send + 'static, O: Send + 'static> GroupCommitter<I, O> {
+    /// Starts the committing task on the current runtime. `commit` stores a batch in one
+    /// transaction and returns one outcome per item, in order.
+    pub fn batched<F, Fut>(limits: BatchLimits<I>, commit: F) -> Self
+    where
+        F: Fn(Vec<I>) -> Fut + Send + 'static,
+        Fut: Future<Output = StoreResult<Vec<StoreResult<O>>>> + Send + 'static,
+    {
+        let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
+        tokio::spawn(commit_loop(rx, limits, commit));
+        GroupCommitter::Batched(queue)
+    }
+
+    /// Commits each item on its own with `commit`.
+    pub fn direct<F, Fut>(commit: F) -> Self
+    where
+        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = StoreResult<Vec<StoreResult<O>>>> + Send + 'static,
+    {
+        GroupCommitter::Direct(Arc::new(move |items| Box::pin(commit(items))))
+    }
+
+    /// Stores the item durably (with whatever else is waiting, when batched).
+    pub async fn submit(&self, item: I) -> StoreResult<O> {
+        match self {
+            GroupCommitter::Batched(queue) => {
+                let (reply, answer) = oneshot::channel();
+                queue.send((item, reply)).await.map_err(|_| stopped())?;
+                answer.await.map_err(|_| stopped())?
+            }
+            GroupCommitter::Direct(commit) => commit(vec![item])
+                .await?
+                .pop()
+                .unwrap_or_else(|| Err(stopped())),
+        }
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable("the group committer stopped".into())
+}
+
+async fn commit_loop<I, O, F, Fut>(
+    mut rx: mpsc::Receiver<(I, Reply<O>)>,
+    limits: BatchLimits<I>,
+    commit: F,
+) where
+    F: Fn(Vec<I>) -> Fut,
+    Fut: Future<Output = StoreResult<Vec<StoreResult<O>>>>,
+{
+    while let Some(first) = rx.recv().await {
+        let mut weight = (limits.weight)(&first.0);
+        let mut batch = vec![first];
+        // Take what queued up while the previous commit ran; never wait for more.
+        while batch.len() < limits.max_items && weight < limits.max_weight {
+            match rx.try_recv() {
+                Ok(item) => {
+                    weight += (limits.weight)(&item.0);
+                    batch.push(item);
+                }
+                Err(_) => break,
+            }
+        }
+        let (items, replies): (Vec<I>, Vec<Reply<O>>) = batch.into_iter().unzip();
+        match commit(items).await {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                // The transaction did not commit: nobody in it may be told otherwise.
+                let message = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+pub type TriggerCommitter = GroupCommitter<TriggerWrite, TriggerOutcome>;
+pub type StepCommitter = GroupCommitter<(ClaimedJob, StepCommit), bool>;
+
+/// Triggers of concurrent requests, committed together (up to 4000 recipients per commit).
+pub fn trigger_committer(store: Arc<dyn Store>) -> TriggerCommitter {
+    let store_prefers_batches = store.single_writer();
+    let limits = BatchLimits {
+        max_items: 256,
+        max_weight: 4000,
+        weight: |t: &TriggerWrite| t.recipients.len().max(1),
+    };
+    let commit = move |batch: Vec<TriggerWrite>| {
+        let store = store.clone();
+        async move { store.create_triggers(&batch).await }
+    };
+    if store_prefers_batches {
+        GroupCommitter::batched(limits, commit)
+    } else {
+        GroupCommitter::direct(commit)
+    }
+}
+
+/// Step outcomes of concurrent jobs, committed together.
+pub fn step_committer(store: Arc<dyn Store>) -> StepCommitter {
+    let store_prefers_batches = store.single_writer();
+    let limits = BatchLimits {
+        max_items: 256,
+        max_weight: 256,
+        weight: |_: &(ClaimedJob, StepCommit)| 1,
+    };
+    let commit = move |batch: Vec<(ClaimedJob, StepCommit)>| {
+        let store = store.clone();
+        async move { store.commit_steps(&batch).await }
+    };
+    if store_prefers_batches {
+        GroupCommitter::batched(limits, commit)
+    } else {
+        GroupCommitter::direct(commit)
+    }
+}
