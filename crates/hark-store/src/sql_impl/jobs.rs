@@ -177,17 +177,7 @@ impl JobStore for SqlStore {
                     .await
                     .map_err(StoreError::db("savepoint"))?;
                 let outcome = write_step(&mut savepoint, job, step).await;
-                if outcome.is_ok() {
-                    savepoint
-                        .commit()
-                        .await
-                        .map_err(StoreError::db("release savepoint"))?;
-                } else {
-                    savepoint
-                        .rollback()
-                        .await
-                        .map_err(StoreError::db("rollback savepoint"))?;
-                }
+                end_savepoint(savepoint, outcome.is_ok()).await?;
                 outcomes.push(outcome);
             }
         }

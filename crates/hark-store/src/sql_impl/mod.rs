@@ -337,6 +337,22 @@ fn completed_bulk(name: &str, rows: i64, now: Millis) -> BulkOperation {
     }
 }
 
+/// Keeps a savepoint's writes (`keep`) or rolls them back: how a batch isolates one
+/// failing item from the others in its transaction.
+async fn end_savepoint(savepoint: Tx<'_>, keep: bool) -> Result<(), StoreError> {
+    if keep {
+        savepoint
+            .commit()
+            .await
+            .map_err(StoreError::db("release savepoint"))
+    } else {
+        savepoint
+            .rollback()
+            .await
+            .map_err(StoreError::db("rollback savepoint"))
+    }
+}
+
 /// Re-checks (and on PostgreSQL row-locks) the job so that a worker whose lease expired
 /// writes nothing: the fencing check every job commit starts with.
 async fn hold_lease(tx: &mut Tx<'_>, job: &ClaimedJob) -> Result<bool, StoreError> {

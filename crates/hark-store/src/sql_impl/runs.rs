@@ -146,17 +146,7 @@ impl RunStore for SqlStore {
                     .await
                     .map_err(StoreError::db("savepoint"))?;
                 let outcome = write_trigger(&mut savepoint, t).await;
-                if outcome.is_ok() {
-                    savepoint
-                        .commit()
-                        .await
-                        .map_err(StoreError::db("release savepoint"))?;
-                } else {
-                    savepoint
-                        .rollback()
-                        .await
-                        .map_err(StoreError::db("rollback savepoint"))?;
-                }
+                end_savepoint(savepoint, outcome.is_ok()).await?;
                 outcomes.push(outcome);
             }
         }
