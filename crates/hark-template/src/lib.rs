@@ -66,7 +66,7 @@ impl Renderer {
         if !source.contains("{{") && !source.contains("{%") {
             return bounded(source.to_string());
         }
-        check_range_literals(source)?;
+        check_ranges(source, &self.parser, ctx)?;
         let template = self
             .parser
             .parse(source)
@@ -85,40 +85,65 @@ impl Renderer {
     }
 }
 
-/// The largest literal range a loop may iterate (`(1..N)`); Liquid materialises ranges.
+/// The largest range a loop may iterate (`(a..b)`); Liquid materialises ranges in memory.
 pub const MAX_RANGE_ITEMS: i64 = 10_000;
 
-/// Refuses literal ranges such as `(1..1000000000)` before Liquid allocates them.
-fn check_range_literals(source: &str) -> Result<(), TemplateError> {
-    let bytes = source.as_bytes();
-    let mut i = 0;
-    while let Some(pos) = source[i..].find("..") {
-        let at = i + pos;
-        let start: String = source[..at]
-            .chars()
-            .rev()
-            .take_while(|c| c.is_ascii_digit() || *c == '-')
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        let end: String = source[at + 2..]
-            .chars()
-            .take_while(|c| c.is_ascii_digit() || *c == '-')
-            .collect();
-        if let (Ok(a), Ok(b)) = (start.trim().parse::<i64>(), end.trim().parse::<i64>()) {
-            if b.saturating_sub(a) >= MAX_RANGE_ITEMS {
-                return Err(TemplateError::Render(format!(
-                    "the range ({a}..{b}) exceeds {MAX_RANGE_ITEMS} items"
-                )));
+/// Finds `(a..b)` ranges inside `{% ... %}` tags and checks their size before Liquid
+/// allocates them. Bounds that are variables are looked up in the render context; a bound
+/// that can't be resolved there (e.g. set by `assign` inside the template) is refused, since
+/// its size can't be known in advance.
+fn check_ranges(
+    source: &str,
+    parser: &liquid::Parser,
+    ctx: &RenderContext,
+) -> Result<(), TemplateError> {
+    let mut rest = source;
+    while let Some(open) = rest.find("{%") {
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("%}") else { break };
+        let tag = &after[..close];
+        let mut scan = tag;
+        while let Some(dots) = scan.find("..") {
+            let left = &scan[..dots];
+            let right = &scan[dots + 2..];
+            if let (Some(lp), Some(rp)) = (left.rfind('('), right.find(')')) {
+                let a = range_bound(left[lp + 1..].trim(), parser, ctx)?;
+                let b = range_bound(right[..rp].trim(), parser, ctx)?;
+                if b.saturating_sub(a) >= MAX_RANGE_ITEMS {
+                    return Err(TemplateError::Render(format!(
+                        "the range ({a}..{b}) exceeds {MAX_RANGE_ITEMS} items"
+                    )));
+                }
             }
+            scan = &right[right.len().min(1)..];
         }
-        i = at + 2;
-        if i >= bytes.len() {
-            break;
-        }
+        rest = &after[close + 2..];
     }
     Ok(())
+}
+
+fn range_bound(
+    expr: &str,
+    parser: &liquid::Parser,
+    ctx: &RenderContext,
+) -> Result<i64, TemplateError> {
+    if let Ok(n) = expr.parse::<i64>() {
+        return Ok(n);
+    }
+    let unresolved = || {
+        TemplateError::Render(format!(
+            "the range bound `{expr}` must be a number or a variable holding one"
+        ))
+    };
+    let template = parser
+        .parse(&format!("{{{{ {expr} }}}}"))
+        .map_err(|_| unresolved())?;
+    let value = template.render(&ctx.globals).map_err(|_| unresolved())?;
+    let value = value.trim();
+    value
+        .parse::<i64>()
+        .or_else(|_| value.parse::<f64>().map(|f| f as i64))
+        .map_err(|_| unresolved())
 }
 
 struct BoundedWriter {
@@ -286,6 +311,32 @@ mod tests {
             r.render(huge, &ctx()),
             Err(TemplateError::OutputTooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn refuses_huge_ranges_from_data_or_unknown_bounds() {
+        let r = Renderer::new().expect("renderer");
+        let big = RenderContext::from_json(&json!({"data": {"n": 1_000_000_000, "m": 3}}))
+            .expect("context");
+        assert!(r
+            .render("{% for i in (1..data.n) %}{% endfor %}", &big)
+            .is_err());
+        assert_eq!(
+            r.render("{% for i in (1..data.m) %}{{ i }}{% endfor %}", &big)
+                .expect("small dynamic range"),
+            "123"
+        );
+        assert!(r
+            .render(
+                "{% assign n = 1000000000 %}{% for i in (1..n) %}{% endfor %}",
+                &big
+            )
+            .is_err());
+        assert_eq!(
+            r.render("Loading... {% if data.m %}ok{% endif %}", &big)
+                .expect("dots outside ranges"),
+            "Loading... ok"
+        );
     }
 
     #[test]
