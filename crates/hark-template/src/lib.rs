@@ -4,7 +4,8 @@
 //! Renders are bounded: a template whose output exceeds [`MAX_OUTPUT_BYTES`] fails with
 //! [`TemplateError::OutputTooLarge`] rather than producing an unbounded message.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 mod lax;
 
@@ -31,7 +32,13 @@ pub enum TemplateError {
 #[derive(Clone)]
 pub struct Renderer {
     parser: Arc<liquid::Parser>,
+    /// Parsed templates by source text. Workflow versions are immutable, so the same
+    /// sources come back for every recipient of a run.
+    parsed: Arc<Mutex<HashMap<String, Arc<liquid::Template>>>>,
 }
+
+/// Parsed templates kept at most; the cache starts over when full.
+const MAX_CACHED_TEMPLATES: usize = 2048;
 
 /// The variables a template sees, already converted for Liquid.
 pub struct RenderContext {
@@ -58,7 +65,31 @@ impl Renderer {
             .map_err(|e| TemplateError::Parse(e.to_string()))?;
         Ok(Self {
             parser: Arc::new(parser),
+            parsed: Arc::new(Mutex::new(HashMap::new())),
         })
+    }
+
+    fn parse_cached(&self, source: &str) -> Result<Arc<liquid::Template>, TemplateError> {
+        let cached = self
+            .parsed
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(source).cloned());
+        if let Some(template) = cached {
+            return Ok(template);
+        }
+        let template = Arc::new(
+            self.parser
+                .parse(source)
+                .map_err(|e| TemplateError::Parse(e.to_string()))?,
+        );
+        if let Ok(mut cache) = self.parsed.lock() {
+            if cache.len() >= MAX_CACHED_TEMPLATES {
+                cache.clear();
+            }
+            cache.insert(source.to_string(), template.clone());
+        }
+        Ok(template)
     }
 
     /// Renders one template string. Plain strings without Liquid markup skip the parser.
@@ -67,10 +98,7 @@ impl Renderer {
             return bounded(source.to_string());
         }
         check_ranges(source, &self.parser, ctx)?;
-        let template = self
-            .parser
-            .parse(source)
-            .map_err(|e| TemplateError::Parse(e.to_string()))?;
+        let template = self.parse_cached(source)?;
         let mut out = BoundedWriter {
             buf: Vec::with_capacity(source.len() * 2),
         };
@@ -291,6 +319,22 @@ mod tests {
             .expect("render"),
             "123"
         );
+    }
+
+    #[test]
+    fn cached_templates_render_each_context() {
+        let r = Renderer::new().expect("renderer");
+        let t = "Hi {{ recipient.name }}";
+        for name in ["Ada", "Grace", "Ada"] {
+            let ctx =
+                RenderContext::from_json(&json!({"recipient": {"name": name}})).expect("context");
+            assert_eq!(r.render(t, &ctx).expect("render"), format!("Hi {name}"));
+        }
+        assert!(
+            r.render("{% if %}", &ctx()).is_err(),
+            "parse errors are not cached as success"
+        );
+        assert!(r.render("{% if %}", &ctx()).is_err());
     }
 
     #[test]
