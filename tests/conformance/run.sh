@@ -26,6 +26,11 @@ if ! cmp -s "$here/requirements.txt" "$stamp"; then
   cp "$here/requirements.txt" "$stamp"
 fi
 
+# --- Node client for the Management API (pinned in mgmt/package-lock.json) ------
+if [[ ! -d "$here/mgmt/node_modules/@knocklabs/mgmt" ]]; then
+  (cd "$here/mgmt" && npm ci --silent --no-audit --no-fund)
+fi
+
 # --- The server binary ---------------------------------------------------------
 export HARK_BIN="${HARK_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/hark}"
 if [[ "${HARK_CONFORMANCE_SKIP_BUILD:-0}" == 1 && -x "$HARK_BIN" ]]; then
@@ -39,6 +44,8 @@ run_pytest() { # label, then pytest args
   echo "=== conformance: $label ==="
   local rc=0
   (cd "$root" && "$venv/bin/python" -m pytest -q tests/conformance "$@") || rc=$?
+  # The official Management API client (@knocklabs/mgmt) against its own server.
+  (cd "$here/mgmt" && node --test) || rc=$?
   echo "=== conformance: $label: exit $rc ==="
   return "$rc"
 }
