@@ -197,16 +197,20 @@ pub trait MessageStore {
         change: Engagement,
         now: Millis,
     ) -> StoreResult<Vec<MessageRecord>>;
+    /// A message's events, newest first.
     async fn message_events(
         &self,
         environment_id: &str,
         message_id: &str,
-    ) -> StoreResult<Vec<MessageEvent>>;
+        page: &PageRequest,
+    ) -> StoreResult<Page<MessageEvent>>;
+    /// A message's delivery attempts, newest first.
     async fn delivery_logs(
         &self,
         environment_id: &str,
         message_id: &str,
-    ) -> StoreResult<Vec<DeliveryLog>>;
+        page: &PageRequest,
+    ) -> StoreResult<Page<DeliveryLog>>;
 }
 
 #[async_trait]

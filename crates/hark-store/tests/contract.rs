@@ -715,10 +715,21 @@ async fn feed_filters_counts_and_engagement(f: Fixture) {
     assert_eq!(page.entries.len(), 2);
     let events = f
         .store
-        .message_events(&f.env, &ids[0])
+        .message_events(
+            &f.env,
+            &ids[0],
+            &PageRequest {
+                page_size: 50,
+                ..Default::default()
+            },
+        )
         .await
         .expect("events");
-    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let types: Vec<&str> = events
+        .entries
+        .iter()
+        .map(|e| e.event_type.as_str())
+        .collect();
     assert!(
         types.contains(&"message.read") && types.contains(&"message.seen"),
         "{types:?}"
@@ -730,9 +741,17 @@ async fn feed_filters_counts_and_engagement(f: Fixture) {
         .expect("unread");
     assert!(f
         .store
-        .message_events(&f.env, &ids[3])
+        .message_events(
+            &f.env,
+            &ids[3],
+            &PageRequest {
+                page_size: 50,
+                ..Default::default()
+            }
+        )
         .await
         .expect("events")
+        .entries
         .iter()
         .all(|e| e.event_type != "message.unread"));
     let by_category = MessageFilter {
@@ -900,12 +919,50 @@ async fn delivery_commit_retries_and_logs(f: Fixture) {
     assert_eq!(msg.status, "delivered");
     assert_eq!(
         f.store
-            .delivery_logs(&f.env, &msg.id)
+            .delivery_logs(
+                &f.env,
+                &msg.id,
+                &PageRequest {
+                    page_size: 50,
+                    ..Default::default()
+                }
+            )
             .await
             .expect("logs")
+            .entries
             .len(),
         2
     );
+    // One log per page: newest first, and the cursor leads to the older one.
+    let first = f
+        .store
+        .delivery_logs(
+            &f.env,
+            &msg.id,
+            &PageRequest {
+                page_size: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("page 1");
+    assert_eq!(first.entries[0].id, "l2");
+    let after = first.after.clone().expect("a second page");
+    let second = f
+        .store
+        .delivery_logs(
+            &f.env,
+            &msg.id,
+            &PageRequest {
+                page_size: 1,
+                after: Some(after),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("page 2");
+    assert_eq!(second.entries[0].id, "l1");
+    assert!(second.after.is_none());
 }
 
 async fn trigger_data_filter_compares_json_values(f: Fixture) {

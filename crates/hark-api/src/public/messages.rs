@@ -212,14 +212,15 @@ async fn list_events(
 ) -> ApiResult<Json<Value>> {
     caller.require_secret()?;
     let message = visible_message(&state, &caller, &id).await?;
+    let page = params.page()?;
     let events = state
         .store
-        .message_events(caller.env_id(), &message.id)
+        .message_events(caller.env_id(), &message.id, &page)
         .await?;
-    Ok(Json(single_page(
-        events.iter().map(message_event_out).collect(),
-        params.page_size()?,
-    )))
+    Ok(Json(json!({
+        "items": events.entries.iter().map(message_event_out).collect::<Vec<_>>(),
+        "page_info": page_info(&events, page.page_size),
+    })))
 }
 
 async fn list_delivery_logs(
@@ -230,14 +231,15 @@ async fn list_delivery_logs(
 ) -> ApiResult<Json<Value>> {
     caller.require_secret()?;
     let message = visible_message(&state, &caller, &id).await?;
+    let page = params.page()?;
     let logs = state
         .store
-        .delivery_logs(caller.env_id(), &message.id)
+        .delivery_logs(caller.env_id(), &message.id, &page)
         .await?;
-    Ok(Json(single_page(
-        logs.iter().map(delivery_log_out).collect(),
-        params.page_size()?,
-    )))
+    Ok(Json(json!({
+        "items": logs.entries.iter().map(delivery_log_out).collect::<Vec<_>>(),
+        "page_info": page_info(&logs, page.page_size),
+    })))
 }
 
 async fn list_activities(

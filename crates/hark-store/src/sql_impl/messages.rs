@@ -139,18 +139,23 @@ impl MessageStore for SqlStore {
         &self,
         environment_id: &str,
         message_id: &str,
-    ) -> StoreResult<Vec<MessageEvent>> {
+        page: &PageRequest,
+    ) -> StoreResult<Page<MessageEvent>> {
         const OP: &str = "message events";
-        let rows = sqlx::query(
-            "SELECT id, message_id, recipient_id, event_type, data, inserted_at FROM message_events \
-             WHERE environment_id = $1 AND message_id = $2 ORDER BY id DESC",
-        )
-        .bind(environment_id)
-        .bind(message_id)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(StoreError::db(OP))?;
-        rows.iter()
+        let rows = self
+            .page_of_message_rows(
+                "SELECT id, message_id, recipient_id, event_type, data, inserted_at FROM message_events",
+                environment_id,
+                message_id,
+                page,
+                OP,
+            )
+            .await?;
+        let Some((rows, backwards)) = rows else {
+            return Ok(empty_page());
+        };
+        let events = rows
+            .iter()
             .map(|row| {
                 let data: String = get(row, "data", OP)?;
                 Ok(MessageEvent {
@@ -162,25 +167,34 @@ impl MessageStore for SqlStore {
                     inserted_at: get(row, "inserted_at", OP)?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(finish_page(events, page_size(page), page, backwards, |e| {
+            cursor::encode(&e.id)
+        }))
     }
 
     async fn delivery_logs(
         &self,
         environment_id: &str,
         message_id: &str,
-    ) -> StoreResult<Vec<DeliveryLog>> {
+        page: &PageRequest,
+    ) -> StoreResult<Page<DeliveryLog>> {
         const OP: &str = "delivery logs";
-        let rows = sqlx::query(
-            "SELECT id, environment_id, message_id, service_name, request, response, inserted_at \
-             FROM delivery_logs WHERE environment_id = $1 AND message_id = $2 ORDER BY id DESC",
-        )
-        .bind(environment_id)
-        .bind(message_id)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(StoreError::db(OP))?;
-        rows.iter()
+        let rows = self
+            .page_of_message_rows(
+                "SELECT id, environment_id, message_id, service_name, request, response, inserted_at \
+                 FROM delivery_logs",
+                environment_id,
+                message_id,
+                page,
+                OP,
+            )
+            .await?;
+        let Some((rows, backwards)) = rows else {
+            return Ok(empty_page());
+        };
+        let logs = rows
+            .iter()
             .map(|row| {
                 let request: String = get(row, "request", OP)?;
                 let response: String = get(row, "response", OP)?;
@@ -194,6 +208,37 @@ impl MessageStore for SqlStore {
                     inserted_at: get(row, "inserted_at", OP)?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(finish_page(logs, page_size(page), page, backwards, |l| {
+            cursor::encode(&l.id)
+        }))
+    }
+}
+
+impl SqlStore {
+    /// Rows of a per-message table (events, delivery logs), newest first, one page plus
+    /// one row to tell whether more follow. `None` for a malformed cursor.
+    async fn page_of_message_rows(
+        &self,
+        select: &str,
+        environment_id: &str,
+        message_id: &str,
+        page: &PageRequest,
+        operation: &'static str,
+    ) -> StoreResult<Option<(Vec<DbRow>, bool)>> {
+        let mut qb = QueryBuilder::<Db>::new(select);
+        qb.push(" WHERE environment_id = ");
+        qb.push_bind(environment_id.to_string());
+        qb.push(" AND message_id = ");
+        qb.push_bind(message_id.to_string());
+        let Some(backwards) = push_id_page(&mut qb, page, page_size(page)) else {
+            return Ok(None);
+        };
+        let rows = qb
+            .build()
+            .fetch_all(&self.reader)
+            .await
+            .map_err(StoreError::db(operation))?;
+        Ok(Some((rows, backwards)))
     }
 }
