@@ -18,6 +18,10 @@ struct Target {
 }
 
 async fn target(postgres: bool) -> Target {
+    target_with_config(postgres, "").await
+}
+
+async fn target_with_config(postgres: bool, extra_config: &str) -> Target {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut args = vec!["--data-dir".to_string(), dir.path().display().to_string()];
     if postgres {
@@ -28,7 +32,11 @@ async fn target(postgres: bool) -> Target {
     }
     let config = dir.path().join("hark.toml");
     // A short lease so the restarted server takes over the dead one's claims quickly.
-    std::fs::write(&config, "[engine]\nconcurrency = 8\nlease_seconds = 2\n").expect("config");
+    std::fs::write(
+        &config,
+        format!("[engine]\nconcurrency = 8\nlease_seconds = 2\n{extra_config}"),
+    )
+    .expect("config");
     args.extend(["--config".to_string(), config.display().to_string()]);
     Target { args, _dir: dir }
 }
@@ -301,4 +309,125 @@ async fn bad_config_fails_fast_with_a_clear_message() {
         .expect("run hark serve");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("allow_private"));
+}
+
+/// Webhook deliveries in flight when the server dies are retried after the restart with
+/// the same `Idempotency-Key`; every message ends delivered.
+async fn kill_nine_during_deliveries(postgres: bool) {
+    let sink = hark_channels::testing::HttpSink::start()
+        .await
+        .expect("sink");
+    // Slow answers keep deliveries in flight when the kill comes.
+    sink.set_delay(Duration::from_millis(200));
+    let t = target_with_config(
+        postgres,
+        "[outbound]\nallow_private_networks = true\n\n[[channels]]\nkey = \"webhook\"\ntype = \"http\"\nprovider = \"webhook\"\n",
+    )
+    .await;
+    let sk = cli_json(&t.args, &["keys", "create", "--environment", "development"])["secret_key"]
+        .as_str()
+        .expect("sk")
+        .to_string();
+    let token = cli_json(&t.args, &["tokens", "create"])["service_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = spawn_server(&t.args, port, &t._dir.path().join("hooks-1.log"));
+    wait_healthy(&base).await;
+    let http = reqwest::Client::new();
+    let resp = http
+        .put(format!("{base}/mgmt/v1/workflows/hooks?commit=true"))
+        .bearer_auth(&token)
+        .json(&json!({"workflow": {"name": "hooks", "steps": [
+            {"type": "channel", "ref": "hook", "channel_key": "webhook",
+             "template": {"method": "post", "url": sink.url("/in"), "body": "{\"user\": \"{{ recipient.id }}\"}"}}
+        ]}}))
+        .send()
+        .await
+        .expect("put workflow");
+    assert!(resp.status().is_success());
+    let users: Vec<String> = (0..40).map(|i| format!("h{i}")).collect();
+    for chunk in users.chunks(10) {
+        let resp = http
+            .post(format!("{base}/v1/workflows/hooks/trigger"))
+            .bearer_auth(&sk)
+            .json(&json!({"recipients": chunk}))
+            .send()
+            .await
+            .expect("trigger");
+        assert!(resp.status().is_success());
+    }
+    // Kill once some deliveries reached the receiver, so others are mid-flight.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sink.requests().len() < 5 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill().expect("kill -9");
+    server.wait().expect("reap");
+    sink.set_delay(Duration::from_millis(0));
+
+    let mut server = spawn_server(&t.args, port, &t._dir.path().join("hooks-2.log"));
+    wait_healthy(&base).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let delivered = loop {
+        let page: Value = http
+            .get(format!(
+                "{base}/v1/messages?page_size=50&status[]=delivered"
+            ))
+            .bearer_auth(&sk)
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        if items.len() == users.len() || Instant::now() > deadline {
+            break items;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(delivered.len(), users.len(), "every message ends delivered");
+    let requests = sink.requests();
+    let mut per_key: std::collections::HashMap<String, std::collections::HashSet<String>> =
+        std::collections::HashMap::new();
+    for r in &requests {
+        let key = r
+            .header("idempotency-key")
+            .expect("idempotency key")
+            .to_string();
+        let body: Value = serde_json::from_str(&r.body).expect("json body");
+        per_key
+            .entry(key)
+            .or_default()
+            .insert(body["user"].as_str().expect("user").to_string());
+    }
+    // Each message id reached the receiver at least once, always for the same recipient.
+    for m in &delivered {
+        let id = m["id"].as_str().expect("id");
+        let seen = per_key
+            .get(id)
+            .expect("delivered message reached the receiver");
+        assert_eq!(seen.len(), 1, "one key, one recipient");
+        assert!(seen.contains(m["recipient"].as_str().expect("recipient")));
+    }
+    assert_eq!(
+        per_key.len(),
+        users.len(),
+        "no request without a message behind it"
+    );
+    server.kill().expect("kill");
+    let _ = server.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_during_deliveries_on_sqlite() {
+    kill_nine_during_deliveries(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_during_deliveries_on_postgres() {
+    kill_nine_during_deliveries(true).await;
 }
