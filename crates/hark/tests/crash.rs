@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -160,20 +159,12 @@ async fn kill_nine_loses_nothing_and_duplicates_nothing(postgres: bool) {
 
     // Fire triggers from 8 clients; kill the server mid-stream.
     let accepted = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let sent = Arc::new(AtomicUsize::new(0));
     let mut clients = Vec::new();
     for c in 0..8 {
-        let (http, base, sk, accepted, sent) = (
-            http.clone(),
-            base.clone(),
-            sk.clone(),
-            accepted.clone(),
-            sent.clone(),
-        );
+        let (http, base, sk, accepted) = (http.clone(), base.clone(), sk.clone(), accepted.clone());
         clients.push(tokio::spawn(async move {
             for i in 0..100 {
                 let user = format!("c{c}-u{i}");
-                sent.fetch_add(1, Ordering::SeqCst);
                 let resp = http
                     .post(format!("{base}/v1/workflows/crash/trigger"))
                     .bearer_auth(&sk)
@@ -234,7 +225,6 @@ async fn kill_nine_loses_nothing_and_duplicates_nothing(postgres: bool) {
     }
     server.kill().expect("kill");
     let _ = server.wait();
-    let _ = sent;
 }
 
 async fn sigterm_shuts_down_cleanly(postgres: bool) {
