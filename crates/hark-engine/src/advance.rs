@@ -2,6 +2,9 @@
 //! committing each step's outcome (and its message) atomically with the cursor.
 
 use hark_core::new_id;
+use std::sync::Arc;
+
+use hark_core::recipient::FieldError;
 use hark_core::workflow::{ChannelType, Step, WorkflowDefinition};
 use hark_store::{
     ClaimedJob, NewMessage, RecipientRun, RunEvent, RunStatus, StepCommit, StoreError,
@@ -11,6 +14,9 @@ use serde_json::{json, Map, Value};
 use crate::registry::Sender;
 use crate::render::{render_step, template_variables};
 use crate::Engine;
+
+/// Parsed workflow versions kept at most; the cache starts over when full.
+const MAX_CACHED_WORKFLOWS: usize = 1024;
 
 fn event(name: &str, ok: bool, step: Option<&Step>, data: Value, now: i64) -> RunEvent {
     RunEvent {
@@ -34,9 +40,57 @@ fn user_value(id: &str, properties: Option<&Map<String, Value>>) -> Value {
 }
 
 impl Engine {
+    /// The parsed workflow version a run is pinned to. Versions never change once
+    /// committed, so each is loaded and parsed once per process.
+    async fn pinned_workflow(
+        &self,
+        run: &RecipientRun,
+    ) -> Result<Result<Arc<WorkflowDefinition>, Vec<FieldError>>, StoreError> {
+        let key = (
+            run.environment_id.clone(),
+            run.workflow_key.clone(),
+            run.workflow_version,
+        );
+        if let Some(found) = self
+            .inner
+            .workflows
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(&key).cloned())
+        {
+            return Ok(Ok(found));
+        }
+        let definition = self
+            .inner
+            .store
+            .workflow_version(&run.environment_id, &run.workflow_key, run.workflow_version)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt {
+                operation: "load pinned workflow",
+                detail: format!(
+                    "workflow {} version {} is missing",
+                    run.workflow_key, run.workflow_version
+                ),
+            })?;
+        let channels = self.inner.channels.clone();
+        match WorkflowDefinition::parse(&definition, &|k| channels.type_of(k)) {
+            Ok(parsed) => {
+                let parsed = Arc::new(parsed);
+                if let Ok(mut cache) = self.inner.workflows.lock() {
+                    if cache.len() >= MAX_CACHED_WORKFLOWS {
+                        cache.clear();
+                    }
+                    cache.insert(key, parsed.clone());
+                }
+                Ok(Ok(parsed))
+            }
+            Err(errors) => Ok(Err(errors)),
+        }
+    }
+
     pub(crate) async fn advance_run(&self, job: &ClaimedJob) -> Result<(), StoreError> {
         let store = &self.inner.store;
-        let Some((run, definition)) = store.load_run_for_job(&job.ref_id).await? else {
+        let Some(run) = store.load_run_for_job(&job.ref_id).await? else {
             store.complete_job(job).await?;
             return Ok(());
         };
@@ -44,10 +98,8 @@ impl Engine {
             store.complete_job(job).await?;
             return Ok(());
         }
-        let channels = self.inner.channels.clone();
-        let parsed = WorkflowDefinition::parse(&definition, &|key| channels.type_of(key));
         let now = self.inner.clock.now_ms();
-        let workflow = match parsed {
+        let workflow = match self.pinned_workflow(&run).await? {
             Ok(w) => w,
             Err(errors) => {
                 // The version was valid when committed; a channel removed from the config

@@ -60,7 +60,12 @@ struct Inner {
     config: EngineConfig,
     /// Step outcomes of concurrent jobs share commits.
     steps: StepCommitter,
+    /// Parsed, immutable workflow versions by (environment, key, version).
+    workflows: std::sync::Mutex<WorkflowCache>,
 }
+
+type WorkflowCache =
+    std::collections::HashMap<(String, String, i64), Arc<hark_core::workflow::WorkflowDefinition>>;
 
 /// Cheap to clone; all clones share one worker state.
 #[derive(Clone)]
@@ -78,6 +83,7 @@ impl Engine {
         Ok(Self {
             inner: Arc::new(Inner {
                 steps: step_committer(store.clone()),
+                workflows: std::sync::Mutex::new(WorkflowCache::new()),
                 store,
                 clock,
                 channels,

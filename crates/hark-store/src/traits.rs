@@ -222,8 +222,8 @@ pub trait JobStore {
         limit: i64,
         lease_ms: i64,
     ) -> StoreResult<Vec<ClaimedJob>>;
-    /// Loads a run together with the workflow version it is pinned to.
-    async fn load_run_for_job(&self, run_id: &str) -> StoreResult<Option<(RecipientRun, Value)>>;
+    /// Loads a run for the worker that holds its job (any environment).
+    async fn load_run_for_job(&self, run_id: &str) -> StoreResult<Option<RecipientRun>>;
     /// Commits step outcomes of many jobs in one transaction (group commit). For each:
     /// `false` (and nothing written for it) when its job lost the lease; when its run
     /// finishes, its job is deleted.

@@ -139,28 +139,15 @@ impl JobStore for SqlStore {
             .collect()
     }
 
-    async fn load_run_for_job(&self, run_id: &str) -> StoreResult<Option<(RecipientRun, Value)>> {
-        const OP: &str = "load run for job";
+    async fn load_run_for_job(&self, run_id: &str) -> StoreResult<Option<RecipientRun>> {
         let row = sqlx::query(&format!(
             "SELECT {RUN_COLUMNS} FROM recipient_runs WHERE id = $1"
         ))
         .bind(run_id)
         .fetch_optional(&self.reader)
         .await
-        .map_err(StoreError::db(OP))?;
-        let Some(row) = row else { return Ok(None) };
-        let run = run_from_row(&row)?;
-        let definition = self
-            .workflow_version(&run.environment_id, &run.workflow_key, run.workflow_version)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt {
-                operation: OP,
-                detail: format!(
-                    "workflow {} version {} is missing",
-                    run.workflow_key, run.workflow_version
-                ),
-            })?;
-        Ok(Some((run, definition)))
+        .map_err(StoreError::db("load run for job"))?;
+        row.as_ref().map(run_from_row).transpose()
     }
 
     async fn commit_steps(
