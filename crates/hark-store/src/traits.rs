@@ -252,13 +252,9 @@ pub trait JobStore {
     ) -> StoreResult<bool>;
     /// Deletes the job if `job` still holds its lease.
     async fn complete_job(&self, job: &ClaimedJob) -> StoreResult<bool>;
-    /// Releases the job to run again at `run_at` if `job` still holds its lease.
-    async fn retry_job_at(&self, job: &ClaimedJob, run_at: Millis) -> StoreResult<bool>;
     async fn load_message_for_job(&self, message_id: &str) -> StoreResult<Option<MessageRecord>>;
     /// Pending jobs (for tests and metrics).
     async fn pending_job_count(&self) -> StoreResult<i64>;
-    /// The earliest due time among pending jobs, to sleep until it.
-    async fn next_due_at(&self) -> StoreResult<Option<Millis>>;
 }
 
 /// Everything Hark persists. Implemented by the SQLite and PostgreSQL backends.

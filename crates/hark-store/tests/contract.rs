@@ -464,7 +464,6 @@ async fn leases_fence_stale_workers(f: Fixture) {
         "refused"
     );
     assert!(!f.store.complete_job(&stale).await.expect("stale complete"));
-    assert!(!f.store.retry_job_at(&stale, 5).await.expect("stale retry"));
     assert!(f
         .store
         .commit_step(&fresh, &step)

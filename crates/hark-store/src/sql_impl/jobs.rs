@@ -248,18 +248,6 @@ impl JobStore for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn retry_job_at(&self, job: &ClaimedJob, run_at: Millis) -> StoreResult<bool> {
-        let done =
-            sqlx::query("UPDATE jobs SET run_at = $1, lease = NULL WHERE id = $2 AND lease = $3")
-                .bind(run_at)
-                .bind(&job.id)
-                .bind(&job.lease)
-                .execute(&self.writer)
-                .await
-                .map_err(StoreError::db("retry job"))?;
-        Ok(done.rows_affected() == 1)
-    }
-
     async fn load_message_for_job(&self, message_id: &str) -> StoreResult<Option<MessageRecord>> {
         let row = sqlx::query(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1"
@@ -277,13 +265,5 @@ impl JobStore for SqlStore {
             .await
             .map_err(StoreError::db("pending job count"))?;
         get(&row, "n", "pending job count")
-    }
-
-    async fn next_due_at(&self) -> StoreResult<Option<Millis>> {
-        let row = sqlx::query("SELECT MIN(run_at) AS due FROM jobs")
-            .fetch_one(&self.reader)
-            .await
-            .map_err(StoreError::db("next due job"))?;
-        get(&row, "due", "next due job")
     }
 }

@@ -33,12 +33,6 @@ impl SqlStore {
     pub(super) fn from_pools(writer: Pool<Db>, reader: Pool<Db>) -> Self {
         Self { writer, reader }
     }
-
-    /// Closes both pools, waiting for in-flight queries.
-    pub async fn close(&self) {
-        self.writer.close().await;
-        self.reader.close().await;
-    }
 }
 
 fn to_json_text(value: &Value) -> String {
