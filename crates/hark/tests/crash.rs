@@ -91,6 +91,29 @@ async fn wait_healthy(base: &str) {
     panic!("server at {base} never became healthy");
 }
 
+async fn get_json(http: &reqwest::Client, url: &str, key: &str) -> Value {
+    http.get(url)
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// Creates and commits a workflow through the Management API.
+async fn put_workflow(http: &reqwest::Client, base: &str, token: &str, key: &str, steps: Value) {
+    let resp = http
+        .put(format!("{base}/mgmt/v1/workflows/{key}?commit=true"))
+        .bearer_auth(token)
+        .json(&json!({"workflow": {"name": key, "steps": steps}}))
+        .send()
+        .await
+        .expect("put workflow");
+    assert!(resp.status().is_success());
+}
+
 async fn all_message_recipients(http: &reqwest::Client, base: &str, sk: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut after: Option<String> = None;
@@ -99,15 +122,7 @@ async fn all_message_recipients(http: &reqwest::Client, base: &str, sk: &str) ->
         if let Some(a) = &after {
             url.push_str(&format!("&after={a}"));
         }
-        let page: Value = http
-            .get(url)
-            .bearer_auth(sk)
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("json");
+        let page = get_json(http, &url, sk).await;
         for m in page["items"].as_array().expect("items") {
             out.push(m["recipient"].as_str().expect("recipient").to_string());
         }
@@ -134,17 +149,17 @@ async fn kill_nine_loses_nothing_and_duplicates_nothing(postgres: bool) {
     let mut server = spawn_server(&t.args, port, &log);
     wait_healthy(&base).await;
     let http = reqwest::Client::new();
-    let resp = http
-        .put(format!("{base}/mgmt/v1/workflows/crash?commit=true"))
-        .bearer_auth(&token)
-        .json(&json!({"workflow": {"name": "crash", "steps": [
+    put_workflow(
+        &http,
+        &base,
+        &token,
+        "crash",
+        json!([
             {"type": "channel", "ref": "a", "channel_key": "in-app-feed", "template": {"markdown_body": "a {{ recipient.id }}"}},
             {"type": "channel", "ref": "b", "channel_key": "in-app-feed", "template": {"markdown_body": "b {{ recipient.id }}"}}
-        ]}}))
-        .send()
-        .await
-        .expect("put workflow");
-    assert!(resp.status().is_success());
+        ]),
+    )
+    .await;
 
     // Keys made by the CLI while the server runs work at once.
     let late = cli_json(&t.args, &["keys", "create", "--environment", "development"]);
@@ -327,17 +342,17 @@ async fn kill_nine_during_deliveries(postgres: bool) {
     let mut server = spawn_server(&t.args, port, &t._dir.path().join("hooks-1.log"));
     wait_healthy(&base).await;
     let http = reqwest::Client::new();
-    let resp = http
-        .put(format!("{base}/mgmt/v1/workflows/hooks?commit=true"))
-        .bearer_auth(&token)
-        .json(&json!({"workflow": {"name": "hooks", "steps": [
+    put_workflow(
+        &http,
+        &base,
+        &token,
+        "hooks",
+        json!([
             {"type": "channel", "ref": "hook", "channel_key": "webhook",
              "template": {"method": "post", "url": sink.url("/in"), "body": "{\"user\": \"{{ recipient.id }}\"}"}}
-        ]}}))
-        .send()
-        .await
-        .expect("put workflow");
-    assert!(resp.status().is_success());
+        ]),
+    )
+    .await;
     let users: Vec<String> = (0..40).map(|i| format!("h{i}")).collect();
     for chunk in users.chunks(10) {
         let resp = http
@@ -362,17 +377,12 @@ async fn kill_nine_during_deliveries(postgres: bool) {
     wait_healthy(&base).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     let delivered = loop {
-        let page: Value = http
-            .get(format!(
-                "{base}/v1/messages?page_size=50&status[]=delivered"
-            ))
-            .bearer_auth(&sk)
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("json");
+        let page = get_json(
+            &http,
+            &format!("{base}/v1/messages?page_size=50&status[]=delivered"),
+            &sk,
+        )
+        .await;
         let items = page["items"].as_array().cloned().unwrap_or_default();
         if items.len() == users.len() || Instant::now() > deadline {
             break items;
