@@ -42,6 +42,14 @@ async fn fixture(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) -> Fixtu
     }
 }
 
+/// The first page of `size` entries.
+fn first_page(size: i64) -> PageRequest {
+    PageRequest {
+        page_size: size,
+        ..Default::default()
+    }
+}
+
 fn props(v: Value) -> Map<String, Value> {
     v.as_object().cloned().expect("object")
 }
@@ -275,13 +283,7 @@ async fn workflows_commit_versions(f: Fixture) {
     assert!(!w.active);
     let page = f
         .store
-        .list_workflows(
-            &f.env,
-            &PageRequest {
-                page_size: 10,
-                ..Default::default()
-            },
-        )
+        .list_workflows(&f.env, &first_page(10))
         .await
         .expect("list");
     assert_eq!(page.entries.len(), 1);
@@ -561,14 +563,7 @@ async fn one_message_per_run_and_step(f: Fixture) {
     };
     let page = f
         .store
-        .list_messages(
-            &f.env,
-            &filter,
-            &PageRequest {
-                page_size: 50,
-                ..Default::default()
-            },
-        )
+        .list_messages(&f.env, &filter, &first_page(50))
         .await
         .expect("list");
     assert_eq!(page.entries.len(), 1, "the unique key keeps one message");
@@ -588,14 +583,7 @@ async fn feed_filters_counts_and_engagement(f: Fixture) {
     };
     let all = f
         .store
-        .list_messages(
-            &f.env,
-            &base,
-            &PageRequest {
-                page_size: 50,
-                ..Default::default()
-            },
-        )
+        .list_messages(&f.env, &base, &first_page(50))
         .await
         .expect("list");
     assert_eq!(all.entries.len(), 5);
@@ -608,14 +596,7 @@ async fn feed_filters_counts_and_engagement(f: Fixture) {
     // Pages of 2 forwards, then back with `before`.
     let p1 = f
         .store
-        .list_messages(
-            &f.env,
-            &base,
-            &PageRequest {
-                page_size: 2,
-                ..Default::default()
-            },
-        )
+        .list_messages(&f.env, &base, &first_page(2))
         .await
         .expect("p1");
     let p2 = f
@@ -694,27 +675,13 @@ async fn feed_filters_counts_and_engagement(f: Fixture) {
     };
     let page = f
         .store
-        .list_messages(
-            &f.env,
-            &unread,
-            &PageRequest {
-                page_size: 50,
-                ..Default::default()
-            },
-        )
+        .list_messages(&f.env, &unread, &first_page(50))
         .await
         .expect("unread");
     assert_eq!(page.entries.len(), 2);
     let events = f
         .store
-        .message_events(
-            &f.env,
-            &ids[0],
-            &PageRequest {
-                page_size: 50,
-                ..Default::default()
-            },
-        )
+        .message_events(&f.env, &ids[0], &first_page(50))
         .await
         .expect("events");
     let types: Vec<&str> = events
@@ -733,14 +700,7 @@ async fn feed_filters_counts_and_engagement(f: Fixture) {
         .expect("unread");
     assert!(f
         .store
-        .message_events(
-            &f.env,
-            &ids[3],
-            &PageRequest {
-                page_size: 50,
-                ..Default::default()
-            }
-        )
+        .message_events(&f.env, &ids[3], &first_page(50))
         .await
         .expect("events")
         .entries
@@ -805,14 +765,7 @@ async fn cancel_drops_pending_jobs(f: Fixture) {
     );
     let runs = f
         .store
-        .list_recipient_runs(
-            &f.env,
-            &RunFilter::default(),
-            &PageRequest {
-                page_size: 10,
-                ..Default::default()
-            },
-        )
+        .list_recipient_runs(&f.env, &RunFilter::default(), &first_page(10))
         .await
         .expect("runs");
     assert!(runs
@@ -836,14 +789,7 @@ async fn delivery_commit_retries_and_logs(f: Fixture) {
     };
     let msg = f
         .store
-        .list_messages(
-            &f.env,
-            &filter,
-            &PageRequest {
-                page_size: 5,
-                ..Default::default()
-            },
-        )
+        .list_messages(&f.env, &filter, &first_page(5))
         .await
         .expect("list")
         .entries
@@ -911,14 +857,7 @@ async fn delivery_commit_retries_and_logs(f: Fixture) {
     assert_eq!(msg.status, "delivered");
     assert_eq!(
         f.store
-            .delivery_logs(
-                &f.env,
-                &msg.id,
-                &PageRequest {
-                    page_size: 50,
-                    ..Default::default()
-                }
-            )
+            .delivery_logs(&f.env, &msg.id, &first_page(50))
             .await
             .expect("logs")
             .entries
@@ -928,14 +867,7 @@ async fn delivery_commit_retries_and_logs(f: Fixture) {
     // One log per page: newest first, and the cursor leads to the older one.
     let first = f
         .store
-        .delivery_logs(
-            &f.env,
-            &msg.id,
-            &PageRequest {
-                page_size: 1,
-                ..Default::default()
-            },
-        )
+        .delivery_logs(&f.env, &msg.id, &first_page(1))
         .await
         .expect("page 1");
     assert_eq!(first.entries[0].id, "l2");
@@ -1035,14 +967,7 @@ async fn group_commit_isolates_each_trigger(f: Fixture) {
     assert_eq!(f.store.pending_job_count().await.expect("count"), 2);
     let runs = f
         .store
-        .list_recipient_runs(
-            &f.env,
-            &RunFilter::default(),
-            &PageRequest {
-                page_size: 10,
-                ..Default::default()
-            },
-        )
+        .list_recipient_runs(&f.env, &RunFilter::default(), &first_page(10))
         .await
         .expect("runs");
     let mut recipients: Vec<_> = runs
