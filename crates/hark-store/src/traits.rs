@@ -47,6 +47,9 @@ pub trait UserStore {
         now: Millis,
     ) -> StoreResult<UserRecord>;
     async fn get_user(&self, environment_id: &str, id: &str) -> StoreResult<Option<UserRecord>>;
+    /// The users among `ids` that exist, in no particular order (one query).
+    async fn get_users(&self, environment_id: &str, ids: &[String])
+        -> StoreResult<Vec<UserRecord>>;
     async fn delete_user(&self, environment_id: &str, id: &str) -> StoreResult<bool>;
     async fn list_users(
         &self,

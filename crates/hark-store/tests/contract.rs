@@ -187,6 +187,28 @@ async fn users_merge_properties_and_paginate(f: Fixture) {
         }
     }
     assert_eq!(seen, vec!["u1", "u2", "u3", "u4", "u5"]);
+    let mut some = f
+        .store
+        .get_users(&f.env, &["u2".into(), "u4".into(), "nobody".into()])
+        .await
+        .expect("get users");
+    some.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(
+        some.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(),
+        vec!["u2", "u4"]
+    );
+    let prod = f
+        .store
+        .environment_by_slug("production")
+        .await
+        .expect("q")
+        .expect("prod");
+    assert!(f
+        .store
+        .get_users(&prod.id, &["u2".into()])
+        .await
+        .expect("q")
+        .is_empty());
     assert!(f.store.delete_user(&f.env, "u3").await.expect("delete"));
     assert!(!f
         .store

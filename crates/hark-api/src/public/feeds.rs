@@ -98,16 +98,26 @@ async fn get_feed(
         .await?;
     let compact = params.get("mode") == Some("compact");
 
-    // Resolve each distinct user once per page.
-    let mut users = HashMap::new();
-    for m in &result.entries {
-        for id in m.actors.iter().chain(std::iter::once(&m.recipient_id)) {
-            if !users.contains_key(id) {
-                let user = state.store.get_user(caller.env_id(), id).await?;
-                users.insert(id.clone(), recipient_ref(id, user.as_ref()));
-            }
-        }
-    }
+    // Resolve every user the page mentions with one query.
+    let mut ids: Vec<String> = result
+        .entries
+        .iter()
+        .flat_map(|m| m.actors.iter().chain(std::iter::once(&m.recipient_id)))
+        .cloned()
+        .collect();
+    ids.sort();
+    ids.dedup();
+    let found: HashMap<String, hark_store::UserRecord> = state
+        .store
+        .get_users(caller.env_id(), &ids)
+        .await?
+        .into_iter()
+        .map(|u| (u.id.clone(), u))
+        .collect();
+    let users: HashMap<&String, Value> = ids
+        .iter()
+        .map(|id| (id, recipient_ref(id, found.get(id))))
+        .collect();
     let entries: Vec<Value> = result
         .entries
         .iter()
