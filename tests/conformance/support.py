@@ -401,6 +401,32 @@ def delay_step(value: int, unit: str = "hours", ref: str = "delay") -> dict[str,
     return {"type": "delay", "ref": ref, "settings": {"delay_for": {"unit": unit, "value": value}}}
 
 
+def batch_step(
+    value: int, unit: str = "seconds", ref: str = "batch", **settings: Any
+) -> dict[str, Any]:
+    """A Management API `WorkflowBatchStep` with a fixed window."""
+    return {
+        "type": "batch",
+        "ref": ref,
+        "settings": {"batch_window": {"unit": unit, "value": value}, **settings},
+    }
+
+
+def throttle_step(
+    value: int, unit: str = "hours", limit: int = 1, ref: str = "throttle", **settings: Any
+) -> dict[str, Any]:
+    """A Management API `WorkflowThrottleStep`."""
+    return {
+        "type": "throttle",
+        "ref": ref,
+        "settings": {
+            "throttle_window": {"unit": unit, "value": value},
+            "throttle_limit": limit,
+            **settings,
+        },
+    }
+
+
 # --------------------------------------------------------------------------- workflow runs
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Callable
 
 import knockapi
-import pytest
 
 from support import delay_step, feed_step, unique, wait_for, wait_for_runs
 
@@ -24,10 +23,6 @@ def test_cancel_without_pending_runs_is_accepted(
     )
 
 
-@pytest.mark.xfail(
-    reason="delay steps are not executed yet (workflow functions issue); remove this mark then",
-    strict=True,
-)
 def test_cancel_stops_a_delayed_run(
     client: knockapi.Knock, make_workflow: Callable[..., str]
 ) -> None:

@@ -4,6 +4,8 @@
 mod classify;
 mod compose;
 
+pub mod api;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -58,7 +60,11 @@ pub enum SmtpTls {
 pub struct EmailMessage {
     /// Falls back to the channel's `from_address` when empty.
     pub from: String,
+    /// One address, or several separated by commas (a step's `to_address` override).
     pub to: String,
+    pub cc: Vec<String>,
+    pub bcc: Vec<String>,
+    pub reply_to: Vec<String>,
     pub subject: String,
     pub html_body: Option<String>,
     pub text_body: Option<String>,

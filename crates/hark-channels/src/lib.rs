@@ -1,8 +1,13 @@
-//! Outbound delivery for Hark's channels: webhooks over HTTP and email over SMTP, plus
-//! test peers (`testing`) that other crates' tests use to receive what was sent.
+//! Outbound delivery for Hark's channels: webhooks over HTTP, email over SMTP and email
+//! and SMS provider APIs, plus test peers (`testing`) that other crates' tests use to
+//! receive what was sent.
 
+pub mod chat;
 pub mod email;
 pub mod outbound;
+pub mod provider;
+pub mod push;
+pub mod sms;
 pub mod testing;
 pub mod webhook;
 
@@ -38,6 +43,8 @@ pub enum Outcome {
     },
     /// Final failure: other 4xx, SSRF-refused URL, invalid URL, SMTP 5xx permanent.
     Permanent { reason: String },
+    /// Deliberately not sent (the channel is in sandbox mode) — Knock status `not_sent`.
+    NotSent { reason: String },
 }
 
 impl Outcome {

@@ -89,6 +89,26 @@ pub fn http_client(
     policy: &OutboundPolicy,
     timeout: Duration,
 ) -> Result<reqwest::Client, OutboundError> {
+    guarded_builder(policy, timeout)
+        .http1_only()
+        .build()
+        .map_err(|e| OutboundError::Client(e.to_string()))
+}
+
+/// The same guarded client speaking only HTTP/2, for APNs, which accepts nothing else.
+/// With prior knowledge a plain-text server (a test peer) gets h2c, and TLS servers
+/// negotiate h2 through ALPN.
+pub fn http2_client(
+    policy: &OutboundPolicy,
+    timeout: Duration,
+) -> Result<reqwest::Client, OutboundError> {
+    guarded_builder(policy, timeout)
+        .http2_prior_knowledge()
+        .build()
+        .map_err(|e| OutboundError::Client(e.to_string()))
+}
+
+fn guarded_builder(policy: &OutboundPolicy, timeout: Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .dns_resolver(Arc::new(GuardedResolver::new(*policy)))
         .redirect(reqwest::redirect::Policy::none())
@@ -96,8 +116,6 @@ pub fn http_client(
         .timeout(timeout)
         .connect_timeout(timeout.min(MAX_CONNECT_TIMEOUT))
         .user_agent("hark")
-        .build()
-        .map_err(|e| OutboundError::Client(e.to_string()))
 }
 
 /// Finds an [`OutboundError`] anywhere in an error's source chain. The resolver's error

@@ -11,6 +11,8 @@ const SECRET_HEADERS: &[&str] = &[
     "cookie",
     "set-cookie",
     "x-api-key",
+    "x-postmark-server-token",
+    "x-amz-security-token",
 ];
 
 pub fn is_secret_header(name: &str) -> bool {

@@ -1,7 +1,8 @@
 //! The http (webhook) channel: one templated request per message.
 
 mod classify;
-mod log;
+mod fetch;
+pub(crate) mod log;
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use serde_json::Value;
 use url::Url;
 
 pub use classify::{outcome_for_status, parse_retry_after};
+pub use fetch::{FetchAttempt, FetchResult, FETCH_BODY_LIMIT};
 
 use crate::outbound::{
     check_url, error_chain, find_outbound_error, http_client, read_bounded, OutboundError,
@@ -178,7 +180,7 @@ fn build_headers(req: &WebhookRequest, idempotency_key: &str) -> Result<HeaderMa
 
 /// A request that got no response. The guard refusing a resolved address is final;
 /// everything else (refused connection, DNS failure, timeout, reset) may pass.
-fn transport_outcome(err: &reqwest::Error, detail: &str) -> Outcome {
+pub(crate) fn transport_outcome(err: &reqwest::Error, detail: &str) -> Outcome {
     if let Some(outbound) = find_outbound_error(err) {
         if outbound.is_refusal() {
             return Outcome::Permanent {

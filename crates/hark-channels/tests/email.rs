@@ -27,6 +27,7 @@ fn message(id: &str) -> EmailMessage {
         html_body: Some("<p>Order 7</p>".into()),
         text_body: Some("Order 7".into()),
         message_id: id.into(),
+        ..Default::default()
     }
 }
 
@@ -79,6 +80,40 @@ async fn empty_from_uses_channel_address_and_html_only_is_single_part() {
     assert_eq!(mail.from, "hark@example.com");
     assert!(mail.data.contains("text/html"));
     assert!(!mail.data.contains("multipart"));
+}
+
+#[tokio::test]
+async fn cc_bcc_and_reply_to() {
+    let sink = SmtpSink::start().await.expect("sink");
+    let sender = SmtpSender::new(settings(sink.port()), TIMEOUT).expect("sender");
+    let msg = EmailMessage {
+        to: "ada@example.com, bob@example.com".into(),
+        cc: vec!["cc@example.com".into()],
+        bcc: vec!["audit@example.com".into()],
+        reply_to: vec!["support@example.com".into()],
+        ..message("msg_4")
+    };
+    let attempt = sender.send(&msg).await;
+    assert_eq!(attempt.outcome, Outcome::Sent, "{:?}", attempt.response);
+    assert_eq!(attempt.request["headers"]["Bcc"], "audit@example.com");
+    let mail = &sink.wait_for(1, TIMEOUT).await[0];
+    let mut to = mail.to.clone();
+    to.sort();
+    assert_eq!(
+        to,
+        vec![
+            "ada@example.com".to_string(),
+            "audit@example.com".to_string(),
+            "bob@example.com".to_string(),
+            "cc@example.com".to_string()
+        ]
+    );
+    assert!(mail.data.contains("Cc: cc@example.com"), "{}", mail.data);
+    assert!(mail.data.contains("Reply-To: support@example.com"));
+    assert!(
+        !mail.data.contains("audit@example.com"),
+        "Bcc stays out of the headers"
+    );
 }
 
 #[tokio::test]

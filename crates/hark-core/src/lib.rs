@@ -3,8 +3,12 @@
 //! Everything here is shared by the store, the engine and the API, so it must stay free of
 //! async runtimes, SQL and HTTP.
 
+pub mod batch;
+pub mod conditions;
 pub mod ids;
+pub mod preferences;
 pub mod recipient;
+pub mod schedule;
 pub mod time;
 pub mod workflow;
 

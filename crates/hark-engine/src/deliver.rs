@@ -2,7 +2,9 @@
 //! are at-least-once; they carry the message id as idempotency key so a repeat after a
 //! crash can be recognised by the receiver.
 
+use hark_channels::email::api::{split_addresses, OutboundEmail};
 use hark_channels::email::EmailMessage;
+use hark_channels::sms::OutboundSms;
 use hark_channels::webhook::WebhookRequest;
 use hark_channels::{DeliveryAttempt, Outcome};
 use hark_core::new_id;
@@ -40,6 +42,7 @@ impl Engine {
         let (status, event_type, retry_at) = match &attempt.outcome {
             Outcome::Delivered => ("delivered", "message.delivered", None),
             Outcome::Sent => ("sent", "message.sent", None),
+            Outcome::NotSent { .. } => ("not_sent", "message.not_sent", None),
             Outcome::Retryable { retry_after_ms, .. } if job.attempts < MAX_DELIVERY_ATTEMPTS => (
                 "delivery_attempted",
                 "message.delivery_attempted",
@@ -50,9 +53,9 @@ impl Engine {
             }
         };
         let reason = match &attempt.outcome {
-            Outcome::Retryable { reason, .. } | Outcome::Permanent { reason } => {
-                Value::String(reason.clone())
-            }
+            Outcome::Retryable { reason, .. }
+            | Outcome::Permanent { reason }
+            | Outcome::NotSent { reason } => Value::String(reason.clone()),
             _ => Value::Null,
         };
         let commit = DeliveryCommit {
@@ -96,12 +99,51 @@ impl Engine {
                 let email = EmailMessage {
                     from: text(content, "from"),
                     to: text(content, "to"),
+                    cc: split_addresses(&text(content, "cc")),
+                    bcc: split_addresses(&text(content, "bcc")),
+                    reply_to: split_addresses(&text(content, "reply_to")),
                     subject: text(content, "subject_line"),
                     html_body: (!html.is_empty()).then_some(html),
                     text_body: Some(text(content, "text_body")).filter(|t| !t.is_empty()),
                     message_id: message.id.clone(),
                 };
                 sender.send(&email).await
+            }
+            Sender::EmailApi(sender) => {
+                let html = text(content, "html_body");
+                let mut from = text(content, "from");
+                let from_name = text(content, "from_name");
+                if from.is_empty() && !from_name.is_empty() {
+                    from = format!("{from_name} <{}>", sender.settings().from_address);
+                }
+                let email = OutboundEmail {
+                    from,
+                    to: split_addresses(&text(content, "to")),
+                    cc: split_addresses(&text(content, "cc")),
+                    bcc: split_addresses(&text(content, "bcc")),
+                    reply_to: split_addresses(&text(content, "reply_to")),
+                    subject: text(content, "subject_line"),
+                    html_body: (!html.is_empty()).then_some(html),
+                    text_body: Some(text(content, "text_body")).filter(|t| !t.is_empty()),
+                    message_id: message.id.clone(),
+                    json_overrides: content
+                        .get("json_overrides")
+                        .filter(|v| v.is_object())
+                        .cloned(),
+                };
+                sender.send(&email).await
+            }
+            Sender::Sms(sender) => {
+                let sms = OutboundSms {
+                    to: text(content, "to"),
+                    body: text(content, "body"),
+                    message_id: message.id.clone(),
+                    json_overrides: content
+                        .get("json_overrides")
+                        .filter(|v| v.is_object())
+                        .cloned(),
+                };
+                sender.send(&sms).await
             }
             Sender::Webhook => {
                 let body = content
@@ -121,6 +163,8 @@ impl Engine {
                     .send(&request, &message.id)
                     .await
             }
+            Sender::Push(sender) => self.deliver_push(message, &channel, sender).await,
+            Sender::Chat(sender) => self.deliver_chat(message, &channel, sender).await,
             Sender::InAppFeed => DeliveryAttempt {
                 outcome: Outcome::Delivered,
                 service_name: "in_app_feed".into(),

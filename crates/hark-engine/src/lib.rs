@@ -4,7 +4,14 @@
 
 mod advance;
 mod backoff;
+mod channel;
+pub mod channel_data;
+mod context;
 mod deliver;
+mod deliver_push_chat;
+mod fanout;
+mod functions;
+pub mod push_chat;
 pub mod registry;
 pub mod render;
 
@@ -119,9 +126,9 @@ impl Engine {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let free = permits.available_permits() as i64;
+            let limit = free.min(self.inner.config.claim_batch);
             let mut claimed = 0;
-            if free > 0 {
-                let limit = free.min(self.inner.config.claim_batch);
+            if limit > 0 {
                 match self
                     .inner
                     .store
@@ -144,13 +151,17 @@ impl Engine {
                     Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
                 }
             }
-            if claimed as i64 >= self.inner.config.claim_batch {
+            // A full claim means more may be due: claim again at once (with every permit
+            // taken, the next round waits for a job to finish instead of spinning).
+            if limit > 0 && claimed as i64 >= limit {
                 continue;
             }
             tokio::select! {
                 _ = notified => {}
                 _ = tokio::time::sleep(self.inner.config.poll_interval) => {}
                 _ = shutdown.changed() => {}
+                // A finished job frees a permit, and what it committed may be due now.
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }
         }
         while tasks.join_next().await.is_some() {}
@@ -187,6 +198,8 @@ impl Engine {
         let result = match job.kind {
             JobKind::AdvanceRun => self.advance_run(&job).await,
             JobKind::DeliverMessage => self.deliver_message(&job).await,
+            JobKind::CloseBatch => self.close_batch(&job).await,
+            JobKind::FanOut => self.fan_out(&job).await,
         };
         if let Err(e) = result {
             // The job keeps its lease and becomes due again when the lease expires: a

@@ -4,10 +4,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hark_channels::email::api::{EmailApiSender, EMAIL_API_PROVIDERS};
 use hark_channels::email::{SmtpSender, SmtpSettings};
 use hark_channels::outbound::OutboundPolicy;
+use hark_channels::provider::ProviderHttp;
+use hark_channels::sms::{SmsSender, SMS_PROVIDERS};
 use hark_channels::webhook::WebhookSender;
 use hark_core::workflow::ChannelType;
+
+use crate::push_chat::{ChatSender, PushSender, CHAT_PROVIDERS, PUSH_PROVIDERS};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -59,6 +64,14 @@ pub enum Sender {
         from_address: String,
     },
     Webhook,
+    /// An email provider's HTTP API (SendGrid, Postmark, Mailgun, Resend, SES).
+    EmailApi(Box<EmailApiSender>),
+    /// An SMS provider's HTTP API.
+    Sms(Box<SmsSender>),
+    /// A push provider, sending to the tokens of the recipient's channel data.
+    Push(Box<PushSender>),
+    /// A chat tool, posting to the connections of the recipient's channel data.
+    Chat(Box<ChatSender>),
 }
 
 pub struct Channel {
@@ -94,6 +107,12 @@ impl ChannelRegistry {
                 detail: e.to_string(),
             }
         })?;
+        let providers = ProviderHttp::new(policy, delivery_timeout).map_err(|e| {
+            ChannelConfigError::BadSettings {
+                key: "providers".into(),
+                detail: e.to_string(),
+            }
+        })?;
         let mut registry = ChannelRegistry {
             channels: Vec::new(),
             by_key: HashMap::new(),
@@ -101,7 +120,7 @@ impl ChannelRegistry {
             webhook,
         };
         for config in configs {
-            let channel = build_channel(config, delivery_timeout)?;
+            let channel = build_channel(config, delivery_timeout, &providers, policy)?;
             registry.insert(channel)?;
         }
         if !registry
@@ -155,6 +174,8 @@ impl ChannelRegistry {
 fn build_channel(
     config: &ChannelConfig,
     delivery_timeout: Duration,
+    providers: &ProviderHttp,
+    policy: OutboundPolicy,
 ) -> Result<Channel, ChannelConfigError> {
     let channel_type = ChannelType::parse(&config.channel_type).ok_or_else(|| {
         ChannelConfigError::UnknownType {
@@ -176,6 +197,10 @@ fn build_channel(
         key: config.key.clone(),
         channel_type: config.channel_type.clone(),
         provider: provider.clone(),
+    };
+    let bad_settings = |detail: String| ChannelConfigError::BadSettings {
+        key: config.key.clone(),
+        detail,
     };
     let sender = match (channel_type, provider.as_str()) {
         (ChannelType::InAppFeed, "knock" | "in_app_feed" | "in-app-feed") => Sender::InAppFeed,
@@ -200,6 +225,34 @@ fn build_channel(
                 from_address,
             }
         }
+        (ChannelType::Email, name) if EMAIL_API_PROVIDERS.contains(&name) => {
+            let settings = config.settings.clone().unwrap_or(Value::Null);
+            let http = channel_http(&settings, providers, policy).map_err(bad_settings)?;
+            let sender = EmailApiSender::new(name, &settings, http)
+                .map_err(|e| bad_settings(e.to_string()))?;
+            Sender::EmailApi(Box::new(sender))
+        }
+        (ChannelType::Sms, name) if SMS_PROVIDERS.contains(&name) => {
+            let settings = config.settings.clone().unwrap_or(Value::Null);
+            let http = channel_http(&settings, providers, policy).map_err(bad_settings)?;
+            let sender =
+                SmsSender::new(name, &settings, http).map_err(|e| bad_settings(e.to_string()))?;
+            Sender::Sms(Box::new(sender))
+        }
+        (ChannelType::Push, name) if PUSH_PROVIDERS.contains(&name) => {
+            let settings = config.settings.clone().unwrap_or(Value::Null);
+            let http = channel_http(&settings, providers, policy).map_err(bad_settings)?;
+            let timeout = channel_timeout(&settings).unwrap_or(delivery_timeout);
+            let sender =
+                PushSender::new(name, &settings, http, policy, timeout).map_err(bad_settings)?;
+            Sender::Push(Box::new(sender))
+        }
+        (ChannelType::Chat, name) if CHAT_PROVIDERS.contains(&name) => {
+            let settings = config.settings.clone().unwrap_or(Value::Null);
+            let http = channel_http(&settings, providers, policy).map_err(bad_settings)?;
+            let sender = ChatSender::new(name, &settings, http).map_err(bad_settings)?;
+            Sender::Chat(Box::new(sender))
+        }
         _ => return Err(unsupported()),
     };
     Ok(Channel {
@@ -210,4 +263,32 @@ fn build_channel(
         provider,
         sender,
     })
+}
+
+/// The channel's own `timeout_seconds`, when valid (checked by [`channel_http`]).
+fn channel_timeout(settings: &Value) -> Option<Duration> {
+    settings
+        .get("timeout_seconds")
+        .and_then(Value::as_u64)
+        .filter(|s| (1..=300).contains(s))
+        .map(Duration::from_secs)
+}
+
+/// The shared provider client, or one of the channel's own when its settings set
+/// `timeout_seconds` (a slow provider should not need a long timeout for every channel).
+fn channel_http(
+    settings: &Value,
+    shared: &ProviderHttp,
+    policy: OutboundPolicy,
+) -> Result<ProviderHttp, String> {
+    match settings.get("timeout_seconds") {
+        None | Some(Value::Null) => Ok(shared.clone()),
+        Some(value) => {
+            let seconds = value
+                .as_u64()
+                .filter(|s| (1..=300).contains(s))
+                .ok_or("`timeout_seconds` must be a whole number from 1 to 300")?;
+            ProviderHttp::new(policy, Duration::from_secs(seconds)).map_err(|e| e.to_string())
+        }
+    }
 }

@@ -1,36 +1,8 @@
 //! Turns a channel step's template into a message's content.
 
-use hark_core::time::rfc3339;
 use hark_core::workflow::{ChannelStep, ChannelType};
-use hark_core::Millis;
-use hark_store::RecipientRun;
 use hark_template::{html_to_text, markdown_to_html, RenderContext, Renderer, TemplateError};
 use serde_json::{json, Map, Value};
-
-/// What a template can see, per Knock: `recipient`, `actor`, `data`, `vars`, `tenant`,
-/// `workflow`, `timestamp`.
-pub fn template_variables(
-    run: &RecipientRun,
-    recipient: &Value,
-    actor: &Value,
-    categories: &[String],
-    now: Millis,
-) -> Value {
-    json!({
-        "recipient": recipient,
-        "actor": actor,
-        "data": run.data,
-        "vars": {},
-        "tenant": run.tenant.as_ref().map(|id| json!({"id": id})).unwrap_or(Value::Null),
-        "workflow": {
-            "key": run.workflow_key,
-            "id": run.workflow_key,
-            "categories": categories,
-            "run_id": run.workflow_run_id,
-        },
-        "timestamp": rfc3339(now),
-    })
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StepRenderError {
@@ -65,6 +37,22 @@ impl Fields<'_> {
             Some(source) => self.render(field, source).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// A step-level override from the template's `settings` (Knock's template settings:
+    /// `from_address`, `to_address`, `to_number`…), rendered; blank means not set.
+    fn setting(&self, name: &str) -> Result<Option<String>, StepRenderError> {
+        let Some(source) = self
+            .template
+            .get("settings")
+            .and_then(|s| s.get(name))
+            .and_then(Value::as_str)
+        else {
+            return Ok(None);
+        };
+        let rendered = self.render(&format!("settings.{name}"), source)?;
+        let trimmed = rendered.trim();
+        Ok((!trimmed.is_empty()).then(|| trimmed.to_string()))
     }
 
     /// Headers and query params come as `[{key, value}]`, or as a JSON object.
@@ -117,7 +105,7 @@ impl Fields<'_> {
 }
 
 /// Renders the step for its channel type. `recipient_email` and `from_address` only matter
-/// for email.
+/// for email; SMS reads the recipient's `phone_number` from `variables`.
 pub fn render_step(
     renderer: &Renderer,
     step: &ChannelStep,
@@ -187,17 +175,57 @@ pub fn render_step(
                 Some(t) => t,
                 None => html.as_deref().map(html_to_text).unwrap_or_default(),
             };
-            Ok(json!({
+            let setting = |name: &str| fields.setting(name);
+            let from_address =
+                setting("from_address")?.or_else(|| from_address.map(str::to_string));
+            let from_name = setting("from_name")?;
+            let (from, pending_name) = match (from_name, from_address) {
+                (Some(name), Some(address)) => (Some(format!("{name} <{address}>")), None),
+                // The channel's sender is only known at delivery; keep the name for then.
+                (name, None) => (None, name),
+                (None, address) => (address, None),
+            };
+            let to = setting("to_address")?.or_else(|| recipient_email.map(str::to_string));
+            let mut content = json!({
                 "__typename": "MessageEmailContent",
                 "subject_line": subject,
                 "html_body": html.unwrap_or_default(),
                 "text_body": text,
-                "from": from_address.unwrap_or_default(),
-                "to": recipient_email.unwrap_or_default(),
-                "cc": null,
-                "bcc": null,
-                "reply_to": null,
-            }))
+                "from": from.unwrap_or_default(),
+                "to": to.unwrap_or_default(),
+                "cc": setting("cc_address")?,
+                "bcc": setting("bcc_address")?,
+                "reply_to": setting("reply_to_address")?,
+            });
+            if let Some(name) = pending_name {
+                content["from_name"] = Value::String(name);
+            }
+            if let Some(overrides) = json_overrides(&fields)? {
+                content["json_overrides"] = overrides;
+            }
+            Ok(content)
+        }
+        ChannelType::Sms => {
+            let body = fields.optional("text_body")?.unwrap_or_default();
+            let recipient_phone = variables["recipient"]["phone_number"]
+                .as_str()
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string);
+            let Some(to) = fields.setting("to_number")?.or(recipient_phone) else {
+                return Err(StepRenderError::Invalid(
+                    "recipient has no phone_number and the step sets no to_number".into(),
+                ));
+            };
+            let mut content = json!({
+                "__typename": "MessageSmsContent",
+                "body": body,
+                "to": to,
+            });
+            if let Some(overrides) = json_overrides(&fields)? {
+                content["json_overrides"] = overrides;
+            }
+            Ok(content)
         }
         ChannelType::Http => {
             let method = step
@@ -219,10 +247,119 @@ pub fn render_step(
                 "body": body,
             }))
         }
-        other => Err(StepRenderError::Invalid(format!(
-            "channel type `{}` is not supported by this server yet",
-            other.as_str()
-        ))),
+        ChannelType::Push => render_push(&fields, variables),
+        ChannelType::Chat => render_chat(&fields),
+    }
+}
+
+/// Knock's `MessagePushContent`. `token` is filled in by the channel step from the
+/// recipient's channel data; `delivery_type` and `payload_overrides` are Hark's own.
+fn render_push(fields: &Fields<'_>, variables: &Value) -> Result<Value, StepRenderError> {
+    let title = fields.optional("title")?.unwrap_or_default();
+    let body = fields.optional("text_body")?.unwrap_or_default();
+    let delivery_type = match fields.setting("delivery_type")?.as_deref() {
+        None | Some("content") => "content",
+        Some("silent") => "silent",
+        Some(other) => {
+            return Err(StepRenderError::Invalid(format!(
+                "settings.delivery_type must be content or silent, not `{other}`"
+            )))
+        }
+    };
+    // Custom data: the template's `data` (a JSON object, or Liquid rendering to one);
+    // Knock passes the trigger data otherwise.
+    let data = match fields.template.get("data") {
+        None | Some(Value::Null) => variables.get("data").cloned().unwrap_or(json!({})),
+        Some(Value::Object(map)) => Value::Object(map.clone()),
+        Some(Value::String(source)) => {
+            let text = fields.render("data", source)?;
+            match serde_json::from_str::<Value>(&text) {
+                Ok(object @ Value::Object(_)) => object,
+                _ => {
+                    return Err(StepRenderError::Invalid(
+                        "data must render to a JSON object".into(),
+                    ))
+                }
+            }
+        }
+        Some(_) => return Err(StepRenderError::Invalid("data must be an object".into())),
+    };
+    let data = if data.is_object() { data } else { json!({}) };
+    let mut overrides = None;
+    for name in ["payload_overrides", "json_overrides"] {
+        if let Some(text) = fields.setting(name)? {
+            match serde_json::from_str::<Value>(&text) {
+                Ok(object @ Value::Object(_)) => overrides = Some(object),
+                _ => {
+                    return Err(StepRenderError::Invalid(format!(
+                        "settings.{name} must render to a JSON object"
+                    )))
+                }
+            }
+        }
+    }
+    Ok(json!({
+        "__typename": "MessagePushContent",
+        "token": "",
+        "title": title,
+        "body": body,
+        "data": data,
+        "delivery_type": delivery_type,
+        "payload_overrides": overrides,
+    }))
+}
+
+/// Knock's `MessageChatContent`: the markdown body as a block and its text as the
+/// summary, or a provider JSON body (Slack Block Kit, an Adaptive Card, Discord embeds)
+/// from `json_body`. `connection` is filled in by the channel step.
+fn render_chat(fields: &Fields<'_>) -> Result<Value, StepRenderError> {
+    let markdown = fields.optional("markdown_body")?;
+    let json_content = match fields.template.get("json_body") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(source)) => {
+            let text = fields.render("json_body", source)?;
+            match serde_json::from_str::<Value>(&text) {
+                Ok(value @ (Value::Object(_) | Value::Array(_))) => Some(value),
+                _ => {
+                    return Err(StepRenderError::Invalid(
+                        "json_body must render to a JSON object or array".into(),
+                    ))
+                }
+            }
+        }
+        Some(value @ (Value::Object(_) | Value::Array(_))) => Some(value.clone()),
+        Some(_) => {
+            return Err(StepRenderError::Invalid(
+                "json_body must be a JSON object or array".into(),
+            ))
+        }
+    };
+    let summary = fields
+        .optional("summary")?
+        .or_else(|| markdown.clone())
+        .unwrap_or_default();
+    let blocks = markdown.map(|m| {
+        json!([{"type": "markdown", "name": "body", "content": m, "rendered": markdown_to_html(&m)}])
+    });
+    Ok(json!({
+        "__typename": "MessageChatContent",
+        "connection": {},
+        "template": {"summary": summary, "blocks": blocks, "json_content": json_content},
+        "metadata": null,
+    }))
+}
+
+/// Knock's provider JSON overrides: a Liquid template in the step's settings that must
+/// yield an object.
+fn json_overrides(fields: &Fields<'_>) -> Result<Option<Value>, StepRenderError> {
+    let Some(text) = fields.setting("json_overrides")? else {
+        return Ok(None);
+    };
+    match serde_json::from_str::<Value>(&text) {
+        Ok(object @ Value::Object(_)) => Ok(Some(object)),
+        _ => Err(StepRenderError::Invalid(
+            "settings.json_overrides must render to a JSON object".into(),
+        )),
     }
 }
 

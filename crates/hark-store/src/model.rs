@@ -1,6 +1,7 @@
 //! Records as the store hands them out. These are storage shapes, not wire shapes: the
 //! API layer turns them into Knock's JSON.
 
+pub use hark_core::workflow::TriggerFrequency;
 use hark_core::Millis;
 use serde_json::{Map, Value};
 
@@ -88,7 +89,15 @@ pub struct TriggerWrite {
     pub recipients: Vec<String>,
     /// Users to identify before the run starts (inline recipients and actor).
     pub inline_users: Vec<(String, Map<String, Value>)>,
+    /// Objects to set before the run starts, as `(collection, id, properties)` (an inline
+    /// tenant).
+    pub inline_objects: Vec<(String, String, Map<String, Value>)>,
+    /// Objects `(collection, id)` whose subscribers the trigger fans out to.
+    pub fan_outs: Vec<(String, String)>,
     pub idempotency: Option<IdempotencyClaim>,
+    /// Each run's initial state (the trigger's `settings`).
+    pub state: Value,
+    pub frequency: TriggerFrequency,
     pub now: Millis,
 }
 
@@ -154,8 +163,11 @@ pub struct RecipientRun {
     pub data: Value,
     pub cancellation_key: Option<String>,
     pub status: RunStatus,
-    /// Index of the next step to run.
+    /// Index of the next node of the workflow's program to run.
     pub step_cursor: i64,
+    /// What the run's steps built up: trigger `settings`, `batch` results, `refs` outputs,
+    /// fetch attempts and the open wait.
+    pub state: Value,
     pub error_count: i64,
     pub inserted_at: Millis,
     pub updated_at: Millis,
@@ -202,6 +214,8 @@ pub struct NewMessage {
     pub status: String,
     pub content: Value,
     pub data: Value,
+    /// After a batch: `{activities, total_activities, total_actors}`.
+    pub batch: Option<Value>,
     pub now: Millis,
 }
 
@@ -230,6 +244,8 @@ pub struct MessageRecord {
     pub archived_at: Option<Millis>,
     pub inserted_at: Millis,
     pub updated_at: Millis,
+    /// After a batch: `{activities, total_activities, total_actors}`.
+    pub batch: Option<Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -378,6 +394,10 @@ pub enum JobKind {
     AdvanceRun,
     /// Deliver a message through its channel; `ref_id` is the message id.
     DeliverMessage,
+    /// Close a batch window when due; `ref_id` is the batch id.
+    CloseBatch,
+    /// Stream an object's subscribers into runs; `ref_id` is the fan-out id.
+    FanOut,
 }
 
 impl JobKind {
@@ -385,6 +405,8 @@ impl JobKind {
         match self {
             JobKind::AdvanceRun => "advance_run",
             JobKind::DeliverMessage => "deliver_message",
+            JobKind::CloseBatch => "close_batch",
+            JobKind::FanOut => "fan_out",
         }
     }
 
@@ -392,6 +414,8 @@ impl JobKind {
         match text {
             "advance_run" => Some(JobKind::AdvanceRun),
             "deliver_message" => Some(JobKind::DeliverMessage),
+            "close_batch" => Some(JobKind::CloseBatch),
+            "fan_out" => Some(JobKind::FanOut),
             _ => None,
         }
     }
@@ -410,8 +434,8 @@ pub struct ClaimedJob {
     pub lease: String,
 }
 
-/// The outcome of one channel step, committed atomically with the run's progress.
-#[derive(Debug, Clone)]
+/// The outcome of one step, committed atomically with the run's progress.
+#[derive(Debug, Clone, Default)]
 pub struct StepCommit {
     pub run_id: String,
     pub next_cursor: i64,
@@ -419,9 +443,128 @@ pub struct StepCommit {
     /// Enqueue a delivery job for `message` (not needed for the in-app feed).
     pub enqueue_delivery: bool,
     pub events: Vec<RunEvent>,
-    /// Set when this was the run's last step.
+    /// Set when the run ends with this step.
     pub finished: Option<RunStatus>,
     pub error: bool,
+    /// Replaces the run's `data`.
+    pub data: Option<Value>,
+    /// Replaces the run's state.
+    pub state: Option<Value>,
+    /// Pauses the run: its job becomes due again at this instant.
+    pub resume_at: Option<Millis>,
+    /// Workflows this step starts, stored in the same transaction.
+    pub triggers: Vec<TriggerWrite>,
+    pub new_wait: Option<NewWait>,
+    /// Ends a wait (`matched`, `expired`) and drops its candidate events.
+    pub close_wait: Option<(String, String)>,
+    /// Candidate events that were evaluated and did not match.
+    pub drop_wait_events: Vec<String>,
+    /// Moves the run to another committed version of its workflow (a batch in `latest`
+    /// mode continuing on the newest version).
+    pub workflow_version: Option<i64>,
+    pub now: Millis,
+}
+
+/// A wait for a message or workflow event of the run's recipient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewWait {
+    pub id: String,
+    pub environment_id: String,
+    pub recipient_id: String,
+    /// `message` or `workflow`.
+    pub event_type: String,
+    pub event_key: String,
+    /// The workflow whose messages or runs are awaited.
+    pub source_key: String,
+    pub expires_at: Millis,
+}
+
+/// An event recorded for an open wait, not yet evaluated against its conditions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitCandidate {
+    pub id: String,
+    pub payload: Value,
+    pub inserted_at: Millis,
+}
+
+/// A run arriving at a batch step.
+#[derive(Debug, Clone)]
+pub struct BatchJoin {
+    pub run_id: String,
+    pub environment_id: String,
+    /// Everything that separates batches: workflow, step or version, recipient, tenant
+    /// and the rendered batch key.
+    pub batch_key: String,
+    pub workflow_key: String,
+    pub step_ref: String,
+    /// Render limit, order and version mode, kept for the close.
+    pub settings: Value,
+    /// When a batch opened now would close.
+    pub closes_at: Millis,
+    /// Sliding windows: where this arrival pushes the close, before the extension limit.
+    pub slide_to: Option<Millis>,
+    pub extension_limit: Option<hark_core::schedule::Duration>,
+    pub items_max: Option<i64>,
+    pub flush_leading: bool,
+    /// With `flush_leading`: the batch variables the flushed run continues with (itself as
+    /// the only activity).
+    pub flush_state: serde_json::Value,
+    pub actor: Option<String>,
+    pub data: Value,
+    /// The node after the batch step.
+    pub next_cursor: i64,
+    pub events: Vec<RunEvent>,
+    pub now: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchJoined {
+    /// The run opened the batch; with `flush_leading` it continues at once and is not an
+    /// activity of the batch.
+    Opened {
+        batch_id: String,
+        flushed: bool,
+    },
+    Joined {
+        batch_id: String,
+    },
+}
+
+/// One activity of a batch, as the close hands it to the continuation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchActivity {
+    pub run_id: String,
+    pub actor: Option<String>,
+    pub data: Value,
+    pub inserted_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchClosed {
+    /// The batch was closed before (a repeated job).
+    AlreadyClosed,
+    /// The window moved; the job sleeps until then.
+    Rescheduled(Millis),
+    /// Every activity was cancelled.
+    Empty,
+    Closed {
+        continuation_run_id: String,
+        total_activities: i64,
+    },
+}
+
+/// A run passing a throttle step.
+#[derive(Debug, Clone)]
+pub struct ThrottleHit {
+    pub run_id: String,
+    pub environment_id: String,
+    pub throttle_key: String,
+    pub limit: i64,
+    /// The end of a window opened by this hit.
+    pub window_end: Millis,
+    pub next_cursor: i64,
+    pub events_if_passed: Vec<RunEvent>,
+    pub events_if_throttled: Vec<RunEvent>,
     pub now: Millis,
 }
 
@@ -452,4 +595,99 @@ pub struct BulkOperation {
     pub updated_at: Millis,
     pub started_at: Option<Millis>,
     pub completed_at: Option<Millis>,
+}
+
+/// An object (Knock's `Object`); tenants are objects in [`TENANTS_COLLECTION`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectRecord {
+    pub collection: String,
+    pub id: String,
+    /// Every property except `id` and `collection`, custom ones included.
+    pub properties: Map<String, Value>,
+    pub inserted_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// The collection tenants live in, as in Knock.
+pub const TENANTS_COLLECTION: &str = "$tenants";
+
+/// Who a recipient document belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    User(String),
+    Object { collection: String, id: String },
+}
+
+impl Owner {
+    pub fn key(&self) -> String {
+        match self {
+            Owner::User(id) => format!("user:{id}"),
+            Owner::Object { collection, id } => format!("object:{collection}:{id}"),
+        }
+    }
+}
+
+/// The kinds of per-recipient documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentKind {
+    /// A preference set, keyed by its id (`default` or a tenant id).
+    Preferences,
+    /// Channel data, keyed by channel id.
+    ChannelData,
+}
+
+impl DocumentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentKind::Preferences => "preferences",
+            DocumentKind::ChannelData => "channel_data",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub key: String,
+    pub data: Value,
+    pub updated_at: Millis,
+}
+
+/// A recipient that can subscribe: a user, or an object (for nested hierarchies).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RecipientKey {
+    /// `None` for a user.
+    pub collection: Option<String>,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionRecord {
+    pub collection: String,
+    pub object_id: String,
+    pub recipient: RecipientKey,
+    pub properties: Value,
+    pub inserted_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// A fan-out in progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FanOut {
+    pub id: String,
+    pub environment_id: String,
+    pub collection: String,
+    pub object_id: String,
+    /// 1 for an object in the trigger, 2 for an object subscribed to it.
+    pub depth: i64,
+    /// The last subscriber handled.
+    pub after: Option<RecipientKey>,
+    /// The trigger's actor, who is never notified of their own action.
+    pub actor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudienceMember {
+    pub user_id: String,
+    pub tenant: Option<String>,
+    pub added_at: Millis,
 }

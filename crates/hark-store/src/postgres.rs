@@ -15,6 +15,13 @@ pub const SINGLE_WRITER: bool = false;
 
 pub const BACKEND_NAME: &str = "postgres";
 
+/// Appended to a `SELECT` that must lock the rows it reads until the transaction ends.
+/// Row locks make concurrent batch joins and closes take turns.
+pub const FOR_UPDATE: &str = " FOR UPDATE";
+
+/// The run's `state` (JSON text) with `batch` set to the JSON text bound to `$4`.
+pub const STATE_WITH_BATCH_SQL: &str = "(jsonb_set(state::jsonb, '{batch}', ($4)::jsonb))::text";
+
 pub const CLAIM_JOBS_SQL: &str = "UPDATE jobs SET lease = $1, run_at = $2, attempts = attempts + 1 \
      WHERE id IN (SELECT id FROM jobs WHERE run_at <= $3 ORDER BY run_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
      RETURNING id, environment_id, kind, ref_id, attempts, lease";

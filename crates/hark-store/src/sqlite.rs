@@ -16,6 +16,13 @@ pub const SINGLE_WRITER: bool = true;
 pub const BACKEND_NAME: &str = "sqlite";
 
 /// SQLite has no row locks; the single writer connection already serializes claims.
+/// Appended to a `SELECT` that must lock the rows it reads until the transaction ends.
+/// SQLite has one writer at a time, so a row read in a write transaction stays as read.
+pub const FOR_UPDATE: &str = "";
+
+/// The run's `state` (JSON text) with `batch` set to the JSON text bound to `$4`.
+pub const STATE_WITH_BATCH_SQL: &str = "json_set(state, '$.batch', json($4))";
+
 pub const CLAIM_JOBS_SQL: &str =
     "UPDATE jobs SET lease = $1, run_at = $2, attempts = attempts + 1 \
      WHERE id IN (SELECT id FROM jobs WHERE run_at <= $3 ORDER BY run_at LIMIT $4) \

@@ -78,6 +78,15 @@ pub trait UserStore {
         ids: &[String],
         now: Millis,
     ) -> StoreResult<BulkOperation>;
+    /// Records a completed bulk operation of `rows` rows (for bulk endpoints whose work
+    /// is done through other store calls).
+    async fn record_bulk_operation(
+        &self,
+        environment_id: &str,
+        name: &str,
+        rows: i64,
+        now: Millis,
+    ) -> StoreResult<BulkOperation>;
     async fn get_bulk_operation(
         &self,
         environment_id: &str,
@@ -260,9 +269,221 @@ pub trait JobStore {
     async fn pending_job_count(&self) -> StoreResult<i64>;
 }
 
+/// Batches, throttles and waits: the steps whose outcome depends on other runs. Every
+/// method is fenced by the job's lease and returns `None` when the lease was lost.
+#[async_trait]
+pub trait FlowStore {
+    /// Adds the run to the open batch for its key, or opens one, atomically with the run's
+    /// progress. Joined runs (and an accumulating opener) pause until the batch closes.
+    async fn join_batch(
+        &self,
+        job: &ClaimedJob,
+        join: &BatchJoin,
+    ) -> StoreResult<Option<BatchJoined>>;
+    /// Runs a due `close_batch` job: closes the window (or reschedules it when it moved),
+    /// hands the activities to the first remaining activity's run and wakes that run.
+    async fn close_batch(&self, job: &ClaimedJob, now: Millis) -> StoreResult<Option<BatchClosed>>;
+    /// Counts the run against the throttle window atomically; `Some(true)` when it passed
+    /// (the run moves on), `Some(false)` when throttled (the run completes).
+    async fn hit_throttle(&self, job: &ClaimedJob, hit: &ThrottleHit) -> StoreResult<Option<bool>>;
+    /// Events recorded for an open wait, oldest first.
+    async fn wait_candidates(&self, wait_id: &str) -> StoreResult<Vec<WaitCandidate>>;
+}
+
+#[async_trait]
+pub trait ObjectStore {
+    /// Creates or updates an object. Given properties replace stored ones; `null` removes.
+    async fn upsert_object(
+        &self,
+        environment_id: &str,
+        collection: &str,
+        id: &str,
+        properties: &Map<String, Value>,
+        now: Millis,
+    ) -> StoreResult<ObjectRecord>;
+    async fn get_object(
+        &self,
+        environment_id: &str,
+        collection: &str,
+        id: &str,
+    ) -> StoreResult<Option<ObjectRecord>>;
+    /// Deletes the object and its documents; `false` when it did not exist.
+    async fn delete_object(
+        &self,
+        environment_id: &str,
+        collection: &str,
+        id: &str,
+    ) -> StoreResult<bool>;
+    /// A collection's objects in creation order.
+    async fn list_objects(
+        &self,
+        environment_id: &str,
+        collection: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ObjectRecord>>;
+    /// Upserts many objects in one transaction and records the bulk operation.
+    async fn bulk_set_objects(
+        &self,
+        environment_id: &str,
+        collection: &str,
+        objects: &[(String, Map<String, Value>)],
+        now: Millis,
+    ) -> StoreResult<BulkOperation>;
+    async fn bulk_delete_objects(
+        &self,
+        environment_id: &str,
+        collection: &str,
+        ids: &[String],
+        now: Millis,
+    ) -> StoreResult<BulkOperation>;
+}
+
+/// Streaming a trigger to an object's subscribers, page by page, surviving crashes.
+#[async_trait]
+pub trait FanOutStore {
+    async fn load_fanout(&self, id: &str) -> StoreResult<Option<FanOut>>;
+    /// Creates runs for one page of subscribers (deduplicated per trigger, the actor
+    /// skipped, objects fanned out once more up to depth 2) and moves the fan-out's
+    /// cursor past them, in one fenced transaction. An empty page finishes the fan-out.
+    /// Returns the runs created.
+    async fn fan_out_page(
+        &self,
+        job: &ClaimedJob,
+        fanout: &FanOut,
+        page: &[SubscriptionRecord],
+        now: Millis,
+    ) -> StoreResult<Option<usize>>;
+}
+
+#[async_trait]
+pub trait SubscriptionStore {
+    /// Subscribes each recipient to the object (updating the properties of existing
+    /// subscriptions). Fails with `NotFound` semantics left to the caller: the object must
+    /// exist.
+    async fn add_subscriptions(
+        &self,
+        environment_id: &str,
+        collection: &str,
+        object_id: &str,
+        recipients: &[RecipientKey],
+        properties: &Value,
+        now: Millis,
+    ) -> StoreResult<Vec<SubscriptionRecord>>;
+    /// Removes the recipients' subscriptions; returns the ones that existed.
+    async fn delete_subscriptions(
+        &self,
+        environment_id: &str,
+        collection: &str,
+        object_id: &str,
+        recipients: &[RecipientKey],
+    ) -> StoreResult<Vec<SubscriptionRecord>>;
+    /// An object's subscriptions ordered by recipient, after `after` (exclusive), at most
+    /// `limit`: the page a fan-out streams.
+    async fn object_subscriptions(
+        &self,
+        environment_id: &str,
+        collection: &str,
+        object_id: &str,
+        after: Option<&RecipientKey>,
+        limit: i64,
+    ) -> StoreResult<Vec<SubscriptionRecord>>;
+    /// What a recipient is subscribed to, ordered by object.
+    async fn recipient_subscriptions(
+        &self,
+        environment_id: &str,
+        recipient: &RecipientKey,
+        after: Option<&(String, String)>,
+        limit: i64,
+    ) -> StoreResult<Vec<SubscriptionRecord>>;
+}
+
+/// Static audiences: members are users, optionally scoped to a tenant.
+#[async_trait]
+pub trait AudienceStore {
+    async fn add_audience_members(
+        &self,
+        environment_id: &str,
+        audience_key: &str,
+        members: &[(String, Option<String>)],
+        now: Millis,
+    ) -> StoreResult<()>;
+    async fn remove_audience_members(
+        &self,
+        environment_id: &str,
+        audience_key: &str,
+        members: &[(String, Option<String>)],
+    ) -> StoreResult<()>;
+    /// Members in the order they were added, after `after` (a previous page's last
+    /// `(added_at, user_id, tenant)`).
+    async fn list_audience_members(
+        &self,
+        environment_id: &str,
+        audience_key: &str,
+        after: Option<&(Millis, String, String)>,
+        limit: i64,
+    ) -> StoreResult<Vec<AudienceMember>>;
+    /// The audiences a user belongs to, for a run in `tenant` (membership without a
+    /// tenant counts everywhere).
+    async fn audiences_of(
+        &self,
+        environment_id: &str,
+        user_id: &str,
+        tenant: Option<&str>,
+    ) -> StoreResult<Vec<String>>;
+}
+
+/// Per-recipient JSON documents (preference sets, channel data). The store keeps them
+/// as given; their meaning lives in `hark-core`.
+#[async_trait]
+pub trait DocumentStore {
+    async fn get_document(
+        &self,
+        environment_id: &str,
+        owner: &Owner,
+        kind: DocumentKind,
+        key: &str,
+    ) -> StoreResult<Option<Document>>;
+    /// Every document of one kind of `owner`, by key.
+    async fn list_documents(
+        &self,
+        environment_id: &str,
+        owner: &Owner,
+        kind: DocumentKind,
+    ) -> StoreResult<Vec<Document>>;
+    async fn put_document(
+        &self,
+        environment_id: &str,
+        owner: &Owner,
+        kind: DocumentKind,
+        key: &str,
+        data: &Value,
+        now: Millis,
+    ) -> StoreResult<Document>;
+    async fn delete_document(
+        &self,
+        environment_id: &str,
+        owner: &Owner,
+        kind: DocumentKind,
+        key: &str,
+    ) -> StoreResult<bool>;
+}
+
 /// Everything Hark persists. Implemented by the SQLite and PostgreSQL backends.
 pub trait Store:
-    EnvironmentStore + UserStore + WorkflowStore + RunStore + MessageStore + JobStore + Send + Sync
+    EnvironmentStore
+    + UserStore
+    + WorkflowStore
+    + RunStore
+    + MessageStore
+    + JobStore
+    + FlowStore
+    + ObjectStore
+    + DocumentStore
+    + SubscriptionStore
+    + FanOutStore
+    + AudienceStore
+    + Send
+    + Sync
 {
     /// `sqlite` or `postgres`.
     fn backend_name(&self) -> &'static str;

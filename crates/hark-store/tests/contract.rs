@@ -1,69 +1,11 @@
 //! One contract suite, run against every backend: a fresh SQLite file and a fresh
 //! PostgreSQL database per test.
 
-use std::sync::Arc;
+mod common;
 
+use common::*;
 use hark_store::*;
 use serde_json::{json, Map, Value};
-
-struct Fixture {
-    store: Arc<dyn Store>,
-    env: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
-async fn sqlite() -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let store = connect(&url).await.expect("sqlite store");
-    fixture(store, Some(dir)).await
-}
-
-async fn postgres() -> Fixture {
-    let url = testing::fresh_postgres_database()
-        .await
-        .expect("fresh postgres database");
-    let store = connect(&url).await.expect("postgres store");
-    fixture(store, None).await
-}
-
-async fn fixture(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) -> Fixture {
-    store.ensure_default_environments(1).await.expect("envs");
-    let env = store
-        .environment_by_slug("development")
-        .await
-        .expect("lookup")
-        .expect("development exists")
-        .id;
-    Fixture {
-        store,
-        env,
-        _dir: dir,
-    }
-}
-
-/// The first page of `size` entries.
-fn first_page(size: i64) -> PageRequest {
-    PageRequest {
-        page_size: size,
-        ..Default::default()
-    }
-}
-
-fn props(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().expect("object")
-}
-
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            $( #[tokio::test] async fn $name() { super::$name(super::sqlite().await).await } )*
-        }
-        mod on_postgres {
-            $( #[tokio::test] async fn $name() { super::$name(super::postgres().await).await } )*
-        }
-    };
-}
 
 contract!(
     environments_and_credentials,
@@ -323,7 +265,11 @@ fn trigger(env: &str, recipients: &[&str], now: i64) -> TriggerWrite {
         cancellation_key: Some("ck".into()),
         recipients: recipients.iter().map(|s| s.to_string()).collect(),
         inline_users: vec![("r1".into(), props(json!({"email": "r1@x.io"})))],
+        inline_objects: vec![],
+        fan_outs: vec![],
         idempotency: None,
+        state: json!({}),
+        frequency: TriggerFrequency::EveryTrigger,
         now,
     }
 }
@@ -479,6 +425,7 @@ async fn leases_fence_stale_workers(f: Fixture) {
         finished: Some(RunStatus::Completed),
         error: false,
         now: 102,
+        ..StepCommit::default()
     };
     assert!(
         !f.store
@@ -521,6 +468,7 @@ fn message(env: &str, run_id: &str, step: &str, recipient: &str, now: i64) -> Ne
         status: "delivered".into(),
         content: json!({"blocks": []}),
         data: json!({"n": now}),
+        batch: None,
         now,
     }
 }
@@ -549,6 +497,7 @@ async fn commit_message(f: &Fixture, m: NewMessage, enqueue: bool) -> bool {
                 finished: None,
                 error: false,
                 now: 1,
+                ..StepCommit::default()
             },
         )
         .await
@@ -576,6 +525,7 @@ async fn one_message_per_run_and_step(f: Fixture) {
             finished: None,
             error: false,
             now: 5,
+            ..StepCommit::default()
         };
         assert!(f.store.commit_step(&job, &step).await.expect("commit"));
     }

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+mod filters;
 mod lax;
 
 pub use lax::LaxValue;
@@ -61,6 +62,7 @@ impl RenderContext {
 impl Renderer {
     pub fn new() -> Result<Self, TemplateError> {
         let parser = liquid::ParserBuilder::with_stdlib()
+            .filter(filters::Json)
             .build()
             .map_err(|e| TemplateError::Parse(e.to_string()))?;
         Ok(Self {
@@ -268,6 +270,18 @@ mod tests {
             "data": {"items": [1, 2, 3], "url": "https://x.test"},
         }))
         .expect("context")
+    }
+
+    #[test]
+    fn json_filter_serialises_values() {
+        let r = Renderer::new().expect("renderer");
+        let out = r.render("{{ data | json }}", &ctx()).expect("render");
+        let parsed: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert!(parsed.is_object(), "{out}");
+        assert_eq!(
+            r.render("{{ missing | json }}", &ctx()).expect("nil"),
+            "null"
+        );
     }
 
     #[test]

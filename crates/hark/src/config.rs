@@ -129,6 +129,90 @@ mod tests {
     }
 
     #[test]
+    fn provider_channels_build_and_bad_settings_are_named() {
+        let config: FileConfig = toml::from_str(
+            r#"
+            [[channels]]
+            key = "sendgrid"
+            type = "email"
+            provider = "sendgrid"
+            [channels.settings]
+            api_key = "SG.x"
+            from_address = "hello@example.com"
+            json_overrides = { categories = ["orders"] }
+
+            [[channels]]
+            key = "sms"
+            type = "sms"
+            provider = "twilio"
+            [channels.settings]
+            account_sid = "AC1"
+            auth_token = "t"
+            from_number = "+15555550100"
+            timeout_seconds = 5
+            "#,
+        )
+        .expect("valid config");
+        let policy = hark_channels::outbound::OutboundPolicy::default();
+        let timeout = std::time::Duration::from_secs(15);
+        let registry = hark_engine::ChannelRegistry::build(&config.channels, policy, timeout)
+            .expect("channels build");
+        assert_eq!(registry.by_key("sms").expect("sms").provider, "twilio");
+
+        let mut broken = config.channels.clone();
+        broken[1].settings = Some(serde_json::json!({"account_sid": "AC1", "auth_token": "t"}));
+        let err = hark_engine::ChannelRegistry::build(&broken, policy, timeout)
+            .err()
+            .expect("missing sender refused");
+        assert_eq!(
+            err.to_string(),
+            "channel `sms`: invalid settings: `from_number` can't be blank"
+        );
+    }
+
+    #[test]
+    fn push_and_chat_channels_build() {
+        let config: FileConfig = toml::from_str(
+            r#"
+            [[channels]]
+            key = "push"
+            type = "push"
+            provider = "expo"
+            [channels.settings]
+            token_deregistration = false
+            payload_overrides = { priority = "high" }
+
+            [[channels]]
+            key = "slack"
+            type = "chat"
+            provider = "slack"
+
+            [[channels]]
+            key = "onesignal"
+            type = "push"
+            provider = "onesignal"
+            [channels.settings]
+            app_id = "app"
+            api_key = ""
+            "#,
+        )
+        .expect("valid config");
+        let policy = hark_channels::outbound::OutboundPolicy::default();
+        let timeout = std::time::Duration::from_secs(15);
+        let err = hark_engine::ChannelRegistry::build(&config.channels, policy, timeout)
+            .err()
+            .expect("blank key refused");
+        assert_eq!(
+            err.to_string(),
+            "channel `onesignal`: invalid settings: `app_id` and `api_key` can't be blank"
+        );
+        let registry = hark_engine::ChannelRegistry::build(&config.channels[..2], policy, timeout)
+            .expect("channels build");
+        assert_eq!(registry.by_key("push").expect("push").provider, "expo");
+        assert_eq!(registry.by_key("slack").expect("slack").provider, "slack");
+    }
+
+    #[test]
     fn refuses_unknown_fields() {
         assert!(toml::from_str::<FileConfig>("[outbound]\nallow_private = true").is_err());
     }

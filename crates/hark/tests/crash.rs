@@ -2,136 +2,14 @@
 //! no recipient gets a message twice. Also: CLI credentials while the server runs, and a
 //! clean exit on SIGTERM.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-
-const HARK: &str = env!("CARGO_BIN_EXE_hark");
-
-struct Target {
-    args: Vec<String>,
-    _dir: tempfile::TempDir,
-}
-
-async fn target(postgres: bool) -> Target {
-    target_with_config(postgres, "").await
-}
-
-async fn target_with_config(postgres: bool, extra_config: &str) -> Target {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut args = vec!["--data-dir".to_string(), dir.path().display().to_string()];
-    if postgres {
-        let url = hark_store::testing::fresh_postgres_database()
-            .await
-            .expect("pg");
-        args.extend(["--database-url".to_string(), url]);
-    }
-    let config = dir.path().join("hark.toml");
-    // A short lease so the restarted server takes over the dead one's claims quickly.
-    std::fs::write(
-        &config,
-        format!("[engine]\nconcurrency = 8\nlease_seconds = 2\n{extra_config}"),
-    )
-    .expect("config");
-    args.extend(["--config".to_string(), config.display().to_string()]);
-    Target { args, _dir: dir }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn cli_json(args: &[String], command: &[&str]) -> Value {
-    let out = Command::new(HARK)
-        .args(command)
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("run hark");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("utf8");
-    assert_eq!(text.trim().lines().count(), 1, "one JSON line: {text}");
-    serde_json::from_str(text.trim()).expect("json line")
-}
-
-fn spawn_server(args: &[String], port: u16, log: &Path) -> Child {
-    let log = std::fs::File::create(log).expect("log file");
-    Command::new(HARK)
-        .arg("serve")
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(args)
-        .env("HARK_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn hark serve")
-}
-
-async fn wait_healthy(base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(r) = reqwest::get(format!("{base}/healthz")).await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server at {base} never became healthy");
-}
-
-async fn get_json(http: &reqwest::Client, url: &str, key: &str) -> Value {
-    http.get(url)
-        .bearer_auth(key)
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json")
-}
-
-/// Creates and commits a workflow through the Management API.
-async fn put_workflow(http: &reqwest::Client, base: &str, token: &str, key: &str, steps: Value) {
-    let resp = http
-        .put(format!("{base}/mgmt/v1/workflows/{key}?commit=true"))
-        .bearer_auth(token)
-        .json(&json!({"workflow": {"name": key, "steps": steps}}))
-        .send()
-        .await
-        .expect("put workflow");
-    assert!(resp.status().is_success());
-}
-
-async fn all_message_recipients(http: &reqwest::Client, base: &str, sk: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let mut url = format!("{base}/v1/messages?page_size=50");
-        if let Some(a) = &after {
-            url.push_str(&format!("&after={a}"));
-        }
-        let page = get_json(http, &url, sk).await;
-        for m in page["items"].as_array().expect("items") {
-            out.push(m["recipient"].as_str().expect("recipient").to_string());
-        }
-        match page["page_info"]["after"].as_str() {
-            Some(a) => after = Some(a.to_string()),
-            None => return out,
-        }
-    }
-}
+use support::process::*;
 
 async fn kill_nine_loses_nothing_and_duplicates_nothing(postgres: bool) {
     let t = target(postgres).await;

@@ -18,18 +18,6 @@ on_both_stores!(
     ssrf_guard_refuses_private_targets,
 );
 
-async fn delivery_logs(s: &TestServer, message_id: &str) -> Vec<Value> {
-    let (status, logs) = s
-        .call(
-            "GET",
-            &format!("/v1/messages/{message_id}/delivery_logs"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200);
-    logs["items"].as_array().cloned().unwrap_or_default()
-}
-
 async fn email_goes_to_recipients_with_an_address(backend: Backend) {
     let smtp = SmtpSink::start().await.expect("smtp sink");
     let s = TestServer::start(backend, vec![email_channel(smtp.port())]).await;
@@ -63,7 +51,7 @@ async fn email_goes_to_recipients_with_an_address(backend: Backend) {
     assert_eq!(content["data"]["subject_line"], "Hi Ada");
     assert_eq!(content["data"]["text_body"], "Order 7");
     assert_eq!(content["data"]["from"], "hark@example.com");
-    assert_eq!(delivery_logs(&s, id).await.len(), 1);
+    assert_eq!(s.delivery_logs(id).await.len(), 1);
     assert!(
         s.messages_of("nomail").await.is_empty(),
         "no email, no message"
@@ -127,7 +115,7 @@ async fn webhook_is_rendered_and_delivered(backend: Backend) {
     let m = &s.messages_of("ada").await[0];
     assert_eq!(m["status"], "delivered");
     assert_eq!(header("idempotency-key").as_deref(), m["id"].as_str());
-    let logs = delivery_logs(&s, m["id"].as_str().expect("id")).await;
+    let logs = s.delivery_logs(m["id"].as_str().expect("id")).await;
     assert_eq!(logs.len(), 1);
     assert_eq!(logs[0]["response"]["status"], 200);
 }
@@ -164,7 +152,7 @@ async fn webhook_retries_with_backoff_until_delivered(backend: Backend) {
     assert_eq!(sink.requests().len(), 3);
     let (_, m) = s.call("GET", &format!("/v1/messages/{id}"), None).await;
     assert_eq!(m["status"], "delivered");
-    let logs = delivery_logs(&s, &id).await;
+    let logs = s.delivery_logs(&id).await;
     assert_eq!(logs.len(), 3, "every attempt is logged");
     let (_, events) = s
         .call("GET", &format!("/v1/messages/{id}/events"), None)
@@ -221,7 +209,7 @@ async fn webhook_gives_up_after_eight_attempts(backend: Backend) {
     let m = &s.messages_of("ada").await[0];
     assert_eq!(m["status"], "undelivered");
     assert_eq!(
-        delivery_logs(&s, m["id"].as_str().expect("id")).await.len(),
+        s.delivery_logs(m["id"].as_str().expect("id")).await.len(),
         8
     );
 }

@@ -77,7 +77,16 @@ fn validated(state: &AppState, key: &str, body: &Value) -> ApiResult<Value> {
         return Err(ApiError::field("workflow", "can't be blank"));
     };
     let channels = state.channels().clone();
-    WorkflowDefinition::parse(definition, &|k| channels.type_of(k)).map_err(ApiError::invalid)?;
+    let parsed = WorkflowDefinition::parse(definition, &|k| channels.type_of(k))
+        .map_err(ApiError::invalid)?;
+    if let Some(schema) = &parsed.trigger_data_json_schema {
+        jsonschema::validator_for(schema).map_err(|e| {
+            ApiError::field(
+                "workflow.trigger_data_json_schema",
+                &format!("is not a valid JSON schema: {e}"),
+            )
+        })?;
+    }
     // Fields the CLI sends back but that are ours to compute.
     let mut stored = definition.clone();
     if let Some(map) = stored.as_object_mut() {

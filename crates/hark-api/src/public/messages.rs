@@ -250,16 +250,14 @@ async fn list_activities(
 ) -> ApiResult<Json<Value>> {
     caller.require_secret()?;
     let message = visible_message(&state, &caller, &id).await?;
-    let activity = json!({
-        "__typename": "Activity",
-        "id": message.id,
-        "actor": message.actors.first(),
-        "recipient": message.recipient_id,
-        "data": message.data,
-        "inserted_at": hark_core::time::rfc3339(message.inserted_at),
-        "updated_at": hark_core::time::rfc3339(message.updated_at),
-    });
-    Ok(Json(single_page(vec![activity], params.page_size()?)))
+    let actor_users = state
+        .store
+        .get_users(caller.env_id(), &message.actors)
+        .await?;
+    let actors: Vec<Value> = actor_users.iter().map(crate::out::user_out).collect();
+    let recipient = json!({"__typename": "User", "id": message.recipient_id});
+    let (activities, _) = crate::out::activities_out(&message, &actors, &recipient);
+    Ok(Json(single_page(activities, params.page_size()?)))
 }
 
 async fn change_one(

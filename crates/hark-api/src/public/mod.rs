@@ -1,8 +1,13 @@
 //! The public API under `/v1`, one router per resource.
 
+mod audiences;
+mod channel_data;
 mod feeds;
 mod messages;
+mod objects;
+mod preferences;
 mod runs;
+pub(crate) mod tenants;
 mod users;
 mod workflows;
 
@@ -17,4 +22,9 @@ pub fn router() -> Router<AppState> {
         .merge(feeds::router())
         .merge(messages::router())
         .merge(runs::router())
+        .merge(tenants::router())
+        .merge(objects::router())
+        .merge(audiences::router())
+        .merge(preferences::router())
+        .merge(channel_data::router())
 }

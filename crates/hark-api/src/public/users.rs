@@ -61,10 +61,18 @@ async fn identify_user(
     caller.require_user(&user_id)?;
     validate_id(&user_id, "user_id").map_err(|e| ApiError::invalid(vec![e]))?;
     let props = user_properties(&body, "body").map_err(ApiError::invalid)?;
+    let sets = super::preferences::inline_sets(&body).map_err(ApiError::invalid)?;
     let user = state
         .store
         .upsert_user(caller.env_id(), &user_id, &props, state.now())
         .await?;
+    super::preferences::store_inline_sets(
+        &state,
+        caller.env_id(),
+        &hark_store::Owner::User(user_id),
+        &sets,
+    )
+    .await?;
     Ok(Json(user_out(&user)))
 }
 

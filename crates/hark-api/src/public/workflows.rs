@@ -7,12 +7,13 @@ use axum::routing::post;
 use axum::{Json, Router};
 use hark_core::recipient::{validate_user_properties, FieldError, RecipientRequest};
 use hark_core::{new_id, Millis};
-use hark_store::{hash_secret, IdempotencyClaim, TriggerOutcome, TriggerWrite};
+use hark_store::{hash_secret, IdempotencyClaim, TriggerOutcome, TriggerWrite, TENANTS_COLLECTION};
 use serde_json::{json, Map, Value};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::KnockJson;
+use crate::public::tenants::parse_tenant;
 use crate::state::AppState;
 
 const MAX_RECIPIENTS: usize = 1000;
@@ -28,11 +29,17 @@ pub fn router() -> Router<AppState> {
 /// A validated trigger body.
 struct TriggerIn {
     recipients: Vec<String>,
+    /// Object recipients `(collection, id)`: their subscribers are notified.
+    objects: Vec<(String, String)>,
     inline_users: Vec<(String, Map<String, Value>)>,
     actor: Option<String>,
     tenant: Option<String>,
     data: Value,
     cancellation_key: Option<String>,
+    /// An inline tenant to set before the runs start.
+    inline_tenant: Option<(String, Map<String, Value>)>,
+    /// `sandbox_mode` and `skip_delay`, kept in each run's state.
+    settings: Value,
 }
 
 fn push_inline(
@@ -62,6 +69,7 @@ fn parse_trigger(body: &Value) -> Result<TriggerIn, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut inline = Vec::new();
     let mut recipients = Vec::new();
+    let mut objects: Vec<(String, String)> = Vec::new();
     match body.get("recipients") {
         Some(Value::Array(items)) => {
             if items.is_empty() {
@@ -79,6 +87,23 @@ fn parse_trigger(body: &Value) -> Result<TriggerIn, Vec<FieldError>> {
             let mut seen = std::collections::HashSet::new();
             for (i, item) in items.iter().enumerate().take(MAX_RECIPIENTS) {
                 let field = format!("recipients[{i}]");
+                if let Some(collection) = item.get("collection") {
+                    match (collection.as_str(), item.get("id").and_then(Value::as_str)) {
+                        (Some(c), Some(id))
+                            if !c.is_empty() && !c.starts_with('$') && !id.is_empty() =>
+                        {
+                            let key = (c.to_string(), id.to_string());
+                            if !objects.contains(&key) {
+                                objects.push(key);
+                            }
+                        }
+                        _ => errors.push(FieldError::new(
+                            field,
+                            "an object recipient needs a collection and an id",
+                        )),
+                    }
+                    continue;
+                }
                 match RecipientRequest::parse(item, &field) {
                     Ok(r) => {
                         let id = push_inline(&mut inline, &mut errors, r, &field);
@@ -103,13 +128,19 @@ fn parse_trigger(body: &Value) -> Result<TriggerIn, Vec<FieldError>> {
             }
         },
     };
+    let mut inline_tenant = None;
     let tenant = match body.get("tenant") {
         None | Some(Value::Null) => None,
         Some(Value::String(t)) if !t.is_empty() => Some(t.clone()),
-        Some(Value::Object(t)) => match t.get("id").and_then(Value::as_str) {
-            Some(id) if !id.is_empty() => Some(id.to_string()),
-            _ => {
-                errors.push(FieldError::new("tenant.id", "can't be blank"));
+        Some(value @ Value::Object(_)) => match parse_tenant(value, None, "tenant") {
+            Ok((id, props)) => {
+                if !props.is_empty() {
+                    inline_tenant = Some((id.clone(), props));
+                }
+                Some(id)
+            }
+            Err(e) => {
+                errors.extend(e);
                 None
             }
         },
@@ -140,14 +171,36 @@ fn parse_trigger(body: &Value) -> Result<TriggerIn, Vec<FieldError>> {
             None
         }
     };
+    let mut settings = serde_json::Map::new();
+    match body.get("settings") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(given)) => {
+            for key in ["sandbox_mode", "skip_delay"] {
+                match given.get(key) {
+                    None | Some(Value::Null) => {}
+                    Some(Value::Bool(on)) => {
+                        settings.insert(key.to_string(), Value::Bool(*on));
+                    }
+                    Some(_) => errors.push(FieldError::new(
+                        format!("settings.{key}"),
+                        "must be a boolean",
+                    )),
+                }
+            }
+        }
+        Some(_) => errors.push(FieldError::new("settings", "must be an object")),
+    }
     if errors.is_empty() {
         Ok(TriggerIn {
             recipients,
+            objects,
             inline_users: inline,
             actor,
             tenant,
             data,
             cancellation_key,
+            inline_tenant,
+            settings: Value::Object(settings),
         })
     } else {
         Err(errors)
@@ -191,6 +244,17 @@ async fn trigger(
             format!("The workflow `{key}` is inactive"),
         ));
     }
+    let definition = match state
+        .engine
+        .pinned_workflow(caller.env_id(), &key, workflow.version)
+        .await?
+    {
+        Ok(definition) => definition,
+        Err(errors) => return Err(ApiError::invalid(errors)),
+    };
+    if let Some(schema) = &definition.trigger_data_json_schema {
+        trigger_data_errors(schema, &input.data).map_err(ApiError::invalid)?;
+    }
     let now = state.now();
     let workflow_run_id = new_id();
     let response = json!({"workflow_run_id": workflow_run_id});
@@ -211,7 +275,15 @@ async fn trigger(
         cancellation_key: input.cancellation_key,
         recipients: input.recipients,
         inline_users: input.inline_users,
+        fan_outs: input.objects,
+        inline_objects: input
+            .inline_tenant
+            .map(|(id, props)| (TENANTS_COLLECTION.to_string(), id, props))
+            .into_iter()
+            .collect(),
         idempotency,
+        state: json!({"settings": input.settings}),
+        frequency: definition.trigger_frequency,
         now,
     };
     match state.triggers.submit(write).await? {
@@ -229,6 +301,34 @@ async fn trigger(
             ErrorCode::IdempotencyKeyReused,
             "This Idempotency-Key was already used with a different request body",
         )),
+    }
+}
+
+/// Checks trigger data against the workflow's `trigger_data_json_schema`: every violation
+/// becomes one field error named by its JSON pointer under `data`.
+pub(crate) fn trigger_data_errors(schema: &Value, data: &Value) -> Result<(), Vec<FieldError>> {
+    let validator = jsonschema::validator_for(schema).map_err(|e| {
+        vec![FieldError::new(
+            "trigger_data_json_schema",
+            format!("the workflow's schema is invalid: {e}"),
+        )]
+    })?;
+    let errors: Vec<FieldError> = validator
+        .iter_errors(data)
+        .map(|e| {
+            let pointer = e.instance_path.to_string();
+            let field = if pointer.is_empty() {
+                "data".to_string()
+            } else {
+                format!("data{}", pointer.replace('/', "."))
+            };
+            FieldError::new(field, e.to_string())
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
     }
 }
 

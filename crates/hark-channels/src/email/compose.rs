@@ -4,6 +4,7 @@ use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 use serde_json::{json, Map, Value};
 
+use super::api::split_addresses;
 use super::EmailMessage;
 use crate::outbound::LOGGED_BODY_LIMIT;
 use crate::REDACTED;
@@ -31,15 +32,30 @@ pub fn compose(msg: &EmailMessage, default_from: &str) -> Result<Message, Compos
         address: from_text.to_string(),
         detail: format!("{e}"),
     })?;
-    let to: Mailbox = msg.to.trim().parse().map_err(|e| ComposeError::To {
-        address: msg.to.clone(),
-        detail: format!("{e}"),
-    })?;
-    let builder = Message::builder()
+    let mut builder = Message::builder()
         .from(from)
-        .to(to)
         .subject(msg.subject.clone())
         .message_id(Some(message_id_header(&msg.message_id)));
+    let to = split_addresses(&msg.to);
+    if to.is_empty() {
+        return Err(ComposeError::To {
+            address: msg.to.clone(),
+            detail: "no address".into(),
+        });
+    }
+    for address in &to {
+        builder = builder.to(mailbox(address)?);
+    }
+    for address in &msg.cc {
+        builder = builder.cc(mailbox(address)?);
+    }
+    // lettre puts Bcc addresses in the envelope only, not in the headers.
+    for address in &msg.bcc {
+        builder = builder.bcc(mailbox(address)?);
+    }
+    for address in &msg.reply_to {
+        builder = builder.reply_to(mailbox(address)?);
+    }
     let html = msg.html_body.clone().filter(|b| !b.is_empty());
     let text = msg.text_body.clone().filter(|b| !b.is_empty());
     let built = match (text, html) {
@@ -51,6 +67,13 @@ pub fn compose(msg: &EmailMessage, default_from: &str) -> Result<Message, Compos
         (None, None) => builder.singlepart(SinglePart::plain(String::new())),
     };
     built.map_err(|e| ComposeError::Build(e.to_string()))
+}
+
+fn mailbox(address: &str) -> Result<Mailbox, ComposeError> {
+    address.trim().parse().map_err(|e| ComposeError::To {
+        address: address.to_string(),
+        detail: format!("{e}"),
+    })
 }
 
 /// The Message-ID for a Hark message id, stable across retries so a recipient's client
@@ -75,6 +98,15 @@ pub fn request_value(
     let mut headers = Map::new();
     headers.insert("From".into(), Value::String(from.to_string()));
     headers.insert("To".into(), Value::String(msg.to.clone()));
+    for (name, list) in [
+        ("Cc", &msg.cc),
+        ("Bcc", &msg.bcc),
+        ("Reply-To", &msg.reply_to),
+    ] {
+        if !list.is_empty() {
+            headers.insert(name.into(), Value::String(list.join(", ")));
+        }
+    }
     headers.insert("Subject".into(), Value::String(msg.subject.clone()));
     headers.insert(
         "Message-ID".into(),

@@ -30,7 +30,11 @@ pub struct ReceivedRequest {
     pub query: String,
     /// In arrival order; names lower case.
     pub headers: Vec<(String, String)>,
+    /// The body as text (lossy); `body_bytes` has it exactly.
     pub body: String,
+    pub body_bytes: Vec<u8>,
+    /// "HTTP/1.1" or "HTTP/2.0".
+    pub http_version: String,
 }
 
 impl ReceivedRequest {
@@ -58,8 +62,8 @@ struct SinkState {
     signal: Signal,
 }
 
-/// An HTTP/1.1 receiver on 127.0.0.1 that answers each request with the next scripted
-/// response, or 200 `{"ok":true}` when none is queued.
+/// An HTTP/1.1 and h2c (HTTP/2 with prior knowledge) receiver on 127.0.0.1 that answers
+/// each request with the next scripted response, or 200 `{"ok":true}` when none is queued.
 pub struct HttpSink {
     addr: SocketAddr,
     state: Arc<SinkState>,
@@ -143,6 +147,8 @@ async fn handle(State(state): State<Arc<SinkState>>, request: Request) -> Respon
             })
             .collect(),
         body: String::from_utf8_lossy(&body).into_owned(),
+        body_bytes: body.to_vec(),
+        http_version: format!("{:?}", parts.version),
     };
     lock(&state.requests).push(received);
     state.signal.notify();

@@ -12,7 +12,7 @@ async fn write_step(tx: &mut Tx<'_>, job: &ClaimedJob, step: &StepCommit) -> Sto
         // Architecture invariant: the unique key makes a replayed step a no-op.
         let created = sqlx::query(&format!(
             "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-             $11, $12, $13, $14, $15, $16, NULL, NULL, NULL, NULL, NULL, $17, $17) \
+             $11, $12, $13, $14, $15, $16, NULL, NULL, NULL, NULL, NULL, $17, $17, $18) \
              ON CONFLICT (recipient_run_id, step_ref) DO NOTHING"
         ))
         .bind(&m.id)
@@ -32,6 +32,7 @@ async fn write_step(tx: &mut Tx<'_>, job: &ClaimedJob, step: &StepCommit) -> Sto
         .bind(to_json_text(&m.content))
         .bind(to_json_text(&m.data))
         .bind(m.now)
+        .bind(m.batch.as_ref().map(to_json_text))
         .execute(&mut **tx)
         .await
         .map_err(StoreError::db(OP))?;
@@ -62,35 +63,69 @@ async fn write_step(tx: &mut Tx<'_>, job: &ClaimedJob, step: &StepCommit) -> Sto
             }
         }
     }
-    for e in &step.events {
+    insert_run_events(tx, &step.run_id, &step.events).await?;
+    for trigger in &step.triggers {
+        super::runs::write_trigger(tx, trigger).await?;
+    }
+    if let Some(w) = &step.new_wait {
         sqlx::query(
-            "INSERT INTO run_events (id, recipient_run_id, event, status, step_ref, step_type, attempt, data, inserted_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO waits (id, environment_id, run_id, recipient_id, event_type, event_key, \
+             source_key, status, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9)",
         )
-        .bind(&e.id)
+        .bind(&w.id)
+        .bind(&w.environment_id)
         .bind(&step.run_id)
-        .bind(&e.event)
-        .bind(&e.status)
-        .bind(&e.step_ref)
-        .bind(&e.step_type)
-        .bind(e.attempt)
-        .bind(to_json_text(&e.data))
-        .bind(e.inserted_at)
+        .bind(&w.recipient_id)
+        .bind(&w.event_type)
+        .bind(&w.event_key)
+        .bind(&w.source_key)
+        .bind(w.expires_at)
+        .bind(step.now)
         .execute(&mut **tx)
         .await
         .map_err(StoreError::db(OP))?;
     }
-    let status = step.finished.unwrap_or(RunStatus::Processing);
-    sqlx::query(
+    if let Some((wait_id, status)) = &step.close_wait {
+        sqlx::query("UPDATE waits SET status = $1 WHERE id = $2")
+            .bind(status)
+            .bind(wait_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::db(OP))?;
+        sqlx::query("DELETE FROM wait_events WHERE wait_id = $1")
+            .bind(wait_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::db(OP))?;
+    }
+    for id in &step.drop_wait_events {
+        sqlx::query("DELETE FROM wait_events WHERE id = $1")
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::db(OP))?;
+    }
+    let status = match (step.finished, step.resume_at) {
+        (Some(finished), _) => finished,
+        (None, Some(_)) => RunStatus::Paused,
+        (None, None) => RunStatus::Processing,
+    };
+    let updated = sqlx::query(
         "UPDATE recipient_runs SET step_cursor = $1, status = $2, updated_at = $3, \
-         error_count = error_count + $4 WHERE id = $5 AND status <> 'cancelled'",
+         error_count = error_count + $4, data = COALESCE($6, data), state = COALESCE($7, state), \
+         workflow_version = COALESCE($8, workflow_version) \
+         WHERE id = $5 AND status <> 'cancelled' \
+         RETURNING environment_id, workflow_key, workflow_run_id, tenant",
     )
     .bind(step.next_cursor)
     .bind(status.as_str())
     .bind(step.now)
     .bind(if step.error { 1_i64 } else { 0_i64 })
     .bind(&step.run_id)
-    .execute(&mut **tx)
+    .bind(step.data.as_ref().map(to_json_text))
+    .bind(step.state.as_ref().map(to_json_text))
+    .bind(step.workflow_version)
+    .fetch_optional(&mut **tx)
     .await
     .map_err(StoreError::db(OP))?;
     if step.finished.is_some() {
@@ -99,6 +134,45 @@ async fn write_step(tx: &mut Tx<'_>, job: &ClaimedJob, step: &StepCommit) -> Sto
             .execute(&mut **tx)
             .await
             .map_err(StoreError::db(OP))?;
+    } else if let Some(resume_at) = step.resume_at {
+        // A wait that already has candidates (recorded while this worker held the job)
+        // is re-checked at once instead of sleeping until it expires.
+        sqlx::query(
+            "UPDATE jobs SET lease = NULL, run_at = CASE WHEN EXISTS (SELECT 1 FROM wait_events e \
+             JOIN waits w ON e.wait_id = w.id WHERE w.run_id = $3 AND w.status = 'open') \
+             THEN $4 ELSE $1 END WHERE id = $2",
+        )
+        .bind(resume_at)
+        .bind(&job.id)
+        .bind(&step.run_id)
+        .bind(step.now)
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::db(OP))?;
+    }
+    if let (Some(RunStatus::Completed), Some(row)) = (step.finished, updated) {
+        let environment_id: String = get(&row, "environment_id", OP)?;
+        let workflow_key: String = get(&row, "workflow_key", OP)?;
+        let workflow_run_id: String = get(&row, "workflow_run_id", OP)?;
+        let tenant: Option<String> = get(&row, "tenant", OP)?;
+        signal_workflow_waits(
+            tx,
+            &WorkflowSignal {
+                environment_id: &environment_id,
+                workflow_key: &workflow_key,
+                event_key: "completed",
+                payload: serde_json::json!({
+                    "workflow_key": workflow_key,
+                    "workflow_run_id": workflow_run_id,
+                    "status": "completed",
+                    "tenant_id": tenant,
+                }),
+                recipients_sql: "SELECT recipient_id FROM recipient_runs WHERE id = $4",
+                selector: &step.run_id,
+            },
+            step.now,
+        )
+        .await?;
     }
     Ok(true)
 }

@@ -1,10 +1,15 @@
 // Shared by both backends: compiled once as `sqlite::imp` and once as `postgres::imp`,
 // each time with that parent's `Db` and dialect constants. One submodule per trait.
 
+mod audiences;
 mod environments;
+mod fanout;
+mod flow;
 mod jobs;
 mod messages;
+mod objects;
 mod runs;
+mod subscriptions;
 mod users;
 mod workflows;
 
@@ -13,7 +18,7 @@ use hark_core::{new_id, Millis};
 use serde_json::{Map, Value};
 use sqlx::{Pool, QueryBuilder, Row};
 
-use super::{Db, BACKEND_NAME, CLAIM_JOBS_SQL, SINGLE_WRITER};
+use super::{Db, BACKEND_NAME, CLAIM_JOBS_SQL, FOR_UPDATE, SINGLE_WRITER, STATE_WITH_BATCH_SQL};
 use crate::cursor;
 use crate::error::StoreError;
 use crate::model::*;
@@ -136,13 +141,15 @@ fn workflow_from_row(row: &DbRow) -> Result<WorkflowRecord, StoreError> {
 
 const RUN_COLUMNS: &str = "id, environment_id, workflow_run_id, workflow_key, workflow_version, \
     recipient_id, actor, tenant, data, cancellation_key, status, step_cursor, error_count, \
-    inserted_at, updated_at";
+    inserted_at, updated_at, state";
 
 fn run_from_row(row: &DbRow) -> Result<RecipientRun, StoreError> {
     const OP: &str = "read recipient run";
     let data: String = get(row, "data", OP)?;
+    let state: String = get(row, "state", OP)?;
     let status: String = get(row, "status", OP)?;
     Ok(RecipientRun {
+        state: parse_json(&state, OP)?,
         id: get(row, "id", OP)?,
         environment_id: get(row, "environment_id", OP)?,
         workflow_run_id: get(row, "workflow_run_id", OP)?,
@@ -167,7 +174,7 @@ fn run_from_row(row: &DbRow) -> Result<RecipientRun, StoreError> {
 const MESSAGE_COLUMNS: &str = "id, environment_id, recipient_run_id, workflow_run_id, step_ref, \
     workflow_key, workflow_version, categories, channel_key, channel_type, recipient_id, actors, \
     tenant, status, content, data, seen_at, read_at, interacted_at, link_clicked_at, archived_at, \
-    inserted_at, updated_at";
+    inserted_at, updated_at, batch";
 
 fn message_from_row(row: &DbRow) -> Result<MessageRecord, StoreError> {
     const OP: &str = "read message";
@@ -199,6 +206,9 @@ fn message_from_row(row: &DbRow) -> Result<MessageRecord, StoreError> {
         archived_at: get(row, "archived_at", OP)?,
         inserted_at: get(row, "inserted_at", OP)?,
         updated_at: get(row, "updated_at", OP)?,
+        batch: get::<Option<String>>(row, "batch", OP)?
+            .map(|text| parse_json(&text, OP))
+            .transpose()?,
     })
 }
 
@@ -239,6 +249,72 @@ fn crate_reserved(key: &str) -> bool {
     hark_core::recipient::RESERVED_USER_FIELDS.contains(&key)
 }
 
+/// Creates or updates a property bag (a user or an object) keyed by `environment_id` and
+/// `keys`: given properties replace stored ones, `null` removes one. Returns the stored
+/// properties and when the row was first inserted.
+async fn upsert_properties(
+    tx: &mut Tx<'_>,
+    table: &str,
+    environment_id: &str,
+    keys: &[(&str, &str)],
+    given: &Map<String, Value>,
+    now: Millis,
+) -> Result<(Map<String, Value>, Millis), StoreError> {
+    const OP: &str = "upsert properties";
+    let key_filter: String = keys
+        .iter()
+        .enumerate()
+        .map(|(i, (column, _))| format!(" AND {column} = ${}", i + 2))
+        .collect();
+    let select_sql = format!(
+        "SELECT properties, inserted_at FROM {table} WHERE environment_id = $1{key_filter}"
+    );
+    let mut select = sqlx::query(&select_sql).bind(environment_id);
+    for (_, value) in keys {
+        select = select.bind(*value);
+    }
+    let existing = select
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(StoreError::db(OP))?;
+    let (mut stored, inserted_at) = match existing {
+        Some(row) => {
+            let text: String = get(&row, "properties", OP)?;
+            let stored = match parse_json(&text, OP)? {
+                Value::Object(map) => map,
+                _ => Map::new(),
+            };
+            (stored, get(&row, "inserted_at", OP)?)
+        }
+        None => (Map::new(), now),
+    };
+    merge_properties(&mut stored, given);
+    let columns: Vec<&str> = keys.iter().map(|(c, _)| *c).collect();
+    let n = keys.len();
+    let placeholders: String = (0..n).map(|i| format!(", ${}", i + 2)).collect();
+    let insert_sql = format!(
+        "INSERT INTO {table} (environment_id, {cols}, properties, inserted_at, updated_at) \
+         VALUES ($1{placeholders}, ${p}, ${i}, ${u}) ON CONFLICT (environment_id, {cols}) \
+         DO UPDATE SET properties = excluded.properties, updated_at = excluded.updated_at",
+        cols = columns.join(", "),
+        p = n + 2,
+        i = n + 3,
+        u = n + 4,
+    );
+    let mut insert = sqlx::query(&insert_sql).bind(environment_id);
+    for (_, value) in keys {
+        insert = insert.bind(*value);
+    }
+    insert
+        .bind(Value::Object(stored.clone()).to_string())
+        .bind(inserted_at)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::db(OP))?;
+    Ok((stored, inserted_at))
+}
+
 async fn upsert_user_tx(
     tx: &mut Tx<'_>,
     environment_id: &str,
@@ -246,40 +322,11 @@ async fn upsert_user_tx(
     properties: &Map<String, Value>,
     now: Millis,
 ) -> Result<UserRecord, StoreError> {
-    const OP: &str = "upsert user";
-    let existing = sqlx::query(
-        "SELECT id, properties, inserted_at, updated_at FROM users WHERE environment_id = $1 AND id = $2",
-    )
-    .bind(environment_id)
-    .bind(id)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(StoreError::db(OP))?;
-    let (mut stored, inserted_at) = match existing {
-        Some(row) => {
-            let user = user_from_row(&row)?;
-            (user.properties, user.inserted_at)
-        }
-        None => (Map::new(), now),
-    };
-    merge_properties(&mut stored, properties);
-    sqlx::query(
-        "INSERT INTO users (environment_id, id, properties, inserted_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (environment_id, id) DO UPDATE SET properties = excluded.properties, \
-         updated_at = excluded.updated_at",
-    )
-    .bind(environment_id)
-    .bind(id)
-    .bind(Value::Object(stored.clone()).to_string())
-    .bind(inserted_at)
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(StoreError::db(OP))?;
+    let (properties, inserted_at) =
+        upsert_properties(tx, "users", environment_id, &[("id", id)], properties, now).await?;
     Ok(UserRecord {
         id: id.to_string(),
-        properties: stored,
+        properties,
         inserted_at,
         updated_at: now,
     })
@@ -359,6 +406,32 @@ async fn hold_lease(tx: &mut Tx<'_>, job: &ClaimedJob) -> Result<bool, StoreErro
     Ok(held.rows_affected() == 1)
 }
 
+async fn insert_run_events(
+    tx: &mut Tx<'_>,
+    run_id: &str,
+    events: &[RunEvent],
+) -> Result<(), StoreError> {
+    for e in events {
+        sqlx::query(
+            "INSERT INTO run_events (id, recipient_run_id, event, status, step_ref, step_type, attempt, data, inserted_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&e.id)
+        .bind(run_id)
+        .bind(&e.event)
+        .bind(&e.status)
+        .bind(&e.step_ref)
+        .bind(&e.step_type)
+        .bind(e.attempt)
+        .bind(to_json_text(&e.data))
+        .bind(e.inserted_at)
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::db("insert run events"))?;
+    }
+    Ok(())
+}
+
 async fn insert_message_event(
     tx: &mut Tx<'_>,
     environment_id: &str,
@@ -382,6 +455,109 @@ async fn insert_message_event(
     .execute(&mut **tx)
     .await
     .map_err(StoreError::db("insert message event"))?;
+    signal_message_waits(
+        tx,
+        environment_id,
+        message_id,
+        recipient_id,
+        event_type,
+        now,
+    )
+    .await
+}
+
+/// Records a message event as a candidate for every open wait of the recipient on that
+/// message's workflow and event, and wakes the waiting runs. One indexed statement when
+/// nobody waits.
+async fn signal_message_waits(
+    tx: &mut Tx<'_>,
+    environment_id: &str,
+    message_id: &str,
+    recipient_id: &str,
+    event_type: &str,
+    now: Millis,
+) -> Result<(), StoreError> {
+    const OP: &str = "signal message waits";
+    let event_key = event_type.strip_prefix("message.").unwrap_or(event_type);
+    let signal = new_id();
+    let payload = serde_json::json!({"message_id": message_id, "event_type": event_type});
+    let recorded = sqlx::query(
+        "INSERT INTO wait_events (id, signal_id, wait_id, payload, inserted_at) \
+         SELECT $1 || w.id, $1, w.id, $2, $3 FROM waits w JOIN messages m ON m.id = $4 \
+         WHERE w.environment_id = $5 AND w.recipient_id = $6 AND w.status = 'open' \
+         AND w.event_type = 'message' AND w.event_key = $7 AND w.source_key = m.workflow_key \
+         AND w.expires_at >= $3",
+    )
+    .bind(&signal)
+    .bind(to_json_text(&payload))
+    .bind(now)
+    .bind(message_id)
+    .bind(environment_id)
+    .bind(recipient_id)
+    .bind(event_key)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::db(OP))?;
+    if recorded.rows_affected() > 0 {
+        wake_signalled_runs(tx, &signal, now).await?;
+    }
+    Ok(())
+}
+
+/// Makes the jobs of runs whose waits got candidates from `signal` due now. A job that a
+/// worker holds is left alone: that worker re-checks candidates before it sleeps.
+async fn wake_signalled_runs(tx: &mut Tx<'_>, signal: &str, now: Millis) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE jobs SET run_at = $1 WHERE kind = 'advance_run' AND lease IS NULL AND ref_id IN \
+         (SELECT w.run_id FROM waits w JOIN wait_events e ON e.wait_id = w.id WHERE e.signal_id = $2)",
+    )
+    .bind(now)
+    .bind(signal)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::db("wake waiting runs"))?;
+    Ok(())
+}
+
+/// A workflow lifecycle event (`started`, `completed`) for open waits on that workflow.
+/// `recipients_sql` is a `SELECT recipient_id …` with `$4` bound to `selector`.
+struct WorkflowSignal<'a> {
+    environment_id: &'a str,
+    workflow_key: &'a str,
+    event_key: &'a str,
+    payload: Value,
+    recipients_sql: &'a str,
+    selector: &'a str,
+}
+
+async fn signal_workflow_waits(
+    tx: &mut Tx<'_>,
+    s: &WorkflowSignal<'_>,
+    now: Millis,
+) -> Result<(), StoreError> {
+    const OP: &str = "signal workflow waits";
+    let signal = new_id();
+    let recorded = sqlx::query(&format!(
+        "INSERT INTO wait_events (id, signal_id, wait_id, payload, inserted_at) \
+         SELECT $1 || w.id, $1, w.id, $2, $3 FROM waits w \
+         WHERE w.environment_id = $5 AND w.status = 'open' AND w.event_type = 'workflow' \
+         AND w.source_key = $6 AND w.event_key = $7 AND w.expires_at >= $3 \
+         AND w.recipient_id IN ({})",
+        s.recipients_sql
+    ))
+    .bind(&signal)
+    .bind(to_json_text(&s.payload))
+    .bind(now)
+    .bind(s.selector)
+    .bind(s.environment_id)
+    .bind(s.workflow_key)
+    .bind(s.event_key)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::db(OP))?;
+    if recorded.rows_affected() > 0 {
+        wake_signalled_runs(tx, &signal, now).await?;
+    }
     Ok(())
 }
 
@@ -491,6 +667,30 @@ fn push_id_page(qb: &mut QueryBuilder<'_, Db>, page: &PageRequest, size: i64) ->
         " ORDER BY id ASC LIMIT "
     } else {
         " ORDER BY id DESC LIMIT "
+    });
+    qb.push_bind(size + 1);
+    Some(backwards)
+}
+
+/// Keyset pagination over `(inserted_at, id)`: the cursor condition, order and limit.
+/// Returns whether the page is read backwards, or `None` for a cursor that can't be read.
+fn push_time_page(qb: &mut QueryBuilder<'_, Db>, page: &PageRequest, size: i64) -> Option<bool> {
+    let backwards = page.before.is_some() && page.after.is_none();
+    if let Some(c) = page.after.as_ref().or(page.before.as_ref()) {
+        let (ms, id) = cursor::decode_pair(c)?;
+        let op = if backwards { "<" } else { ">" };
+        qb.push(format!(" AND (inserted_at {op} "));
+        qb.push_bind(ms);
+        qb.push(" OR (inserted_at = ");
+        qb.push_bind(ms);
+        qb.push(format!(" AND id {op} "));
+        qb.push_bind(id);
+        qb.push("))");
+    }
+    qb.push(if backwards {
+        " ORDER BY inserted_at DESC, id DESC LIMIT "
+    } else {
+        " ORDER BY inserted_at ASC, id ASC LIMIT "
     });
     qb.push_bind(size + 1);
     Some(backwards)

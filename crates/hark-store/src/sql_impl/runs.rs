@@ -2,9 +2,17 @@
 
 use super::*;
 
+/// How long a cancel that matched nothing waits for its trigger. Knock warns that a cancel
+/// can overtake its trigger; a minute covers a trigger still in flight without letting a
+/// stale cancel catch a later, unrelated run with a reused key.
+const EARLY_CANCELLATION_WINDOW_MS: Millis = 60_000;
+
 /// Writes one trigger inside `tx`: idempotency key, inline users, the workflow run, one
 /// recipient run and one job per recipient. Nothing is committed here.
-async fn write_trigger(tx: &mut Tx<'_>, t: &TriggerWrite) -> StoreResult<TriggerOutcome> {
+pub(super) async fn write_trigger(
+    tx: &mut Tx<'_>,
+    t: &TriggerWrite,
+) -> StoreResult<TriggerOutcome> {
     const OP: &str = "create trigger";
     if let Some(claim) = &t.idempotency {
         let existing = sqlx::query(
@@ -66,6 +74,10 @@ async fn write_trigger(tx: &mut Tx<'_>, t: &TriggerWrite) -> StoreResult<Trigger
     for (id, props) in &t.inline_users {
         upsert_user_tx(tx, &t.environment_id, id, props, t.now).await?;
     }
+    for (collection, id, props) in &t.inline_objects {
+        super::objects::upsert_object_tx(tx, &t.environment_id, collection, id, props, t.now)
+            .await?;
+    }
     sqlx::query(
         "INSERT INTO workflow_runs (id, environment_id, workflow_key, workflow_version, recipient_count, inserted_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -79,20 +91,117 @@ async fn write_trigger(tx: &mut Tx<'_>, t: &TriggerWrite) -> StoreResult<Trigger
     .execute(&mut **tx)
     .await
     .map_err(StoreError::db(OP))?;
+    let state = to_json_text(&t.state);
+    let recipients = first_time_recipients(tx, t).await?;
+    let runs: Vec<(String, String)> = recipients.into_iter().map(|r| (r, state.clone())).collect();
+    insert_runs(tx, &RunTemplate::of(t), &runs, t.now).await?;
+    if !t.fan_outs.is_empty() {
+        // Recipients named in the trigger are not run again when they are also
+        // subscribers.
+        let direct: Vec<RecipientKey> = t
+            .recipients
+            .iter()
+            .map(|id| RecipientKey {
+                collection: None,
+                id: id.clone(),
+            })
+            .collect();
+        mark_seen(tx, &t.workflow_run_id, &direct).await?;
+        let template = RunTemplate::of(t);
+        for (collection, object_id) in &t.fan_outs {
+            insert_fanout(tx, &template, collection, object_id, 1, t.now).await?;
+        }
+    }
+    if let Some(key) = &t.cancellation_key {
+        // A cancel that arrived before this trigger still applies to it.
+        sqlx::query(
+            "UPDATE recipient_runs SET status = 'cancelled' WHERE workflow_run_id = $1 AND EXISTS \
+             (SELECT 1 FROM early_cancellations c WHERE c.environment_id = $2 AND c.workflow_key = $3 \
+             AND c.cancellation_key = $4 AND c.expires_at > $5 \
+             AND (c.recipient_id = '' OR c.recipient_id = recipient_runs.recipient_id))",
+        )
+        .bind(&t.workflow_run_id)
+        .bind(&t.environment_id)
+        .bind(&t.workflow_key)
+        .bind(key)
+        .bind(t.now)
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::db(OP))?;
+    }
+    signal_workflow_waits(
+        tx,
+        &WorkflowSignal {
+            environment_id: &t.environment_id,
+            workflow_key: &t.workflow_key,
+            event_key: "started",
+            payload: serde_json::json!({
+                "workflow_key": t.workflow_key,
+                "workflow_run_id": t.workflow_run_id,
+                "status": "started",
+                "tenant_id": t.tenant,
+            }),
+            recipients_sql: "SELECT recipient_id FROM recipient_runs WHERE workflow_run_id = $4",
+            selector: &t.workflow_run_id,
+        },
+        t.now,
+    )
+    .await?;
+    Ok(TriggerOutcome::Accepted)
+}
+
+/// What every run of one trigger shares; fan-outs keep it to create runs later.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(super) struct RunTemplate {
+    pub environment_id: String,
+    pub workflow_run_id: String,
+    pub workflow_key: String,
+    pub workflow_version: i64,
+    pub actor: Option<String>,
+    pub tenant: Option<String>,
+    pub data: Value,
+    pub cancellation_key: Option<String>,
+    pub state: Value,
+}
+
+impl RunTemplate {
+    fn of(t: &TriggerWrite) -> Self {
+        Self {
+            environment_id: t.environment_id.clone(),
+            workflow_run_id: t.workflow_run_id.clone(),
+            workflow_key: t.workflow_key.clone(),
+            workflow_version: t.workflow_version,
+            actor: t.actor.clone(),
+            tenant: t.tenant.clone(),
+            data: t.data.clone(),
+            cancellation_key: t.cancellation_key.clone(),
+            state: t.state.clone(),
+        }
+    }
+}
+
+/// Inserts one queued run and its job per `(recipient, state JSON)`, in multi-row
+/// statements chunked to stay under SQLite's bound-parameter limit.
+pub(super) async fn insert_runs(
+    tx: &mut Tx<'_>,
+    t: &RunTemplate,
+    runs: &[(String, String)],
+    now: Millis,
+) -> StoreResult<()> {
+    const OP: &str = "insert runs";
     let data = to_json_text(&t.data);
-    // Multi-row inserts, chunked to stay under SQLite's bound-parameter limit.
-    let run_ids: Vec<String> = t.recipients.iter().map(|_| new_id()).collect();
-    let pairs: Vec<(&String, &String)> = t.recipients.iter().zip(run_ids.iter()).collect();
-    for chunk in pairs.chunks(200) {
+    let run_ids: Vec<String> = runs.iter().map(|_| new_id()).collect();
+    let rows: Vec<(&(String, String), &String)> = runs.iter().zip(run_ids.iter()).collect();
+    for chunk in rows.chunks(200) {
         let mut qb =
             QueryBuilder::<Db>::new(format!("INSERT INTO recipient_runs ({RUN_COLUMNS}) "));
-        qb.push_values(chunk.iter(), |mut b, (recipient, run_id)| {
+        qb.push_values(chunk.iter(), |mut b, ((recipient, state), run_id)| {
             b.push_bind((*run_id).clone())
                 .push_bind(t.environment_id.clone())
                 .push_bind(t.workflow_run_id.clone())
                 .push_bind(t.workflow_key.clone())
                 .push_bind(t.workflow_version)
-                .push_bind((*recipient).clone())
+                .push_bind(recipient.clone())
                 .push_bind(t.actor.clone())
                 .push_bind(t.tenant.clone())
                 .push_bind(data.clone())
@@ -100,8 +209,9 @@ async fn write_trigger(tx: &mut Tx<'_>, t: &TriggerWrite) -> StoreResult<Trigger
                 .push_bind(RunStatus::Queued.as_str())
                 .push_bind(0_i64)
                 .push_bind(0_i64)
-                .push_bind(t.now)
-                .push_bind(t.now);
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(state.clone());
         });
         qb.build()
             .execute(&mut **tx)
@@ -115,17 +225,136 @@ async fn write_trigger(tx: &mut Tx<'_>, t: &TriggerWrite) -> StoreResult<Trigger
                 .push_bind(t.environment_id.clone())
                 .push_bind(JobKind::AdvanceRun.as_str())
                 .push_bind((*run_id).clone())
-                .push_bind(t.now)
+                .push_bind(now)
                 .push_bind(None::<String>)
                 .push_bind(0_i64)
-                .push_bind(t.now);
+                .push_bind(now);
         });
         qb.build()
             .execute(&mut **tx)
             .await
             .map_err(StoreError::db(OP))?;
     }
-    Ok(TriggerOutcome::Accepted)
+    Ok(())
+}
+
+/// Records recipients as reached by this trigger; returns those not reached before.
+pub(super) async fn mark_seen(
+    tx: &mut Tx<'_>,
+    workflow_run_id: &str,
+    recipients: &[RecipientKey],
+) -> StoreResult<Vec<RecipientKey>> {
+    let mut fresh = Vec::new();
+    for chunk in recipients.chunks(300) {
+        let mut qb = QueryBuilder::<Db>::new(
+            "INSERT INTO fanout_seen (workflow_run_id, recipient_collection, recipient_id) ",
+        );
+        qb.push_values(chunk.iter(), |mut b, r| {
+            b.push_bind(workflow_run_id.to_string())
+                .push_bind(r.collection.clone().unwrap_or_default())
+                .push_bind(r.id.clone());
+        });
+        qb.push(" ON CONFLICT DO NOTHING RETURNING recipient_collection, recipient_id");
+        let rows = qb
+            .build()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(StoreError::db("mark recipients seen"))?;
+        for row in &rows {
+            let collection: String = get(row, "recipient_collection", "mark recipients seen")?;
+            fresh.push(RecipientKey {
+                collection: Some(collection).filter(|c| !c.is_empty()),
+                id: get(row, "recipient_id", "mark recipients seen")?,
+            });
+        }
+    }
+    Ok(fresh)
+}
+
+/// Starts streaming an object's subscribers into runs of this trigger.
+pub(super) async fn insert_fanout(
+    tx: &mut Tx<'_>,
+    t: &RunTemplate,
+    collection: &str,
+    object_id: &str,
+    depth: i64,
+    now: Millis,
+) -> StoreResult<()> {
+    const OP: &str = "start fan-out";
+    let id = new_id();
+    let trigger = serde_json::to_string(t).map_err(|e| StoreError::Corrupt {
+        operation: OP,
+        detail: e.to_string(),
+    })?;
+    sqlx::query(
+        "INSERT INTO fanouts (id, environment_id, workflow_run_id, collection, object_id, depth, \
+         after_collection, after_id, trigger, created_at) VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, $7, $8)",
+    )
+    .bind(&id)
+    .bind(&t.environment_id)
+    .bind(&t.workflow_run_id)
+    .bind(collection)
+    .bind(object_id)
+    .bind(depth)
+    .bind(trigger)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::db(OP))?;
+    sqlx::query(
+        "INSERT INTO jobs (id, environment_id, kind, ref_id, run_at, lease, attempts, created_at) \
+         VALUES ($1, $2, $3, $4, $5, NULL, 0, $5)",
+    )
+    .bind(new_id())
+    .bind(&t.environment_id)
+    .bind(JobKind::FanOut.as_str())
+    .bind(&id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::db(OP))?;
+    Ok(())
+}
+
+/// The trigger's recipients that may run it: all of them, or for once-per-recipient
+/// workflows those that never ran it (claimed here, so concurrent triggers can't both pass).
+async fn first_time_recipients(tx: &mut Tx<'_>, t: &TriggerWrite) -> StoreResult<Vec<String>> {
+    let tenant = match t.frequency {
+        TriggerFrequency::EveryTrigger => return Ok(t.recipients.clone()),
+        TriggerFrequency::OncePerRecipient => String::new(),
+        TriggerFrequency::OncePerRecipientPerTenant => t.tenant.clone().unwrap_or_default(),
+    };
+    let mut allowed = std::collections::HashSet::with_capacity(t.recipients.len());
+    for chunk in t.recipients.chunks(200) {
+        let mut qb = QueryBuilder::<Db>::new(
+            "INSERT INTO trigger_once (environment_id, workflow_key, recipient_id, tenant) ",
+        );
+        qb.push_values(chunk.iter(), |mut b, recipient| {
+            b.push_bind(t.environment_id.clone())
+                .push_bind(t.workflow_key.clone())
+                .push_bind(recipient.clone())
+                .push_bind(tenant.clone());
+        });
+        qb.push(" ON CONFLICT DO NOTHING RETURNING recipient_id");
+        let rows = qb
+            .build()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(StoreError::db("claim once-per-recipient"))?;
+        for row in &rows {
+            allowed.insert(get::<String>(
+                row,
+                "recipient_id",
+                "claim once-per-recipient",
+            )?);
+        }
+    }
+    // Keep the trigger's order.
+    Ok(t.recipients
+        .iter()
+        .filter(|r| allowed.contains(r.as_str()))
+        .cloned()
+        .collect())
 }
 
 #[async_trait]
@@ -167,29 +396,44 @@ impl RunStore for SqlStore {
         now: Millis,
     ) -> StoreResult<u64> {
         const OP: &str = "cancel runs";
+        if recipients.is_some_and(|ids| ids.is_empty()) {
+            return Ok(0);
+        }
+        let matching = |qb: &mut QueryBuilder<'_, Db>| {
+            qb.push(" WHERE environment_id = ");
+            qb.push_bind(environment_id.to_string());
+            qb.push(" AND workflow_key = ");
+            qb.push_bind(workflow_key.to_string());
+            qb.push(" AND cancellation_key = ");
+            qb.push_bind(cancellation_key.to_string());
+            qb.push(" AND status IN ('queued', 'processing', 'paused')");
+            if let Some(ids) = recipients {
+                qb.push(" AND recipient_id IN (");
+                let mut list = qb.separated(", ");
+                for id in ids {
+                    list.push_bind(id.clone());
+                }
+                qb.push(")");
+            }
+        };
         let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        // The runs' jobs go first: a worker's step commit locks its job, then its run, so
+        // taking them in the same order cannot deadlock with one (PostgreSQL); a worker
+        // that commits after this finds its job gone and writes nothing.
+        let mut qb = QueryBuilder::<Db>::new(
+            "DELETE FROM jobs WHERE kind = 'advance_run' AND ref_id IN (SELECT id FROM recipient_runs",
+        );
+        matching(&mut qb);
+        qb.push(")");
+        qb.build()
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db(OP))?;
         let mut qb = QueryBuilder::<Db>::new(
             "UPDATE recipient_runs SET status = 'cancelled', updated_at = ",
         );
         qb.push_bind(now);
-        qb.push(" WHERE environment_id = ");
-        qb.push_bind(environment_id.to_string());
-        qb.push(" AND workflow_key = ");
-        qb.push_bind(workflow_key.to_string());
-        qb.push(" AND cancellation_key = ");
-        qb.push_bind(cancellation_key.to_string());
-        qb.push(" AND status IN ('queued', 'processing', 'paused')");
-        if let Some(ids) = recipients {
-            if ids.is_empty() {
-                return Ok(0);
-            }
-            qb.push(" AND recipient_id IN (");
-            let mut list = qb.separated(", ");
-            for id in ids {
-                list.push_bind(id.clone());
-            }
-            qb.push(")");
-        }
+        matching(&mut qb);
         qb.push(" RETURNING id");
         let rows = qb
             .build()
@@ -198,12 +442,6 @@ impl RunStore for SqlStore {
             .map_err(StoreError::db(OP))?;
         for row in &rows {
             let run_id: String = get(row, "id", OP)?;
-            sqlx::query("DELETE FROM jobs WHERE ref_id = $1 AND kind = $2")
-                .bind(&run_id)
-                .bind(JobKind::AdvanceRun.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db(OP))?;
             sqlx::query(
                 "INSERT INTO run_events (id, recipient_run_id, event, status, step_ref, step_type, attempt, data, inserted_at) \
                  VALUES ($1, $2, 'workflow_run_cancelled', 'ok', NULL, NULL, 1, $3, $4)",
@@ -215,6 +453,38 @@ impl RunStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::db(OP))?;
+            // A cancelled activity leaves its open batch; the batch itself stays open.
+            for sql in [
+                "DELETE FROM batch_items WHERE run_id = $1",
+                "UPDATE waits SET status = 'cancelled' WHERE run_id = $1 AND status = 'open'",
+            ] {
+                sqlx::query(sql)
+                    .bind(&run_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db(OP))?;
+            }
+        }
+        if rows.is_empty() {
+            let targets: Vec<String> = match recipients {
+                Some(ids) => ids.to_vec(),
+                None => vec![String::new()],
+            };
+            for recipient in targets {
+                sqlx::query(
+                    "INSERT INTO early_cancellations (environment_id, workflow_key, cancellation_key, recipient_id, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (environment_id, workflow_key, cancellation_key, recipient_id) \
+                     DO UPDATE SET expires_at = excluded.expires_at",
+                )
+                .bind(environment_id)
+                .bind(workflow_key)
+                .bind(cancellation_key)
+                .bind(recipient)
+                .bind(now + EARLY_CANCELLATION_WINDOW_MS)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db(OP))?;
+            }
         }
         tx.commit().await.map_err(StoreError::db(OP))?;
         Ok(rows.len() as u64)

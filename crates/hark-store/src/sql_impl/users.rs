@@ -2,6 +2,32 @@
 
 use super::*;
 
+/// Deletes a user with its preference sets, channel data and subscriptions.
+async fn delete_user_tx(tx: &mut Tx<'_>, environment_id: &str, id: &str) -> StoreResult<bool> {
+    const OP: &str = "delete user";
+    let deleted = sqlx::query("DELETE FROM users WHERE environment_id = $1 AND id = $2")
+        .bind(environment_id)
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::db(OP))?;
+    sqlx::query("DELETE FROM recipient_documents WHERE environment_id = $1 AND owner = $2")
+        .bind(environment_id)
+        .bind(Owner::User(id.to_string()).key())
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::db(OP))?;
+    sqlx::query(
+        "DELETE FROM subscriptions WHERE environment_id = $1 AND recipient_collection = '' AND recipient_id = $2",
+    )
+    .bind(environment_id)
+    .bind(id)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::db(OP))?;
+    Ok(deleted.rows_affected() > 0)
+}
+
 #[async_trait]
 impl UserStore for SqlStore {
     async fn upsert_user(
@@ -62,13 +88,12 @@ impl UserStore for SqlStore {
     }
 
     async fn delete_user(&self, environment_id: &str, id: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM users WHERE environment_id = $1 AND id = $2")
-            .bind(environment_id)
-            .bind(id)
-            .execute(&self.writer)
+        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let deleted = delete_user_tx(&mut tx, environment_id, id).await?;
+        tx.commit()
             .await
-            .map_err(StoreError::db("delete user"))?;
-        Ok(done.rows_affected() > 0)
+            .map_err(StoreError::db("commit delete user"))?;
+        Ok(deleted)
     }
 
     async fn list_users(
@@ -81,27 +106,9 @@ impl UserStore for SqlStore {
             "SELECT id, properties, inserted_at, updated_at FROM users WHERE environment_id = ",
         );
         qb.push_bind(environment_id.to_string());
-        let backwards = page.before.is_some() && page.after.is_none();
-        let cursor = page.after.as_ref().or(page.before.as_ref());
-        if let Some(c) = cursor {
-            let Some((ms, id)) = cursor::decode_pair(c) else {
-                return Ok(empty_page());
-            };
-            let op = if backwards { "<" } else { ">" };
-            qb.push(format!(" AND (inserted_at {op} "));
-            qb.push_bind(ms);
-            qb.push(" OR (inserted_at = ");
-            qb.push_bind(ms);
-            qb.push(format!(" AND id {op} "));
-            qb.push_bind(id);
-            qb.push("))");
-        }
-        qb.push(if backwards {
-            " ORDER BY inserted_at DESC, id DESC LIMIT "
-        } else {
-            " ORDER BY inserted_at ASC, id ASC LIMIT "
-        });
-        qb.push_bind(size + 1);
+        let Some(backwards) = push_time_page(&mut qb, page, size) else {
+            return Ok(empty_page());
+        };
         let rows = qb
             .build()
             .fetch_all(&self.reader)
@@ -156,12 +163,38 @@ impl UserStore for SqlStore {
                 .await
                 .map_err(StoreError::db(OP))?;
         }
-        sqlx::query("DELETE FROM users WHERE environment_id = $1 AND id = $2")
-            .bind(environment_id)
-            .bind(from_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::db(OP))?;
+        // Preference sets, channel data and subscriptions come along unless the surviving
+        // user already has their own for the same key.
+        let (to_owner, from_owner) = (
+            Owner::User(id.to_string()).key(),
+            Owner::User(from_id.to_string()).key(),
+        );
+        for (sql, to, from) in [
+            (
+                "UPDATE recipient_documents SET owner = $1 WHERE environment_id = $2 AND owner = $3 \
+                 AND NOT EXISTS (SELECT 1 FROM recipient_documents d WHERE d.environment_id = $2 \
+                 AND d.owner = $1 AND d.kind = recipient_documents.kind AND d.key = recipient_documents.key)",
+                to_owner.as_str(),
+                from_owner.as_str(),
+            ),
+            (
+                "UPDATE subscriptions SET recipient_id = $1 WHERE environment_id = $2 \
+                 AND recipient_collection = '' AND recipient_id = $3 AND NOT EXISTS \
+                 (SELECT 1 FROM subscriptions s WHERE s.environment_id = $2 AND s.collection = subscriptions.collection \
+                 AND s.object_id = subscriptions.object_id AND s.recipient_collection = '' AND s.recipient_id = $1)",
+                id,
+                from_id,
+            ),
+        ] {
+            sqlx::query(sql)
+                .bind(to)
+                .bind(environment_id)
+                .bind(from)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db(OP))?;
+        }
+        delete_user_tx(&mut tx, environment_id, from_id).await?;
         tx.commit().await.map_err(StoreError::db(OP))?;
         Ok(Some(user))
     }
@@ -192,18 +225,29 @@ impl UserStore for SqlStore {
     ) -> StoreResult<BulkOperation> {
         let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
         for id in ids {
-            sqlx::query("DELETE FROM users WHERE environment_id = $1 AND id = $2")
-                .bind(environment_id)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db("bulk delete users"))?;
+            delete_user_tx(&mut tx, environment_id, id).await?;
         }
         let op = completed_bulk("users.delete", ids.len() as i64, now);
         insert_bulk_operation(&mut tx, environment_id, &op).await?;
         tx.commit()
             .await
             .map_err(StoreError::db("commit bulk delete"))?;
+        Ok(op)
+    }
+
+    async fn record_bulk_operation(
+        &self,
+        environment_id: &str,
+        name: &str,
+        rows: i64,
+        now: Millis,
+    ) -> StoreResult<BulkOperation> {
+        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let op = completed_bulk(name, rows, now);
+        insert_bulk_operation(&mut tx, environment_id, &op).await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("commit bulk operation"))?;
         Ok(op)
     }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -192,6 +194,113 @@ impl TestServer {
             )
             .await;
         assert_eq!(status, 200, "put workflow: {body}");
+    }
+
+    /// Creates and commits a whole `WorkflowRequest` (steps, conditions, settings, …).
+    pub async fn put_workflow_request(&self, key: &str, workflow: Value) {
+        let (status, body) = self
+            .mgmt(
+                "PUT",
+                &format!("/v1/workflows/{key}?environment=development&commit=true"),
+                Some(json!({ "workflow": workflow })),
+            )
+            .await;
+        assert_eq!(status, 200, "put workflow: {body}");
+    }
+
+    /// Moves virtual time forward and runs every job then due.
+    pub async fn advance(&self, ms: i64) -> usize {
+        self.clock.advance(ms);
+        self.run_engine().await
+    }
+
+    /// The recipient's runs of a workflow, newest first (every page).
+    pub async fn runs_of(&self, recipient: &str, workflow: &str) -> Vec<Value> {
+        let mut runs = Vec::new();
+        let mut after = String::new();
+        loop {
+            let (status, body) = self
+                .call(
+                    "GET",
+                    &format!("/v1/workflow_recipient_runs?recipient={recipient}&workflow={workflow}&page_size=50{after}"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "runs: {body}");
+            runs.extend(body["items"].as_array().cloned().unwrap_or_default());
+            match body["page_info"]["after"].as_str() {
+                Some(cursor) => after = format!("&after={cursor}"),
+                None => return runs,
+            }
+        }
+    }
+
+    /// A message's delivery logs, newest first.
+    pub async fn delivery_logs(&self, message_id: &str) -> Vec<Value> {
+        let (status, logs) = self
+            .call(
+                "GET",
+                &format!("/v1/messages/{message_id}/delivery_logs"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "delivery logs: {logs}");
+        logs["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The event log of the recipient's latest run (of any workflow).
+    pub async fn recipient_events(&self, recipient: &str) -> Vec<Value> {
+        let (_, runs) = self
+            .call(
+                "GET",
+                &format!("/v1/workflow_recipient_runs?recipient={recipient}"),
+                None,
+            )
+            .await;
+        let run_id = runs["items"][0]["id"].as_str().expect("run").to_string();
+        self.run_log(&run_id).await["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// A run with its event log.
+    pub async fn run_log(&self, run_id: &str) -> Value {
+        let (status, body) = self
+            .call(
+                "GET",
+                &format!("/v1/workflow_recipient_runs/{run_id}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "run: {body}");
+        body
+    }
+
+    /// The event names of a run's log, in order.
+    pub async fn run_events(&self, run_id: &str) -> Vec<String> {
+        self.run_log(run_id).await["events"]
+            .as_array()
+            .map(|events| {
+                events
+                    .iter()
+                    .filter_map(|e| e["event"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The markdown of each feed item of `user`, newest first.
+    pub async fn feed_texts(&self, user: &str) -> Vec<String> {
+        self.feed(user, "?page_size=50").await["entries"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i["blocks"][0]["content"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub async fn trigger(&self, key: &str, body: Value) -> (u16, Value) {

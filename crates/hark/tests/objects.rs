@@ -1,0 +1,290 @@
+//! Objects and subscriptions through the API, and triggers that fan out to subscribers,
+//! on both stores.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{feed_step, Backend, TestServer};
+
+on_both_stores!(
+    objects_crud_and_bulk,
+    subscriptions_add_list_delete,
+    triggers_fan_out_to_subscribers_once_each,
+);
+
+async fn objects_crud_and_bulk(backend: Backend) {
+    let s = TestServer::start(backend, vec![]).await;
+    let (status, object) = s
+        .call(
+            "PUT",
+            "/v1/objects/projects/p1",
+            Some(json!({"name": "Apollo", "owner": "ada"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{object}");
+    assert_eq!(object["__typename"], "Object");
+    assert_eq!(object["collection"], "projects");
+    assert_eq!(object["properties"]["name"], "Apollo");
+    let (_, object) = s
+        .call(
+            "PUT",
+            "/v1/objects/projects/p1",
+            Some(json!({"properties": {"owner": null, "stage": 2}})),
+        )
+        .await;
+    assert_eq!(object["properties"], json!({"name": "Apollo", "stage": 2}));
+    let (status, _) = s
+        .call("PUT", "/v1/objects/$tenants/x", Some(json!({})))
+        .await;
+    assert_eq!(status, 422, "reserved collection");
+    let (status, body) = s
+        .call("PUT", "/v1/objects/projects/p2", Some(json!([1])))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, op) = s
+        .call(
+            "POST",
+            "/v1/objects/projects/bulk/set",
+            Some(json!({"objects": [{"id": "p2", "name": "Gemini"}, {"id": "p3"}]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{op}");
+    let (_, list) = s.call("GET", "/v1/objects/projects", None).await;
+    let ids: Vec<&str> = list["entries"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|o| o["id"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, vec!["p1", "p2", "p3"]);
+    s.call(
+        "POST",
+        "/v1/objects/projects/bulk/delete",
+        Some(json!({"object_ids": ["p2", "p3"]})),
+    )
+    .await;
+    let (status, _) = s.call("DELETE", "/v1/objects/projects/p1", None).await;
+    assert_eq!(status, 204);
+    let (status, _) = s.call("GET", "/v1/objects/projects/p1", None).await;
+    assert_eq!(status, 404);
+    let (_, list) = s.call("GET", "/v1/objects/projects", None).await;
+    assert_eq!(list["entries"], json!([]));
+}
+
+async fn subscriptions_add_list_delete(backend: Backend) {
+    let s = TestServer::start(backend, vec![]).await;
+    let (status, _) = s
+        .call(
+            "POST",
+            "/v1/objects/projects/nope/subscriptions",
+            Some(json!({"recipients": ["ada"]})),
+        )
+        .await;
+    assert_eq!(status, 404, "the object must exist");
+    s.call(
+        "PUT",
+        "/v1/objects/projects/p1",
+        Some(json!({"name": "Apollo"})),
+    )
+    .await;
+    let (status, subs) = s
+        .call(
+            "POST",
+            "/v1/objects/projects/p1/subscriptions",
+            Some(json!({"recipients": ["ada", {"id": "bob", "name": "Bob"}, {"collection": "teams", "id": "t1", "name": "Team"}],
+                        "properties": {"role": "watcher"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{subs}");
+    assert_eq!(subs.as_array().map(Vec::len), Some(3));
+    assert_eq!(subs[0]["__typename"], "Subscription");
+    assert_eq!(subs[0]["properties"]["role"], "watcher");
+    let (_, bob) = s.call("GET", "/v1/users/bob", None).await;
+    assert_eq!(bob["name"], "Bob", "inline users are identified");
+    let (_, page) = s
+        .call(
+            "GET",
+            "/v1/objects/projects/p1/subscriptions?page_size=2",
+            None,
+        )
+        .await;
+    assert_eq!(page["entries"].as_array().map(Vec::len), Some(2));
+    let after = page["page_info"]["after"]
+        .as_str()
+        .expect("more")
+        .to_string();
+    let (_, rest) = s
+        .call(
+            "GET",
+            &format!("/v1/objects/projects/p1/subscriptions?page_size=2&after={after}"),
+            None,
+        )
+        .await;
+    assert_eq!(rest["entries"].as_array().map(Vec::len), Some(1));
+    assert_eq!(rest["entries"][0]["recipient"]["collection"], "teams");
+    let (_, mine) = s.call("GET", "/v1/users/ada/subscriptions", None).await;
+    assert_eq!(mine["entries"][0]["object"]["id"], "p1");
+    assert_eq!(mine["entries"][0]["object"]["properties"]["name"], "Apollo");
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/objects/projects/p1/subscriptions",
+            Some(json!({"recipients": [{"collection": "", "id": "x"}]})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, removed) = s
+        .call(
+            "DELETE",
+            "/v1/objects/projects/p1/subscriptions",
+            Some(json!({"recipients": ["ada", "nobody"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{removed}");
+    assert_eq!(removed.as_array().map(Vec::len), Some(1));
+    let (_, mine) = s.call("GET", "/v1/users/ada/subscriptions", None).await;
+    assert_eq!(mine["entries"], Value::Array(vec![]));
+
+    // Bulk: many objects at once; missing objects are created.
+    let (status, op) = s
+        .call(
+            "POST",
+            "/v1/objects/projects/bulk/subscriptions/add",
+            Some(json!({"subscriptions": [
+                {"id": "p1", "recipients": ["ada"]},
+                {"id": "p9", "recipients": ["ada", "bob"], "properties": {"role": "viewer"}}
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{op}");
+    assert_eq!(op["status"], "completed");
+    let (_, mine) = s.call("GET", "/v1/users/ada/subscriptions", None).await;
+    assert_eq!(mine["entries"].as_array().map(Vec::len), Some(2));
+    let (_, p9) = s.call("GET", "/v1/objects/projects/p9", None).await;
+    assert_eq!(p9["id"], "p9");
+    let (status, _) = s
+        .call(
+            "POST",
+            "/v1/objects/projects/bulk/subscriptions/delete",
+            Some(json!({"subscriptions": [{"id": "p9", "recipients": ["ada", "bob"]}]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, mine) = s.call("GET", "/v1/users/ada/subscriptions", None).await;
+    assert_eq!(mine["entries"].as_array().map(Vec::len), Some(1));
+    let (status, body) = s
+        .call(
+            "POST",
+            "/v1/objects/projects/bulk/subscriptions/add",
+            Some(json!({"subscriptions": [{"id": "p1", "recipients": [{"collection": 3, "id": "x"}]}]})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+
+    // A merge carries subscriptions and preference sets to the surviving user.
+    s.call(
+        "PUT",
+        "/v1/users/ada/preferences/acme",
+        Some(json!({"channel_types": {"email": false}})),
+    )
+    .await;
+    s.call("PUT", "/v1/users/ada", Some(json!({"name": "Ada"})))
+        .await;
+    s.call("PUT", "/v1/users/zed", Some(json!({"name": "Zed"})))
+        .await;
+    let (status, merged) = s
+        .call(
+            "POST",
+            "/v1/users/zed/merge",
+            Some(json!({"from_user_id": "ada"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{merged}");
+    let (_, subs) = s.call("GET", "/v1/users/zed/subscriptions", None).await;
+    assert_eq!(subs["entries"][0]["object"]["id"], "p1");
+    let (_, set) = s.call("GET", "/v1/users/zed/preferences/acme", None).await;
+    assert_eq!(set["channel_types"]["email"], false);
+    let (_, gone) = s.call("GET", "/v1/users/ada/subscriptions", None).await;
+    assert_eq!(gone["entries"], json!([]));
+}
+
+async fn subscribe(s: &TestServer, object: &str, recipients: Value, properties: Value) {
+    let (status, body) = s
+        .call(
+            "POST",
+            &format!("/v1/objects/{object}/subscriptions"),
+            Some(json!({"recipients": recipients, "properties": properties})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn triggers_fan_out_to_subscribers_once_each(backend: Backend) {
+    let s = TestServer::start(backend, vec![]).await;
+    s.put_workflow(
+        "alert",
+        json!([feed_step("f", "{{ recipient.id }} as {{ recipient.subscription.role }} on {{ recipient.subscription.object.id }}")]),
+    )
+    .await;
+    s.call("PUT", "/v1/objects/projects/p1", Some(json!({})))
+        .await;
+    s.call("PUT", "/v1/objects/teams/t1", Some(json!({}))).await;
+    subscribe(
+        &s,
+        "projects/p1",
+        json!(["ada", "bob", "carl", {"collection": "teams", "id": "t1"}]),
+        json!({"role": "owner"}),
+    )
+    .await;
+    subscribe(
+        &s,
+        "teams/t1",
+        json!(["bob", "dee"]),
+        json!({"role": "member"}),
+    )
+    .await;
+    let many: Vec<Value> = (0..1200).map(|i| json!(format!("m{i:04}"))).collect();
+    s.call("PUT", "/v1/objects/projects/big", Some(json!({})))
+        .await;
+    for chunk in many.chunks(100) {
+        subscribe(&s, "projects/big", Value::Array(chunk.to_vec()), json!({})).await;
+    }
+    let (status, body) = s
+        .trigger(
+            "alert",
+            json!({"recipients": [{"collection": "projects", "id": "p1"}, "ada", {"collection": "projects", "id": "big"}], "actor": "carl"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    s.run_engine().await;
+    assert_eq!(
+        s.feed_texts("ada").await.len(),
+        1,
+        "a direct recipient who also subscribes runs once"
+    );
+    assert_eq!(
+        s.feed_texts("bob").await,
+        vec!["bob as owner on p1"],
+        "reached twice, run once"
+    );
+    assert_eq!(
+        s.feed_texts("dee").await,
+        vec!["dee as member on t1"],
+        "nested subscriber"
+    );
+    assert!(
+        s.feed_texts("carl").await.is_empty(),
+        "the actor is not notified"
+    );
+    let (_, messages) = s.call("GET", "/v1/messages?page_size=1", None).await;
+    assert!(messages["items"].as_array().is_some_and(|m| !m.is_empty()));
+    for i in [0, 499, 500, 1199] {
+        assert_eq!(s.feed_texts(&format!("m{i:04}")).await.len(), 1, "m{i:04}");
+    }
+    assert_eq!(s.store.pending_job_count().await.expect("jobs"), 0);
+    let (status, body) = s
+        .trigger(
+            "alert",
+            json!({"recipients": [{"collection": "", "id": "x"}]}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+}
