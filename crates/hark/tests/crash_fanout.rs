@@ -128,14 +128,18 @@ async fn fan_out_survives_kill_nine(postgres: bool) {
         .expect("trigger");
     assert!(resp.status().is_success());
 
-    // Kill the server once the fan-out is well under way.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Kill the server once the fan-out is well under way. A slow machine only makes this
+    // take longer; the test gives up only when nothing moves for a whole minute.
+    let mut last_progress = (0_i64, Instant::now());
     loop {
         let (total, _) = message_counts(&url).await;
-        if total >= (subscribers / 5) as i64 {
+        if total >= (subscribers / 10) as i64 {
             break;
         }
-        if Instant::now() > deadline {
+        if total > last_progress.0 {
+            last_progress = (total, Instant::now());
+        }
+        if last_progress.1.elapsed() > Duration::from_secs(60) {
             let log =
                 std::fs::read_to_string(t._dir.path().join("serve-1.log")).unwrap_or_default();
             let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
@@ -188,10 +192,15 @@ async fn fan_out_survives_kill_nine(postgres: bool) {
 
     let mut server = spawn_server(&t.args, port, &t._dir.path().join("serve-2.log"));
     wait_healthy(&base).await;
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut last_progress = (at_kill, Instant::now());
     let (total, doubled) = loop {
         let counts = message_counts(&url).await;
-        if counts.0 >= subscribers as i64 || Instant::now() > deadline {
+        if counts.0 > last_progress.0 {
+            last_progress = (counts.0, Instant::now());
+        }
+        if counts.0 >= subscribers as i64
+            || last_progress.1.elapsed() > Duration::from_secs(120)
+        {
             break counts;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -215,12 +224,18 @@ async fn fan_out_survives_kill_nine(postgres: bool) {
     );
 }
 
+/// The two stores' runs take turns: together they would compete for the same two cores
+/// and each would crawl.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_to_100k_survives_kill_nine_on_sqlite() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     fan_out_survives_kill_nine(false).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_to_100k_survives_kill_nine_on_postgres() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     fan_out_survives_kill_nine(true).await
 }
