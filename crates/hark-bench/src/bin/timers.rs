@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use hark_bench::baselines::raw_batched_insert_rate;
 use hark_channels::outbound::OutboundPolicy;
 use hark_core::{Clock, ManualClock};
 use hark_engine::{ChannelRegistry, Engine, EngineConfig};
@@ -230,66 +231,6 @@ async fn fan_out_rate(
     })
 }
 
-/// The same number of rows written as fast as the database takes them: 500-row
-/// multi-row inserts, one transaction each, into a plain table.
-async fn raw_batched_insert_rate(
-    kind: &str,
-    dir: &std::path::Path,
-    rows: usize,
-) -> anyhow::Result<Figure> {
-    use sqlx::Connection;
-    let ids: Vec<String> = (0..rows).map(|i| format!("row-{i:07}")).collect();
-    let started;
-    match kind {
-        "sqlite" => {
-            let url = format!("sqlite://{}?mode=rwc", dir.join("raw.db").display());
-            let mut conn = sqlx::SqliteConnection::connect(&url).await?;
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&mut conn)
-                .await?;
-            sqlx::query("PRAGMA synchronous = FULL")
-                .execute(&mut conn)
-                .await?;
-            sqlx::query("CREATE TABLE raw (id TEXT PRIMARY KEY, body TEXT NOT NULL)")
-                .execute(&mut conn)
-                .await?;
-            started = Instant::now();
-            for chunk in ids.chunks(500) {
-                let mut tx = conn.begin().await?;
-                let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO raw (id, body) ");
-                qb.push_values(chunk, |mut b, id| {
-                    b.push_bind(id).push_bind("{}");
-                });
-                qb.build().execute(&mut *tx).await?;
-                tx.commit().await?;
-            }
-        }
-        _ => {
-            let url = hark_store::testing::fresh_postgres_database().await?;
-            let mut conn = sqlx::PgConnection::connect(&url).await?;
-            sqlx::query("CREATE TABLE raw (id TEXT PRIMARY KEY, body TEXT NOT NULL)")
-                .execute(&mut conn)
-                .await?;
-            started = Instant::now();
-            for chunk in ids.chunks(500) {
-                let mut tx = conn.begin().await?;
-                let mut qb =
-                    sqlx::QueryBuilder::<sqlx::Postgres>::new("INSERT INTO raw (id, body) ");
-                qb.push_values(chunk, |mut b, id| {
-                    b.push_bind(id).push_bind("{}");
-                });
-                qb.build().execute(&mut *tx).await?;
-                tx.commit().await?;
-            }
-        }
-    }
-    Ok(Figure {
-        label: "raw batched inserts, 500 rows per commit (baseline)",
-        count: rows,
-        elapsed: started.elapsed(),
-    })
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -371,8 +312,12 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let fan_out = fan_out_rate(&store, &engine, &env, args.subscribers, clock.now_ms()).await?;
-    let raw_insert =
-        raw_batched_insert_rate(&args.store, work_dir.path(), args.subscribers).await?;
+    let raw = raw_batched_insert_rate(&args.store, work_dir.path(), args.subscribers).await?;
+    let raw_insert = Figure {
+        label: "raw batched inserts, 500 rows per commit (baseline)",
+        count: raw.count as usize,
+        elapsed: Duration::from_secs_f64(raw.count as f64 / raw.per_second.max(1e-9)),
+    };
 
     println!(
         "store={} count={} concurrency={}",
