@@ -8,10 +8,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 mod filters;
+mod language;
 mod lax;
+mod runtime;
 
 pub use lax::LaxValue;
 
+use liquid_core::parser::Language;
+use liquid_core::runtime::{Renderable, Template};
+use runtime::LaxRuntime;
 use serde_json::Value;
 
 /// Upper bound for a single rendered field.
@@ -32,10 +37,10 @@ pub enum TemplateError {
 /// A Liquid environment shared by all renders.
 #[derive(Clone)]
 pub struct Renderer {
-    parser: Arc<liquid::Parser>,
+    language: Arc<Language>,
     /// Parsed templates by source text. Workflow versions are immutable, so the same
     /// sources come back for every recipient of a run.
-    parsed: Arc<Mutex<HashMap<String, Arc<liquid::Template>>>>,
+    parsed: Arc<Mutex<HashMap<String, Arc<Template>>>>,
 }
 
 /// Parsed templates kept at most; the cache starts over when full.
@@ -61,17 +66,13 @@ impl RenderContext {
 
 impl Renderer {
     pub fn new() -> Result<Self, TemplateError> {
-        let parser = liquid::ParserBuilder::with_stdlib()
-            .filter(filters::Json)
-            .build()
-            .map_err(|e| TemplateError::Parse(e.to_string()))?;
         Ok(Self {
-            parser: Arc::new(parser),
+            language: Arc::new(language::knock_liquid()),
             parsed: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
-    fn parse_cached(&self, source: &str) -> Result<Arc<liquid::Template>, TemplateError> {
+    fn parse_cached(&self, source: &str) -> Result<Arc<Template>, TemplateError> {
         let cached = self
             .parsed
             .lock()
@@ -80,11 +81,7 @@ impl Renderer {
         if let Some(template) = cached {
             return Ok(template);
         }
-        let template = Arc::new(
-            self.parser
-                .parse(source)
-                .map_err(|e| TemplateError::Parse(e.to_string()))?,
-        );
+        let template = Arc::new(parse(source, &self.language)?);
         if let Ok(mut cache) = self.parsed.lock() {
             if cache.len() >= MAX_CACHED_TEMPLATES {
                 cache.clear();
@@ -99,12 +96,12 @@ impl Renderer {
         if !source.contains("{{") && !source.contains("{%") {
             return bounded(source.to_string());
         }
-        check_ranges(source, &self.parser, ctx)?;
+        check_ranges(source, &self.language, ctx)?;
         let template = self.parse_cached(source)?;
         let mut out = BoundedWriter {
             buf: Vec::with_capacity(source.len() * 2),
         };
-        match template.render_to(&mut out, &ctx.globals) {
+        match template.render_to(&mut out, &LaxRuntime::new(&ctx.globals)) {
             Ok(()) => bounded(String::from_utf8_lossy(&out.buf).into_owned()),
             // The writer refuses bytes past the limit, which stops a runaway loop early.
             Err(_) if out.buf.len() >= MAX_OUTPUT_BYTES => Err(TemplateError::OutputTooLarge {
@@ -122,11 +119,7 @@ pub const MAX_RANGE_ITEMS: i64 = 10_000;
 /// allocates them. Bounds that are variables are looked up in the render context; a bound
 /// that can't be resolved there (e.g. set by `assign` inside the template) is refused, since
 /// its size can't be known in advance.
-fn check_ranges(
-    source: &str,
-    parser: &liquid::Parser,
-    ctx: &RenderContext,
-) -> Result<(), TemplateError> {
+fn check_ranges(source: &str, parser: &Language, ctx: &RenderContext) -> Result<(), TemplateError> {
     let mut rest = source;
     while let Some(open) = rest.find("{%") {
         let after = &rest[open + 2..];
@@ -152,11 +145,7 @@ fn check_ranges(
     Ok(())
 }
 
-fn range_bound(
-    expr: &str,
-    parser: &liquid::Parser,
-    ctx: &RenderContext,
-) -> Result<i64, TemplateError> {
+fn range_bound(expr: &str, parser: &Language, ctx: &RenderContext) -> Result<i64, TemplateError> {
     if let Ok(n) = expr.parse::<i64>() {
         return Ok(n);
     }
@@ -165,15 +154,21 @@ fn range_bound(
             "the range bound `{expr}` must be a number or a variable holding one"
         ))
     };
-    let template = parser
-        .parse(&format!("{{{{ {expr} }}}}"))
+    let template = parse(&format!("{{{{ {expr} }}}}"), parser).map_err(|_| unresolved())?;
+    let value = template
+        .render(&LaxRuntime::new(&ctx.globals))
         .map_err(|_| unresolved())?;
-    let value = template.render(&ctx.globals).map_err(|_| unresolved())?;
     let value = value.trim();
     value
         .parse::<i64>()
         .or_else(|_| value.parse::<f64>().map(|f| f as i64))
         .map_err(|_| unresolved())
+}
+
+fn parse(source: &str, language: &Language) -> Result<Template, TemplateError> {
+    liquid_core::parser::parse(source, language)
+        .map(Template::new)
+        .map_err(|e| TemplateError::Parse(e.to_string()))
 }
 
 struct BoundedWriter {
@@ -332,6 +327,51 @@ mod tests {
             )
             .expect("render"),
             "123"
+        );
+    }
+
+    #[test]
+    fn loop_items_and_assigned_values_are_lax_too() {
+        let r = Renderer::new().expect("renderer");
+        let ctx = RenderContext::from_json(&json!({
+            "activities": [
+                {"data": {"item": "a", "qty": 2}},
+                {"data": {"item": "b"}},
+            ],
+            "data": {"order": {"id": 7}},
+        }))
+        .expect("context");
+        assert_eq!(
+            r.render(
+                "{% for a in activities %}[{{ a.data.item }}:{{ a.data.qty }}:{{ a.nope.deeper }}]{% endfor %}",
+                &ctx
+            )
+            .expect("render"),
+            "[a:2:][b::]"
+        );
+        assert_eq!(
+            r.render(
+                "{% assign o = data.order %}{{ o.id }}|{{ o.missing }}|{{ never_assigned.x }}",
+                &ctx
+            )
+            .expect("render"),
+            "7||"
+        );
+        assert_eq!(
+            r.render(
+                "{% capture c %}x{{ data.order.id }}{% endcapture %}{{ c }}{% increment n %}{% increment n %}",
+                &ctx
+            )
+            .expect("render"),
+            "x701"
+        );
+        assert_eq!(
+            r.render(
+                "{% for a in activities %}{% for b in activities %}{{ forloop.parentloop.index }}{{ forloop.index }}{{ b.data.zz }} {% endfor %}{% endfor %}",
+                &ctx
+            )
+            .expect("render"),
+            "11 12 21 22 "
         );
     }
 
