@@ -466,6 +466,27 @@ pub trait DocumentStore {
         kind: DocumentKind,
         key: &str,
     ) -> StoreResult<bool>;
+    /// Every document of one kind of each of `owners`, as `(owner key, document)` pairs
+    /// ordered by owner key then document key: one read for a whole page of recipients.
+    async fn list_documents_of(
+        &self,
+        environment_id: &str,
+        owners: &[Owner],
+        kind: DocumentKind,
+    ) -> StoreResult<Vec<(String, Document)>>;
+    /// Writes the same document under `key` for every owner, replacing what each had, and
+    /// records a completed bulk operation named `bulk_name`, all in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn bulk_put_documents(
+        &self,
+        environment_id: &str,
+        owners: &[Owner],
+        kind: DocumentKind,
+        key: &str,
+        data: &Value,
+        bulk_name: &str,
+        now: Millis,
+    ) -> StoreResult<BulkOperation>;
 }
 
 /// Everything Hark persists. Implemented by the SQLite and PostgreSQL backends.

@@ -2,6 +2,7 @@
 //! `baseURL=http://HOST/mgmt`.
 
 mod channels;
+mod preferences;
 mod workflows;
 
 use axum::Router;
@@ -12,4 +13,5 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(channels::router())
         .merge(workflows::router())
+        .merge(preferences::router())
 }
