@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use hark_core::audience::Segments;
 use hark_core::conditions::{AnyItem, Condition, ConditionGroup, Evaluation, JsonScope, Operator};
 use hark_core::preferences::{
     evaluate as evaluate_preferences, Decision, MessageTarget, PreferenceSet, PreferenceSources,
@@ -273,16 +274,32 @@ impl RunContext {
         Ok(set.as_ref())
     }
 
-    /// The static audiences the recipient is in, read once per run load.
+    /// The audiences the recipient is in, read once per run load: static memberships,
+    /// plus every dynamic audience whose segments the recipient's current properties
+    /// match (dynamic audiences have no stored members to look up).
     pub async fn audiences(&self, engine: &Engine) -> Result<&[String], StoreError> {
         let audiences = self
             .audiences
-            .get_or_try_init(|| {
-                engine.inner.store.audiences_of(
-                    &self.run.environment_id,
-                    &self.run.recipient_id,
-                    self.run.tenant.as_deref(),
-                )
+            .get_or_try_init(|| async {
+                let store = &engine.inner.store;
+                let mut keys = store
+                    .audiences_of(
+                        &self.run.environment_id,
+                        &self.run.recipient_id,
+                        self.run.tenant.as_deref(),
+                    )
+                    .await?;
+                let now = engine.inner.clock.now_ms();
+                for audience in store.dynamic_audiences(&self.run.environment_id).await? {
+                    // Stored segments were validated when written; one that no longer
+                    // parses matches nobody rather than failing the run.
+                    let matched = Segments::parse(&audience.segments, "segments")
+                        .is_ok_and(|segments| segments.includes(&self.recipient, now));
+                    if matched && !keys.contains(&audience.key) {
+                        keys.push(audience.key);
+                    }
+                }
+                Ok::<_, StoreError>(keys)
             })
             .await?;
         Ok(audiences)

@@ -700,3 +700,18 @@ pub struct AudienceMember {
     pub tenant: Option<String>,
     pub added_at: Millis,
 }
+
+/// An audience as the Management API defines it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudienceDefinition {
+    pub key: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// `static` or `dynamic`; fixed once created.
+    pub audience_type: String,
+    /// Knock's `segments` for a dynamic audience (`[]` for static ones), as given.
+    pub segments: Value,
+    pub archived_at: Option<Millis>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}

@@ -430,6 +430,38 @@ pub trait AudienceStore {
         user_id: &str,
         tenant: Option<&str>,
     ) -> StoreResult<Vec<String>>;
+    /// Creates or updates an audience definition; an archived one is restored. The
+    /// stored `audience_type` and `created_at` of an existing audience are kept.
+    async fn upsert_audience(
+        &self,
+        environment_id: &str,
+        audience: &AudienceDefinition,
+        now: Millis,
+    ) -> StoreResult<AudienceDefinition>;
+    /// An audience definition, archived or not.
+    async fn get_audience(
+        &self,
+        environment_id: &str,
+        key: &str,
+    ) -> StoreResult<Option<AudienceDefinition>>;
+    /// Unarchived audience definitions ordered by key, after `after` (a previous page's
+    /// last key).
+    async fn list_audiences(
+        &self,
+        environment_id: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<AudienceDefinition>>;
+    /// Archives an audience; false when there is no unarchived audience with that key.
+    async fn archive_audience(
+        &self,
+        environment_id: &str,
+        key: &str,
+        now: Millis,
+    ) -> StoreResult<bool>;
+    /// Every unarchived dynamic audience, for membership checks.
+    async fn dynamic_audiences(&self, environment_id: &str)
+        -> StoreResult<Vec<AudienceDefinition>>;
 }
 
 /// Per-recipient JSON documents (preference sets, channel data). The store keeps them

@@ -1,6 +1,7 @@
 //! The Management API, served under `/mgmt` so that `@knocklabs/mgmt` works with
 //! `baseURL=http://HOST/mgmt`.
 
+mod audiences;
 mod channels;
 mod preferences;
 mod workflows;
@@ -11,6 +12,7 @@ use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(audiences::router())
         .merge(channels::router())
         .merge(workflows::router())
         .merge(preferences::router())
