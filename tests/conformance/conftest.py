@@ -60,6 +60,17 @@ from_address = "hark@example.com"
 key = "webhook"
 type = "http"
 provider = "webhook"
+
+# Holds push tokens as channel data; no test delivers through it.
+[[channels]]
+key = "push"
+type = "push"
+provider = "expo"
+
+[[channels]]
+key = "slack"
+type = "chat"
+provider = "slack"
 """
 
 

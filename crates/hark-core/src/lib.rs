@@ -3,6 +3,7 @@
 //! Everything here is shared by the store, the engine and the API, so it must stay free of
 //! async runtimes, SQL and HTTP.
 
+pub mod audience;
 pub mod batch;
 pub mod conditions;
 pub mod ids;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use hark_core::audience::Segments;
 use hark_core::conditions::{AnyItem, Condition, ConditionGroup, Evaluation, JsonScope, Operator};
 use hark_core::preferences::{
     evaluate as evaluate_preferences, Decision, MessageTarget, PreferenceSet, PreferenceSources,
@@ -48,6 +49,8 @@ pub(crate) struct RunContext {
     /// The recipient's preference sets by id (`default`, tenant ids).
     /// Loaded at the first channel step: runs that send nothing never read them.
     preference_sets: OnceCell<Vec<(String, PreferenceSet)>>,
+    /// The environment-level default preference set, if one is stored.
+    environment_preferences: OnceCell<Option<PreferenceSet>>,
     /// The static audiences the recipient is in (for this run's tenant), loaded only
     /// when a condition asks.
     audiences: OnceCell<Vec<String>>,
@@ -94,6 +97,7 @@ impl RunContext {
         let mut ctx = Self {
             audiences: OnceCell::new(),
             preference_sets: OnceCell::new(),
+            environment_preferences: OnceCell::new(),
             tenant,
             data: run.data.clone(),
             state: run.state.clone(),
@@ -242,16 +246,60 @@ impl RunContext {
         Ok(sets)
     }
 
-    /// The static audiences the recipient is in, read once per run load.
+    /// The environment's default preference set, read once per run load.
+    async fn environment_preferences(
+        &self,
+        engine: &Engine,
+    ) -> Result<Option<&PreferenceSet>, StoreError> {
+        let set = self
+            .environment_preferences
+            .get_or_try_init(|| async {
+                let doc = engine
+                    .inner
+                    .store
+                    .get_document(
+                        &self.run.environment_id,
+                        &Owner::Environment,
+                        DocumentKind::Preferences,
+                        "default",
+                    )
+                    .await?;
+                Ok::<_, StoreError>(doc.and_then(|d| {
+                    PreferenceSet::parse(&d.data, "preferences")
+                        .ok()
+                        .map(|(set, _)| set)
+                }))
+            })
+            .await?;
+        Ok(set.as_ref())
+    }
+
+    /// The audiences the recipient is in, read once per run load: static memberships,
+    /// plus every dynamic audience whose segments the recipient's current properties
+    /// match (dynamic audiences have no stored members to look up).
     pub async fn audiences(&self, engine: &Engine) -> Result<&[String], StoreError> {
         let audiences = self
             .audiences
-            .get_or_try_init(|| {
-                engine.inner.store.audiences_of(
-                    &self.run.environment_id,
-                    &self.run.recipient_id,
-                    self.run.tenant.as_deref(),
-                )
+            .get_or_try_init(|| async {
+                let store = &engine.inner.store;
+                let mut keys = store
+                    .audiences_of(
+                        &self.run.environment_id,
+                        &self.run.recipient_id,
+                        self.run.tenant.as_deref(),
+                    )
+                    .await?;
+                let now = engine.inner.clock.now_ms();
+                for audience in store.dynamic_audiences(&self.run.environment_id).await? {
+                    // Stored segments were validated when written; one that no longer
+                    // parses matches nobody rather than failing the run.
+                    let matched = Segments::parse(&audience.segments, "segments")
+                        .is_ok_and(|segments| segments.includes(&self.recipient, now));
+                    if matched && !keys.contains(&audience.key) {
+                        keys.push(audience.key);
+                    }
+                }
+                Ok::<_, StoreError>(keys)
             })
             .await?;
         Ok(audiences)
@@ -286,10 +334,11 @@ impl RunContext {
         now: Millis,
     ) -> Result<Decision, StoreError> {
         let sets = self.preference_sets(engine).await?;
+        let environment_default = self.environment_preferences(engine).await?;
         let tenant_default = self.tenant.pointer("/settings/preference_set");
         let set = |id: &str| sets.iter().find(|(key, _)| key == id).map(|(_, set)| set);
         let sources = PreferenceSources {
-            environment_default: None,
+            environment_default,
             tenant_default,
             recipient_tenant: self.run.tenant.as_deref().and_then(set),
             recipient_default: set("default"),
@@ -305,11 +354,12 @@ impl RunContext {
         };
         // Preference conditions may ask about audiences; without any preferences there is
         // nothing to ask.
-        let audiences = if sets.is_empty() && tenant_default.is_none() {
-            &[][..]
-        } else {
-            self.audiences(engine).await?
-        };
+        let audiences =
+            if sets.is_empty() && tenant_default.is_none() && environment_default.is_none() {
+                &[][..]
+            } else {
+                self.audiences(engine).await?
+            };
         let root = self.variables(now);
         let scope = JsonScope {
             root: &root,

@@ -92,6 +92,9 @@ pub struct TriggerWrite {
     /// Objects to set before the run starts, as `(collection, id, properties)` (an inline
     /// tenant).
     pub inline_objects: Vec<(String, String, Map<String, Value>)>,
+    /// Documents to write before the run starts, as `(owner, kind, key, data)`: inline
+    /// `preferences` of trigger recipients, already merged with what was stored.
+    pub inline_documents: Vec<(Owner, DocumentKind, String, Value)>,
     /// Objects `(collection, id)` whose subscribers the trigger fans out to.
     pub fan_outs: Vec<(String, String)>,
     pub idempotency: Option<IdempotencyClaim>,
@@ -615,12 +618,18 @@ pub const TENANTS_COLLECTION: &str = "$tenants";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Owner {
     User(String),
-    Object { collection: String, id: String },
+    Object {
+        collection: String,
+        id: String,
+    },
+    /// The environment itself: holds the environment-level default preference set.
+    Environment,
 }
 
 impl Owner {
     pub fn key(&self) -> String {
         match self {
+            Owner::Environment => "environment".to_string(),
             Owner::User(id) => format!("user:{id}"),
             Owner::Object { collection, id } => format!("object:{collection}:{id}"),
         }
@@ -690,4 +699,19 @@ pub struct AudienceMember {
     pub user_id: String,
     pub tenant: Option<String>,
     pub added_at: Millis,
+}
+
+/// An audience as the Management API defines it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudienceDefinition {
+    pub key: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// `static` or `dynamic`; fixed once created.
+    pub audience_type: String,
+    /// Knock's `segments` for a dynamic audience (`[]` for static ones), as given.
+    pub segments: Value,
+    pub archived_at: Option<Millis>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
 }

@@ -430,6 +430,38 @@ pub trait AudienceStore {
         user_id: &str,
         tenant: Option<&str>,
     ) -> StoreResult<Vec<String>>;
+    /// Creates or updates an audience definition; an archived one is restored. The
+    /// stored `audience_type` and `created_at` of an existing audience are kept.
+    async fn upsert_audience(
+        &self,
+        environment_id: &str,
+        audience: &AudienceDefinition,
+        now: Millis,
+    ) -> StoreResult<AudienceDefinition>;
+    /// An audience definition, archived or not.
+    async fn get_audience(
+        &self,
+        environment_id: &str,
+        key: &str,
+    ) -> StoreResult<Option<AudienceDefinition>>;
+    /// Unarchived audience definitions ordered by key, after `after` (a previous page's
+    /// last key).
+    async fn list_audiences(
+        &self,
+        environment_id: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<AudienceDefinition>>;
+    /// Archives an audience; false when there is no unarchived audience with that key.
+    async fn archive_audience(
+        &self,
+        environment_id: &str,
+        key: &str,
+        now: Millis,
+    ) -> StoreResult<bool>;
+    /// Every unarchived dynamic audience, for membership checks.
+    async fn dynamic_audiences(&self, environment_id: &str)
+        -> StoreResult<Vec<AudienceDefinition>>;
 }
 
 /// Per-recipient JSON documents (preference sets, channel data). The store keeps them
@@ -466,6 +498,27 @@ pub trait DocumentStore {
         kind: DocumentKind,
         key: &str,
     ) -> StoreResult<bool>;
+    /// Every document of one kind of each of `owners`, as `(owner key, document)` pairs
+    /// ordered by owner key then document key: one read for a whole page of recipients.
+    async fn list_documents_of(
+        &self,
+        environment_id: &str,
+        owners: &[Owner],
+        kind: DocumentKind,
+    ) -> StoreResult<Vec<(String, Document)>>;
+    /// Writes the same document under `key` for every owner, replacing what each had, and
+    /// records a completed bulk operation named `bulk_name`, all in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn bulk_put_documents(
+        &self,
+        environment_id: &str,
+        owners: &[Owner],
+        kind: DocumentKind,
+        key: &str,
+        data: &Value,
+        bulk_name: &str,
+        now: Millis,
+    ) -> StoreResult<BulkOperation>;
 }
 
 /// Everything Hark persists. Implemented by the SQLite and PostgreSQL backends.

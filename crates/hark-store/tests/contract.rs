@@ -266,6 +266,7 @@ fn trigger(env: &str, recipients: &[&str], now: i64) -> TriggerWrite {
         recipients: recipients.iter().map(|s| s.to_string()).collect(),
         inline_users: vec![("r1".into(), props(json!({"email": "r1@x.io"})))],
         inline_objects: vec![],
+        inline_documents: Vec::new(),
         fan_outs: vec![],
         idempotency: None,
         state: json!({}),

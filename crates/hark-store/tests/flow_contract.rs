@@ -30,6 +30,7 @@ fn trigger(env: &str, recipient: &str, now: i64) -> TriggerWrite {
         recipients: vec![recipient.to_string()],
         inline_users: vec![],
         inline_objects: vec![],
+        inline_documents: Vec::new(),
         fan_outs: vec![],
         idempotency: None,
         state: json!({}),

@@ -1,7 +1,9 @@
 //! The Management API, served under `/mgmt` so that `@knocklabs/mgmt` works with
 //! `baseURL=http://HOST/mgmt`.
 
+mod audiences;
 mod channels;
+mod preferences;
 mod workflows;
 
 use axum::Router;
@@ -10,6 +12,8 @@ use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(audiences::router())
         .merge(channels::router())
         .merge(workflows::router())
+        .merge(preferences::router())
 }

@@ -74,6 +74,27 @@ fn parse_members(body: &Value) -> ApiResult<Vec<MemberIn>> {
     }
 }
 
+/// Member endpoints serve static audiences only. A dynamic audience's membership is its
+/// segments evaluated against each user's current properties, so there is no member list
+/// to change, and listing it would mean evaluating every user in the environment; both
+/// are refused with an error that says why.
+async fn refuse_dynamic(state: &AppState, environment_id: &str, key: &str) -> ApiResult<()> {
+    let dynamic = state
+        .store
+        .get_audience(environment_id, key)
+        .await?
+        .is_some_and(|a| a.audience_type == "dynamic" && a.archived_at.is_none());
+    if dynamic {
+        return Err(ApiError::field(
+            "key",
+            &format!(
+                "`{key}` is a dynamic audience: its members follow its segments and can't be listed or changed directly"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 async fn add_members(
     State(state): State<AppState>,
     caller: Caller,
@@ -82,6 +103,7 @@ async fn add_members(
 ) -> ApiResult<StatusCode> {
     caller.require_secret()?;
     validate_id(&key, "key").map_err(|e| ApiError::invalid(vec![e]))?;
+    refuse_dynamic(&state, caller.env_id(), &key).await?;
     let members = parse_members(&body)?;
     let env = caller.env_id();
     let mut inline = Vec::new();
@@ -112,6 +134,7 @@ async fn remove_members(
     KnockJson(body): KnockJson<Value>,
 ) -> ApiResult<StatusCode> {
     caller.require_secret()?;
+    refuse_dynamic(&state, caller.env_id(), &key).await?;
     let pairs: Vec<(String, Option<String>)> = parse_members(&body)?
         .into_iter()
         .map(|(id, tenant, _)| (id, tenant))
@@ -130,6 +153,7 @@ async fn list_members(
     params: Params,
 ) -> ApiResult<Json<Value>> {
     caller.require_secret()?;
+    refuse_dynamic(&state, caller.env_id(), &key).await?;
     let size = params.page_size()?;
     let after = params.get("after").and_then(cursor::decode).and_then(|k| {
         let mut parts = k.splitn(3, '\u{1f}');

@@ -5,7 +5,7 @@ mod channel_data;
 mod feeds;
 mod messages;
 mod objects;
-mod preferences;
+pub(crate) mod preferences;
 mod runs;
 pub(crate) mod tenants;
 mod users;

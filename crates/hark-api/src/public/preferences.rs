@@ -3,20 +3,26 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use hark_core::preferences::{PersistenceStrategy, PreferenceSet};
-use hark_core::recipient::FieldError;
+use hark_core::recipient::{validate_id, FieldError};
 use hark_store::{DocumentKind, Owner};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::KnockJson;
+use crate::out::bulk_out;
 use crate::state::AppState;
+
+/// The most users one bulk preferences request may name.
+const MAX_BULK_USERS: usize = 1000;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/v1/users/bulk/preferences", post(bulk_set_user_sets))
         .route("/v1/users/{user_id}/preferences", get(list_user_sets))
         .route(
             "/v1/users/{user_id}/preferences/{set_id}",
@@ -49,7 +55,7 @@ async fn get_user_set(
     Path((user_id, set_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     caller.require_user(&user_id)?;
-    get_set(&state, &caller, Owner::User(user_id), &set_id).await
+    get_set(&state, caller.env_id(), Owner::User(user_id), &set_id).await
 }
 
 async fn put_user_set(
@@ -59,7 +65,14 @@ async fn put_user_set(
     KnockJson(body): KnockJson<Value>,
 ) -> ApiResult<Json<Value>> {
     caller.require_user(&user_id)?;
-    put_set(&state, &caller, Owner::User(user_id), &set_id, &body).await
+    put_set(
+        &state,
+        caller.env_id(),
+        Owner::User(user_id),
+        &set_id,
+        &body,
+    )
+    .await
 }
 
 async fn delete_user_set(
@@ -68,7 +81,7 @@ async fn delete_user_set(
     Path((user_id, set_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     caller.require_user(&user_id)?;
-    delete_set(&state, &caller, Owner::User(user_id), &set_id).await
+    delete_set(&state, caller.env_id(), Owner::User(user_id), &set_id).await
 }
 
 fn object_owner(caller: &Caller, collection: String, id: String) -> ApiResult<Owner> {
@@ -91,7 +104,7 @@ async fn get_object_set(
     Path((collection, object_id, set_id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
     let owner = object_owner(&caller, collection, object_id)?;
-    get_set(&state, &caller, owner, &set_id).await
+    get_set(&state, caller.env_id(), owner, &set_id).await
 }
 
 async fn put_object_set(
@@ -101,7 +114,7 @@ async fn put_object_set(
     KnockJson(body): KnockJson<Value>,
 ) -> ApiResult<Json<Value>> {
     let owner = object_owner(&caller, collection, object_id)?;
-    put_set(&state, &caller, owner, &set_id, &body).await
+    put_set(&state, caller.env_id(), owner, &set_id, &body).await
 }
 
 async fn delete_object_set(
@@ -110,7 +123,7 @@ async fn delete_object_set(
     Path((collection, object_id, set_id)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
     let owner = object_owner(&caller, collection, object_id)?;
-    delete_set(&state, &caller, owner, &set_id).await
+    delete_set(&state, caller.env_id(), owner, &set_id).await
 }
 
 /// Knock's `PreferenceSet` response for a stored (or absent) set.
@@ -156,13 +169,14 @@ pub(crate) fn inline_sets(
     }
 }
 
-/// Writes validated inline sets for `owner`.
-pub(crate) async fn store_inline_sets(
+/// Validated inline sets applied to what `owner` has stored: the sets to write.
+pub(crate) async fn merged_sets(
     state: &AppState,
     environment_id: &str,
     owner: &Owner,
     sets: &[(String, PreferenceSet, PersistenceStrategy)],
-) -> ApiResult<()> {
+) -> ApiResult<Vec<(String, PreferenceSet)>> {
+    let mut merged = Vec::with_capacity(sets.len());
     for (id, update, strategy) in sets {
         let current = state
             .store
@@ -170,14 +184,26 @@ pub(crate) async fn store_inline_sets(
             .await?
             .map(|d| stored_set(&d.data))
             .unwrap_or_default();
-        let next = current.apply(update, *strategy);
+        merged.push((id.clone(), current.apply(update, *strategy)));
+    }
+    Ok(merged)
+}
+
+/// Writes validated inline sets for `owner`.
+pub(crate) async fn store_inline_sets(
+    state: &AppState,
+    environment_id: &str,
+    owner: &Owner,
+    sets: &[(String, PreferenceSet, PersistenceStrategy)],
+) -> ApiResult<()> {
+    for (id, next) in merged_sets(state, environment_id, owner, sets).await? {
         state
             .store
             .put_document(
                 environment_id,
                 owner,
                 DocumentKind::Preferences,
-                id,
+                &id,
                 &next.to_json(),
                 state.now(),
             )
@@ -209,23 +235,23 @@ async fn list_sets(state: &AppState, caller: &Caller, owner: Owner) -> ApiResult
     Ok(Json(Value::Array(sets)))
 }
 
-async fn get_set(
+pub(crate) async fn get_set(
     state: &AppState,
-    caller: &Caller,
+    environment_id: &str,
     owner: Owner,
     set_id: &str,
 ) -> ApiResult<Json<Value>> {
     let doc = state
         .store
-        .get_document(caller.env_id(), &owner, DocumentKind::Preferences, set_id)
+        .get_document(environment_id, &owner, DocumentKind::Preferences, set_id)
         .await?;
     let set = doc.map(|d| stored_set(&d.data)).unwrap_or_default();
     Ok(Json(preference_set_out(set_id, &set)))
 }
 
-async fn put_set(
+pub(crate) async fn put_set(
     state: &AppState,
-    caller: &Caller,
+    environment_id: &str,
     owner: Owner,
     set_id: &str,
     body: &Value,
@@ -234,7 +260,7 @@ async fn put_set(
         PreferenceSet::parse(body, "preferences").map_err(ApiError::invalid)?;
     let current = state
         .store
-        .get_document(caller.env_id(), &owner, DocumentKind::Preferences, set_id)
+        .get_document(environment_id, &owner, DocumentKind::Preferences, set_id)
         .await?
         .map(|d| stored_set(&d.data))
         .unwrap_or_default();
@@ -242,7 +268,7 @@ async fn put_set(
     state
         .store
         .put_document(
-            caller.env_id(),
+            environment_id,
             &owner,
             DocumentKind::Preferences,
             set_id,
@@ -253,15 +279,144 @@ async fn put_set(
     Ok(Json(preference_set_out(set_id, &next)))
 }
 
-async fn delete_set(
+pub(crate) async fn delete_set(
     state: &AppState,
-    caller: &Caller,
+    environment_id: &str,
     owner: Owner,
     set_id: &str,
 ) -> ApiResult<StatusCode> {
     state
         .store
-        .delete_document(caller.env_id(), &owner, DocumentKind::Preferences, set_id)
+        .delete_document(environment_id, &owner, DocumentKind::Preferences, set_id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/users/bulk/preferences`: one preference set written for many users. Knock
+/// documents this as destructive: each user's set is replaced, never merged. The set id
+/// is the body's `preferences.id` (`default` when absent).
+async fn bulk_set_user_sets(
+    State(state): State<AppState>,
+    caller: Caller,
+    KnockJson(body): KnockJson<Value>,
+) -> ApiResult<Json<Value>> {
+    caller.require_secret()?;
+    let mut errors = Vec::new();
+    let user_ids: Vec<String> = match body.get("user_ids") {
+        Some(Value::Array(ids)) => {
+            if ids.len() > MAX_BULK_USERS {
+                errors.push(FieldError::new(
+                    "user_ids",
+                    "must have at most 1000 entries",
+                ));
+            }
+            ids.iter()
+                .enumerate()
+                .filter_map(|(i, id)| {
+                    let field = format!("user_ids[{i}]");
+                    match id.as_str() {
+                        Some(id) => match validate_id(id, &field) {
+                            Ok(()) => Some(id.to_string()),
+                            Err(e) => {
+                                errors.push(e);
+                                None
+                            }
+                        },
+                        None => {
+                            errors.push(FieldError::new(field, "must be a string"));
+                            None
+                        }
+                    }
+                })
+                .collect()
+        }
+        None | Some(Value::Null) => {
+            errors.push(FieldError::new("user_ids", "can't be blank"));
+            Vec::new()
+        }
+        Some(_) => {
+            errors.push(FieldError::new("user_ids", "must be a list"));
+            Vec::new()
+        }
+    };
+    let mut request = match body.get("preferences") {
+        Some(Value::Object(map)) => map.clone(),
+        None | Some(Value::Null) => {
+            errors.push(FieldError::new("preferences", "can't be blank"));
+            Default::default()
+        }
+        Some(_) => {
+            errors.push(FieldError::new("preferences", "must be an object"));
+            Default::default()
+        }
+    };
+    let set_id = match request.remove("id") {
+        None | Some(Value::Null) => "default".to_string(),
+        Some(Value::String(id)) => {
+            if let Err(e) = validate_id(&id, "preferences.id") {
+                errors.push(e);
+            }
+            id
+        }
+        Some(_) => {
+            errors.push(FieldError::new("preferences.id", "must be a string"));
+            String::new()
+        }
+    };
+    // Always a replace, whatever the body says about persistence.
+    request.remove("__persistence_strategy__");
+    let set = match PreferenceSet::parse(&Value::Object(request), "preferences") {
+        Ok((set, _)) => Some(set),
+        Err(e) => {
+            errors.extend(e);
+            None
+        }
+    };
+    let Some(set) = set.filter(|_| errors.is_empty()) else {
+        return Err(ApiError::invalid(errors));
+    };
+    let owners: Vec<Owner> = user_ids.into_iter().map(Owner::User).collect();
+    let op = state
+        .store
+        .bulk_put_documents(
+            caller.env_id(),
+            &owners,
+            DocumentKind::Preferences,
+            &set_id,
+            &set.to_json(),
+            "users.set_preferences",
+            state.now(),
+        )
+        .await?;
+    Ok(Json(bulk_out(&op, "")))
+}
+
+/// Every user's stored preference sets, for `include[]=preferences`: user id → set id →
+/// `PreferenceSet`, the shape inline `preferences` take on identify. One read per page.
+pub(crate) async fn sets_by_user(
+    state: &AppState,
+    environment_id: &str,
+    user_ids: &[String],
+) -> ApiResult<HashMap<String, Value>> {
+    let owners: Vec<Owner> = user_ids.iter().cloned().map(Owner::User).collect();
+    let docs = state
+        .store
+        .list_documents_of(environment_id, &owners, DocumentKind::Preferences)
+        .await?;
+    let mut by_owner: HashMap<String, serde_json::Map<String, Value>> = HashMap::new();
+    for (owner_key, doc) in docs {
+        by_owner.entry(owner_key).or_default().insert(
+            doc.key.clone(),
+            preference_set_out(&doc.key, &stored_set(&doc.data)),
+        );
+    }
+    Ok(user_ids
+        .iter()
+        .map(|id| {
+            let sets = by_owner
+                .remove(&Owner::User(id.clone()).key())
+                .unwrap_or_default();
+            (id.clone(), Value::Object(sets))
+        })
+        .collect())
 }

@@ -114,9 +114,27 @@ async fn list_users(
 ) -> ApiResult<Json<Value>> {
     caller.require_secret()?;
     let page = params.page()?;
+    let includes = params.list("include");
+    if let Some(unknown) = includes.iter().find(|i| i.as_str() != "preferences") {
+        return Err(ApiError::field(
+            "include",
+            &format!("`{unknown}` is not something users can include; expected `preferences`"),
+        ));
+    }
     let result = state.store.list_users(caller.env_id(), &page).await?;
+    let mut entries: Vec<Value> = result.entries.iter().map(user_out).collect();
+    if !includes.is_empty() {
+        let ids: Vec<String> = result.entries.iter().map(|u| u.id.clone()).collect();
+        let mut sets = super::preferences::sets_by_user(&state, caller.env_id(), &ids).await?;
+        for (entry, user) in entries.iter_mut().zip(&result.entries) {
+            if let Value::Object(map) = entry {
+                let user_sets = sets.remove(&user.id).unwrap_or_else(|| json!({}));
+                map.insert("preferences".into(), user_sets);
+            }
+        }
+    }
     Ok(Json(json!({
-        "entries": result.entries.iter().map(user_out).collect::<Vec<_>>(),
+        "entries": entries,
         "page_info": page_info(&result, page.page_size),
     })))
 }

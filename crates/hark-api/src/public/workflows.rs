@@ -5,14 +5,19 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use hark_core::preferences::{PersistenceStrategy, PreferenceSet};
 use hark_core::recipient::{validate_user_properties, FieldError, RecipientRequest};
 use hark_core::{new_id, Millis};
-use hark_store::{hash_secret, IdempotencyClaim, TriggerOutcome, TriggerWrite, TENANTS_COLLECTION};
+use hark_store::{
+    hash_secret, DocumentKind, IdempotencyClaim, Owner, TriggerOutcome, TriggerWrite,
+    TENANTS_COLLECTION,
+};
 use serde_json::{json, Map, Value};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::KnockJson;
+use crate::public::preferences::{inline_sets, merged_sets};
 use crate::public::tenants::parse_tenant;
 use crate::state::AppState;
 
@@ -32,6 +37,8 @@ struct TriggerIn {
     /// Object recipients `(collection, id)`: their subscribers are notified.
     objects: Vec<(String, String)>,
     inline_users: Vec<(String, Map<String, Value>)>,
+    /// Inline `preferences` of inline users, validated, to merge into what is stored.
+    inline_preferences: Vec<(String, InlineSets)>,
     actor: Option<String>,
     tenant: Option<String>,
     data: Value,
@@ -42,14 +49,36 @@ struct TriggerIn {
     settings: Value,
 }
 
+type InlineSets = Vec<(String, PreferenceSet, PersistenceStrategy)>;
+
+/// Inline users of a trigger (recipients and actor): properties and preference sets.
+#[derive(Default)]
+struct InlineUsers {
+    properties: Vec<(String, Map<String, Value>)>,
+    preferences: Vec<(String, InlineSets)>,
+}
+
 fn push_inline(
-    inline: &mut Vec<(String, Map<String, Value>)>,
+    inline: &mut InlineUsers,
     errors: &mut Vec<FieldError>,
     request: RecipientRequest,
     field: &str,
 ) -> String {
     let id = request.id().to_string();
     if let RecipientRequest::InlineUser { properties, .. } = request {
+        // Inline preferences follow identify's rules: merged into stored sets by default.
+        let preferences = properties
+            .get("preferences")
+            .map(|p| json!({ "preferences": p }))
+            .unwrap_or(Value::Null);
+        match inline_sets(&preferences) {
+            Ok(sets) if !sets.is_empty() => inline.preferences.push((id.clone(), sets)),
+            Ok(_) => {}
+            Err(e) => errors.extend(
+                e.into_iter()
+                    .map(|e| FieldError::new(format!("{field}.{}", e.field), e.message)),
+            ),
+        }
         let mut props = properties;
         props.remove("__typename");
         props.remove("channel_data");
@@ -57,7 +86,7 @@ fn push_inline(
         for e in validate_user_properties(&props) {
             errors.push(FieldError::new(format!("{field}.{}", e.field), e.message));
         }
-        inline.push((id.clone(), props));
+        inline.properties.push((id.clone(), props));
     }
     id
 }
@@ -67,7 +96,7 @@ fn parse_trigger(body: &Value) -> Result<TriggerIn, Vec<FieldError>> {
         return Err(vec![FieldError::new("body", "must be an object")]);
     };
     let mut errors = Vec::new();
-    let mut inline = Vec::new();
+    let mut inline = InlineUsers::default();
     let mut recipients = Vec::new();
     let mut objects: Vec<(String, String)> = Vec::new();
     match body.get("recipients") {
@@ -194,7 +223,8 @@ fn parse_trigger(body: &Value) -> Result<TriggerIn, Vec<FieldError>> {
         Ok(TriggerIn {
             recipients,
             objects,
-            inline_users: inline,
+            inline_users: inline.properties,
+            inline_preferences: inline.preferences,
             actor,
             tenant,
             data,
@@ -264,6 +294,8 @@ async fn trigger(
         response: response.clone(),
         not_before: now - IDEMPOTENCY_WINDOW_MS,
     });
+    let inline_documents =
+        merged_inline_documents(&state, caller.env_id(), &input.inline_preferences).await?;
     let write = TriggerWrite {
         environment_id: caller.env_id().to_string(),
         workflow_key: key,
@@ -281,6 +313,7 @@ async fn trigger(
             .map(|(id, props)| (TENANTS_COLLECTION.to_string(), id, props))
             .into_iter()
             .collect(),
+        inline_documents,
         idempotency,
         state: json!({"settings": input.settings}),
         frequency: definition.trigger_frequency,
@@ -302,6 +335,28 @@ async fn trigger(
             "This Idempotency-Key was already used with a different request body",
         )),
     }
+}
+
+/// The documents inline preferences become: each set merged (or replaced) over what is
+/// stored now, written in the trigger's transaction so the runs see them.
+async fn merged_inline_documents(
+    state: &AppState,
+    environment_id: &str,
+    inline: &[(String, InlineSets)],
+) -> ApiResult<Vec<(Owner, DocumentKind, String, Value)>> {
+    let mut documents = Vec::new();
+    for (user_id, sets) in inline {
+        let owner = Owner::User(user_id.clone());
+        for (set_id, next) in merged_sets(state, environment_id, &owner, sets).await? {
+            documents.push((
+                owner.clone(),
+                DocumentKind::Preferences,
+                set_id,
+                next.to_json(),
+            ));
+        }
+    }
+    Ok(documents)
 }
 
 /// Checks trigger data against the workflow's `trigger_data_json_schema`: every violation

@@ -220,6 +220,7 @@ impl Engine {
             recipients,
             inline_users: Vec::new(),
             inline_objects: Vec::new(),
+            inline_documents: Vec::new(),
             fan_outs: Vec::new(),
             idempotency: None,
             state: json!({}),

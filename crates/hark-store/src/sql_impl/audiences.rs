@@ -1,4 +1,4 @@
-//! Static audience members.
+//! Audience definitions and static audience members.
 
 use super::*;
 
@@ -9,6 +9,24 @@ fn member_from_row(row: &DbRow) -> Result<AudienceMember, StoreError> {
         user_id: get(row, "user_id", OP)?,
         tenant: Some(tenant).filter(|t| !t.is_empty()),
         added_at: get(row, "added_at", OP)?,
+    })
+}
+
+const AUDIENCE_COLUMNS: &str =
+    "key, name, description, audience_type, segments, archived_at, created_at, updated_at";
+
+fn audience_from_row(row: &DbRow) -> Result<AudienceDefinition, StoreError> {
+    const OP: &str = "read audience";
+    let segments: String = get(row, "segments", OP)?;
+    Ok(AudienceDefinition {
+        key: get(row, "key", OP)?,
+        name: get(row, "name", OP)?,
+        description: get(row, "description", OP)?,
+        audience_type: get(row, "audience_type", OP)?,
+        segments: parse_json(&segments, OP)?,
+        archived_at: get(row, "archived_at", OP)?,
+        created_at: get(row, "created_at", OP)?,
+        updated_at: get(row, "updated_at", OP)?,
     })
 }
 
@@ -117,5 +135,103 @@ impl AudienceStore for SqlStore {
         rows.iter()
             .map(|row| get(row, "audience_key", "audiences of user"))
             .collect()
+    }
+
+    async fn upsert_audience(
+        &self,
+        environment_id: &str,
+        audience: &AudienceDefinition,
+        now: Millis,
+    ) -> StoreResult<AudienceDefinition> {
+        const OP: &str = "upsert audience";
+        let row = sqlx::query(&format!(
+            "INSERT INTO audiences (environment_id, key, name, description, audience_type, \
+             segments, archived_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $7) \
+             ON CONFLICT (environment_id, key) DO UPDATE SET name = excluded.name, \
+             description = excluded.description, segments = excluded.segments, \
+             archived_at = NULL, updated_at = excluded.updated_at \
+             RETURNING {AUDIENCE_COLUMNS}"
+        ))
+        .bind(environment_id)
+        .bind(&audience.key)
+        .bind(&audience.name)
+        .bind(&audience.description)
+        .bind(&audience.audience_type)
+        .bind(to_json_text(&audience.segments))
+        .bind(now)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(StoreError::db(OP))?;
+        audience_from_row(&row)
+    }
+
+    async fn get_audience(
+        &self,
+        environment_id: &str,
+        key: &str,
+    ) -> StoreResult<Option<AudienceDefinition>> {
+        let row = sqlx::query(&format!(
+            "SELECT {AUDIENCE_COLUMNS} FROM audiences WHERE environment_id = $1 AND key = $2"
+        ))
+        .bind(environment_id)
+        .bind(key)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(StoreError::db("get audience"))?;
+        row.as_ref().map(audience_from_row).transpose()
+    }
+
+    async fn list_audiences(
+        &self,
+        environment_id: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<AudienceDefinition>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {AUDIENCE_COLUMNS} FROM audiences WHERE environment_id = $1 \
+             AND archived_at IS NULL AND key > $2 ORDER BY key LIMIT $3"
+        ))
+        .bind(environment_id)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(StoreError::db("list audiences"))?;
+        rows.iter().map(audience_from_row).collect()
+    }
+
+    async fn archive_audience(
+        &self,
+        environment_id: &str,
+        key: &str,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE audiences SET archived_at = $3, updated_at = $3 \
+             WHERE environment_id = $1 AND key = $2 AND archived_at IS NULL",
+        )
+        .bind(environment_id)
+        .bind(key)
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .map_err(StoreError::db("archive audience"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn dynamic_audiences(
+        &self,
+        environment_id: &str,
+    ) -> StoreResult<Vec<AudienceDefinition>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {AUDIENCE_COLUMNS} FROM audiences WHERE environment_id = $1 \
+             AND audience_type = 'dynamic' AND archived_at IS NULL ORDER BY key"
+        ))
+        .bind(environment_id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(StoreError::db("list dynamic audiences"))?;
+        rows.iter().map(audience_from_row).collect()
     }
 }

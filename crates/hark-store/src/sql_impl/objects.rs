@@ -204,6 +204,34 @@ impl ObjectStore for SqlStore {
     }
 }
 
+/// Inserts or replaces one document inside a caller's transaction (a trigger's inline
+/// preferences are written with its runs).
+pub(super) async fn put_document_tx(
+    tx: &mut Tx<'_>,
+    environment_id: &str,
+    owner: &Owner,
+    kind: DocumentKind,
+    key: &str,
+    data: &Value,
+    now: Millis,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO recipient_documents (environment_id, owner, kind, key, data, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (environment_id, owner, kind, key) \
+         DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+    )
+    .bind(environment_id)
+    .bind(owner.key())
+    .bind(kind.as_str())
+    .bind(key)
+    .bind(to_json_text(data))
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::db("put document"))?;
+    Ok(())
+}
+
 fn document_from_row(row: &DbRow) -> Result<Document, StoreError> {
     const OP: &str = "read document";
     let data: String = get(row, "data", OP)?;
@@ -265,20 +293,11 @@ impl DocumentStore for SqlStore {
         data: &Value,
         now: Millis,
     ) -> StoreResult<Document> {
-        sqlx::query(
-            "INSERT INTO recipient_documents (environment_id, owner, kind, key, data, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (environment_id, owner, kind, key) \
-             DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
-        )
-        .bind(environment_id)
-        .bind(owner.key())
-        .bind(kind.as_str())
-        .bind(key)
-        .bind(to_json_text(data))
-        .bind(now)
-        .execute(&self.writer)
-        .await
-        .map_err(StoreError::db("put document"))?;
+        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        put_document_tx(&mut tx, environment_id, owner, kind, key, data, now).await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("commit put document"))?;
         Ok(Document {
             key: key.to_string(),
             data: data.clone(),
@@ -304,5 +323,61 @@ impl DocumentStore for SqlStore {
         .await
         .map_err(StoreError::db("delete document"))?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_documents_of(
+        &self,
+        environment_id: &str,
+        owners: &[Owner],
+        kind: DocumentKind,
+    ) -> StoreResult<Vec<(String, Document)>> {
+        if owners.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut qb = QueryBuilder::<Db>::new(
+            "SELECT owner, key, data, updated_at FROM recipient_documents WHERE environment_id = ",
+        );
+        qb.push_bind(environment_id.to_string());
+        qb.push(" AND kind = ");
+        qb.push_bind(kind.as_str());
+        qb.push(" AND owner IN (");
+        let mut list = qb.separated(", ");
+        for owner in owners {
+            list.push_bind(owner.key());
+        }
+        qb.push(") ORDER BY owner, key");
+        let rows = qb
+            .build()
+            .fetch_all(&self.reader)
+            .await
+            .map_err(StoreError::db("list documents of owners"))?;
+        rows.iter()
+            .map(|row| {
+                let owner: String = get(row, "owner", "read document owner")?;
+                Ok((owner, document_from_row(row)?))
+            })
+            .collect()
+    }
+
+    async fn bulk_put_documents(
+        &self,
+        environment_id: &str,
+        owners: &[Owner],
+        kind: DocumentKind,
+        key: &str,
+        data: &Value,
+        bulk_name: &str,
+        now: Millis,
+    ) -> StoreResult<BulkOperation> {
+        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        for owner in owners {
+            put_document_tx(&mut tx, environment_id, owner, kind, key, data, now).await?;
+        }
+        let op = completed_bulk(bulk_name, owners.len() as i64, now);
+        insert_bulk_operation(&mut tx, environment_id, &op).await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("commit bulk put documents"))?;
+        Ok(op)
     }
 }

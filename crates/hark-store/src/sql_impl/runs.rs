@@ -78,6 +78,10 @@ pub(super) async fn write_trigger(
         super::objects::upsert_object_tx(tx, &t.environment_id, collection, id, props, t.now)
             .await?;
     }
+    for (owner, kind, key, data) in &t.inline_documents {
+        super::objects::put_document_tx(tx, &t.environment_id, owner, *kind, key, data, t.now)
+            .await?;
+    }
     sqlx::query(
         "INSERT INTO workflow_runs (id, environment_id, workflow_key, workflow_version, recipient_count, inserted_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
