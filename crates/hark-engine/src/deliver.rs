@@ -2,6 +2,7 @@
 //! are at-least-once; they carry the message id as idempotency key so a repeat after a
 //! crash can be recognised by the receiver.
 
+use hark_channels::callbacks::provider_message_id;
 use hark_channels::email::api::{split_addresses, OutboundEmail};
 use hark_channels::email::EmailMessage;
 use hark_channels::sms::OutboundSms;
@@ -73,6 +74,7 @@ impl Engine {
             event_type: event_type.to_string(),
             event_data: json!({"attempt": job.attempts, "reason": reason}),
             retry_at,
+            provider_message_id: provider_message_id(&attempt),
             now,
         };
         if !store.commit_delivery(job, &commit).await? {

@@ -578,6 +578,20 @@ pub struct DeliveryCommit {
     pub event_data: Value,
     /// When set, the job is retried at this instant; otherwise it is done.
     pub retry_at: Option<Millis>,
+    /// The id the provider gave the message when it accepted it, for status callbacks.
+    pub provider_message_id: Option<String>,
+    pub now: Millis,
+}
+
+/// A status a provider reported for a message after accepting it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderStatusUpdate {
+    pub message_id: String,
+    /// `delivered`, `bounced` or `undelivered`.
+    pub status: String,
+    /// `message.delivered`, `message.bounced` or `message.undelivered`.
+    pub event_type: String,
+    pub event_data: Value,
     pub now: Millis,
 }
 

@@ -790,6 +790,7 @@ async fn delivery_commit_retries_and_logs(f: Fixture) {
         event_type: "message.delivery_attempted".into(),
         event_data: json!({}),
         retry_at: Some(1_000),
+        provider_message_id: None,
         now: 7,
     };
     assert!(f.store.commit_delivery(&job, &retry).await.expect("commit"));
@@ -813,6 +814,7 @@ async fn delivery_commit_retries_and_logs(f: Fixture) {
         log: log("l2"),
         event_type: "message.delivered".into(),
         retry_at: None,
+        provider_message_id: None,
         ..retry
     };
     assert!(f

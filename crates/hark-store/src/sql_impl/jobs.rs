@@ -254,12 +254,18 @@ impl JobStore for SqlStore {
         if !hold_lease(&mut tx, job).await? {
             return Ok(false);
         }
+        // A provider's callback may arrive before this commit: `sent` does not overwrite
+        // what the callback already said.
         let row = sqlx::query(
-            "UPDATE messages SET status = $1, updated_at = $2 WHERE id = $3 RETURNING environment_id, recipient_id",
+            "UPDATE messages SET status = CASE WHEN status IN ('delivered', 'bounced', 'undelivered') \
+             AND $1 = 'sent' THEN status ELSE $1 END, updated_at = $2, \
+             provider_message_id = COALESCE($4, provider_message_id) \
+             WHERE id = $3 RETURNING environment_id, recipient_id",
         )
         .bind(&d.status)
         .bind(d.now)
         .bind(&d.message_id)
+        .bind(&d.provider_message_id)
         .fetch_optional(&mut *tx)
         .await
         .map_err(StoreError::db(OP))?;
