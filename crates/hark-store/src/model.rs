@@ -573,7 +573,8 @@ pub struct ThrottleHit {
 pub struct DeliveryCommit {
     pub message_id: String,
     pub status: String,
-    pub log: DeliveryLog,
+    /// One log per provider request of the attempt (a push to three tokens is three).
+    pub logs: Vec<DeliveryLog>,
     pub event_type: String,
     pub event_data: Value,
     /// When set, the job is retried at this instant; otherwise it is done.

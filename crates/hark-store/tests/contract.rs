@@ -786,7 +786,7 @@ async fn delivery_commit_retries_and_logs(f: Fixture) {
     let retry = DeliveryCommit {
         message_id: msg.id.clone(),
         status: "delivery_attempted".into(),
-        log: log("l1"),
+        logs: vec![log("l1")],
         event_type: "message.delivery_attempted".into(),
         event_data: json!({}),
         retry_at: Some(1_000),
@@ -811,7 +811,7 @@ async fn delivery_commit_retries_and_logs(f: Fixture) {
         .expect("retried");
     let done = DeliveryCommit {
         status: "delivered".into(),
-        log: log("l2"),
+        logs: vec![log("l2")],
         event_type: "message.delivered".into(),
         retry_at: None,
         provider_message_id: None,

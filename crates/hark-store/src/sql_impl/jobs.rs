@@ -272,20 +272,22 @@ impl JobStore for SqlStore {
         if let Some(row) = row {
             let environment_id: String = get(&row, "environment_id", OP)?;
             let recipient_id: String = get(&row, "recipient_id", OP)?;
-            sqlx::query(
-                "INSERT INTO delivery_logs (id, environment_id, message_id, service_name, request, response, inserted_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&d.log.id)
-            .bind(&environment_id)
-            .bind(&d.message_id)
-            .bind(&d.log.service_name)
-            .bind(to_json_text(&d.log.request))
-            .bind(to_json_text(&d.log.response))
-            .bind(d.log.inserted_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::db(OP))?;
+            for log in &d.logs {
+                sqlx::query(
+                    "INSERT INTO delivery_logs (id, environment_id, message_id, service_name, request, response, inserted_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&log.id)
+                .bind(&environment_id)
+                .bind(&d.message_id)
+                .bind(&log.service_name)
+                .bind(to_json_text(&log.request))
+                .bind(to_json_text(&log.response))
+                .bind(log.inserted_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db(OP))?;
+            }
             insert_message_event(
                 &mut tx,
                 &environment_id,
