@@ -20,6 +20,7 @@ on_both_stores!(
     postmark_callbacks_need_the_webhook_credentials,
     mailgun_signature_is_checked,
     twilio_status_callback_is_signed_over_url_and_params,
+    callbacks_need_a_configured_channel_and_secret,
 );
 
 const TWILIO_CALLBACK_URL: &str = "https://hark.example.com/v1/providers/sms/callbacks";
@@ -487,4 +488,35 @@ fn url_form(body: &str) -> Vec<(String, String)> {
     url::form_urlencoded::parse(body.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
+}
+
+async fn callbacks_need_a_configured_channel_and_secret(backend: Backend) {
+    let sink = HttpSink::start().await.expect("sink");
+    // Twilio without `status_callback_url`: nothing to check a signature against.
+    let settings = json!({"account_sid": "AC1", "auth_token": "twilio-token",
+                          "from_number": "+15550000000", "base_url": sink.url("")});
+    let s = TestServer::start(backend, vec![channel("sms", "sms", "twilio", settings)]).await;
+    let params = [("MessageSid", "SM0001"), ("MessageStatus", "delivered")];
+    let signature = twilio_signature("twilio-token", &params);
+    let form_type = "application/x-www-form-urlencoded";
+    let body = "MessageSid=SM0001&MessageStatus=delivered".to_string();
+    let (status, refused) = post_callback(
+        &s,
+        "sms",
+        &[("X-Twilio-Signature", signature.clone())],
+        form_type,
+        body.clone(),
+    )
+    .await;
+    assert_refused(status, &refused);
+    let (status, missing) = post_callback(
+        &s,
+        "no-such-channel",
+        &[("X-Twilio-Signature", signature)],
+        form_type,
+        body,
+    )
+    .await;
+    assert_eq!(status, 404, "{missing}");
+    assert_eq!(missing["code"], "resource_missing");
 }
