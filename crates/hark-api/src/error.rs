@@ -19,6 +19,7 @@ pub enum ErrorCode {
     UserAccessDenied,
     ServiceTokenMissing,
     InvalidServiceToken,
+    InvalidSignature,
     InvalidJson,
     InvalidParams,
     IdempotencyKeyReused,
@@ -76,6 +77,11 @@ impl ErrorCode {
             ),
             InvalidServiceToken => (
                 "invalid_service_token",
+                "authentication_error",
+                StatusCode::UNAUTHORIZED,
+            ),
+            InvalidSignature => (
+                "invalid_signature",
                 "authentication_error",
                 StatusCode::UNAUTHORIZED,
             ),

@@ -2,6 +2,7 @@
 //! and SMS provider APIs, plus test peers (`testing`) that other crates' tests use to
 //! receive what was sent.
 
+pub mod callbacks;
 pub mod chat;
 pub mod email;
 pub mod outbound;

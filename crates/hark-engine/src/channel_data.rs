@@ -271,6 +271,7 @@ mod tests {
             channel_type,
             provider: provider.into(),
             sender: Sender::Webhook,
+            status_callbacks: None,
         }
     }
 

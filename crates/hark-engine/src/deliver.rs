@@ -2,6 +2,7 @@
 //! are at-least-once; they carry the message id as idempotency key so a repeat after a
 //! crash can be recognised by the receiver.
 
+use hark_channels::callbacks::provider_message_id;
 use hark_channels::email::api::{split_addresses, OutboundEmail};
 use hark_channels::email::EmailMessage;
 use hark_channels::sms::OutboundSms;
@@ -12,6 +13,7 @@ use hark_store::{ClaimedJob, DeliveryCommit, DeliveryLog, MessageRecord, StoreEr
 use serde_json::{json, Value};
 
 use crate::backoff::{retry_delay_ms, MAX_DELIVERY_ATTEMPTS};
+use crate::push_chat::combined_outcome;
 use crate::registry::Sender;
 use crate::render::content_pairs;
 use crate::Engine;
@@ -37,9 +39,12 @@ impl Engine {
             store.complete_job(job).await?;
             return Ok(());
         }
-        let attempt = self.attempt_delivery(&message).await;
+        let attempts = self.attempt_delivery(&message).await;
+        let outcome = combined_outcome(&attempts).unwrap_or_else(|| Outcome::Permanent {
+            reason: "nothing was attempted".into(),
+        });
         let now = self.inner.clock.now_ms();
-        let (status, event_type, retry_at) = match &attempt.outcome {
+        let (status, event_type, retry_at) = match &outcome {
             Outcome::Delivered => ("delivered", "message.delivered", None),
             Outcome::Sent => ("sent", "message.sent", None),
             Outcome::NotSent { .. } => ("not_sent", "message.not_sent", None),
@@ -52,16 +57,15 @@ impl Engine {
                 ("undelivered", "message.undelivered", None)
             }
         };
-        let reason = match &attempt.outcome {
+        let reason = match &outcome {
             Outcome::Retryable { reason, .. }
             | Outcome::Permanent { reason }
             | Outcome::NotSent { reason } => Value::String(reason.clone()),
             _ => Value::Null,
         };
-        let commit = DeliveryCommit {
-            message_id: message.id.clone(),
-            status: status.to_string(),
-            log: DeliveryLog {
+        let logs = attempts
+            .iter()
+            .map(|attempt| DeliveryLog {
                 id: new_id(),
                 environment_id: message.environment_id.clone(),
                 message_id: message.id.clone(),
@@ -69,10 +73,20 @@ impl Engine {
                 request: attempt.request.clone(),
                 response: attempt.response.clone(),
                 inserted_at: now,
-            },
+            })
+            .collect();
+        let commit = DeliveryCommit {
+            message_id: message.id.clone(),
+            status: status.to_string(),
+            logs,
             event_type: event_type.to_string(),
             event_data: json!({"attempt": job.attempts, "reason": reason}),
             retry_at,
+            // Several requests (push tokens) have no one provider id to record.
+            provider_message_id: match attempts.as_slice() {
+                [single] => provider_message_id(single),
+                _ => None,
+            },
             now,
         };
         if !store.commit_delivery(job, &commit).await? {
@@ -81,19 +95,21 @@ impl Engine {
         Ok(())
     }
 
-    async fn attempt_delivery(&self, message: &MessageRecord) -> DeliveryAttempt {
+    /// The provider requests made for the message: one for most channels, one per token
+    /// or connection for push and chat.
+    async fn attempt_delivery(&self, message: &MessageRecord) -> Vec<DeliveryAttempt> {
         let Some(channel) = self.inner.channels.by_key(&message.channel_key).cloned() else {
-            return DeliveryAttempt {
+            return vec![DeliveryAttempt {
                 outcome: Outcome::Permanent {
                     reason: format!("channel `{}` is no longer configured", message.channel_key),
                 },
                 service_name: "hark".into(),
                 request: json!({}),
                 response: json!({"error": "channel not configured"}),
-            };
+            }];
         };
         let content = &message.content;
-        match &channel.sender {
+        let attempt = match &channel.sender {
             Sender::Smtp { sender, .. } => {
                 let html = text(content, "html_body");
                 let email = EmailMessage {
@@ -163,14 +179,15 @@ impl Engine {
                     .send(&request, &message.id)
                     .await
             }
-            Sender::Push(sender) => self.deliver_push(message, &channel, sender).await,
-            Sender::Chat(sender) => self.deliver_chat(message, &channel, sender).await,
+            Sender::Push(sender) => return self.deliver_push(message, &channel, sender).await,
+            Sender::Chat(sender) => return self.deliver_chat(message, &channel, sender).await,
             Sender::InAppFeed => DeliveryAttempt {
                 outcome: Outcome::Delivered,
                 service_name: "in_app_feed".into(),
                 request: json!({}),
                 response: json!({}),
             },
-        }
+        };
+        vec![attempt]
     }
 }

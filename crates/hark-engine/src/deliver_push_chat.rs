@@ -1,5 +1,6 @@
 //! Delivery of push and chat messages: every token or connection of the recipient's
-//! current channel data, one provider request each, and dead tokens removed afterwards.
+//! current channel data, one provider request (and one delivery log) each, and dead tokens
+//! removed afterwards.
 
 use hark_channels::chat::ChatMessage;
 use hark_channels::push::{invalid_tokens, DeliveryType, PushMessage};
@@ -8,7 +9,7 @@ use hark_store::{DocumentKind, MessageRecord, Owner};
 use serde_json::{json, Map, Value};
 
 use crate::channel_data::{chat_connections, push_tokens, without_tokens};
-use crate::push_chat::{combine, ChatSender, PushSender};
+use crate::push_chat::{ChatSender, PushSender};
 use crate::registry::Channel;
 use crate::Engine;
 
@@ -66,17 +67,17 @@ impl Engine {
         message: &MessageRecord,
         channel: &Channel,
         sender: &PushSender,
-    ) -> DeliveryAttempt {
+    ) -> Vec<DeliveryAttempt> {
         let data = match self.current_channel_data(message, channel).await {
             Ok(data) => data.unwrap_or(Value::Null),
-            Err(attempt) => return attempt,
+            Err(attempt) => return vec![attempt],
         };
         let tokens = push_tokens(&data);
         if tokens.is_empty() {
-            return final_failure(
+            return vec![final_failure(
                 &channel.provider,
                 "the recipient has no push tokens for this channel",
-            );
+            )];
         }
         let content = &message.content;
         // Knock passes its message id with the data so the app can report engagement.
@@ -108,8 +109,7 @@ impl Engine {
         if sender.token_deregistration && !dead.is_empty() {
             self.deregister_tokens(message, channel, &dead).await;
         }
-        combine(attempts.into_iter().map(|a| a.attempt).collect())
-            .unwrap_or_else(|| final_failure(&channel.provider, "no token was attempted"))
+        attempts.into_iter().map(|a| a.attempt).collect()
     }
 
     /// Removes `dead` tokens from the recipient's channel data. Read and write are two
@@ -156,17 +156,17 @@ impl Engine {
         message: &MessageRecord,
         channel: &Channel,
         sender: &ChatSender,
-    ) -> DeliveryAttempt {
+    ) -> Vec<DeliveryAttempt> {
         let data = match self.current_channel_data(message, channel).await {
             Ok(data) => data.unwrap_or(Value::Null),
-            Err(attempt) => return attempt,
+            Err(attempt) => return vec![attempt],
         };
         let connections = chat_connections(&data);
         if connections.is_empty() {
-            return final_failure(
+            return vec![final_failure(
                 &channel.provider,
                 "the recipient has no chat connections for this channel",
-            );
+            )];
         }
         let template = &message.content["template"];
         let chat = ChatMessage {
@@ -181,7 +181,6 @@ impl Engine {
         for connection in &connections {
             attempts.push(sender.send(&data, connection, &chat).await);
         }
-        combine(attempts)
-            .unwrap_or_else(|| final_failure(&channel.provider, "no connection was attempted"))
+        attempts
     }
 }

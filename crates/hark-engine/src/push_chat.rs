@@ -1,6 +1,7 @@
 //! Push and chat channels: the provider clients of `hark-channels` configured from a
 //! channel's settings, fed with the tokens and connections of the recipient's channel
-//! data, and the per-token or per-connection attempts folded into one delivery result.
+//! data, and the outcomes of the per-token or per-connection attempts folded into one
+//! message status.
 
 use std::time::Duration;
 
@@ -272,15 +273,15 @@ impl ChatSender {
     }
 }
 
-/// Folds the attempts of one message (one per token or connection) into one result:
-/// sent when any was accepted (a retry would repeat those), otherwise retried when any
-/// may succeed later, otherwise final. One attempt is returned as it is; several are
-/// logged side by side in one delivery log.
-pub fn combine(mut attempts: Vec<DeliveryAttempt>) -> Option<DeliveryAttempt> {
-    if attempts.len() <= 1 {
-        return attempts.pop();
+/// Folds the outcomes of one message's attempts (one per token or connection) into the
+/// message's result: sent when any was accepted (a retry would repeat those), otherwise
+/// retried when any may succeed later, otherwise final. Each attempt keeps its own
+/// delivery log; only the status is shared. `None` when nothing was attempted.
+pub fn combined_outcome(attempts: &[DeliveryAttempt]) -> Option<Outcome> {
+    if let [single] = attempts {
+        return Some(single.outcome.clone());
     }
-    let service_name = attempts[0].service_name.clone();
+    let first = attempts.first()?;
     let reasons: Vec<String> = attempts
         .iter()
         .filter_map(|a| match &a.outcome {
@@ -296,7 +297,7 @@ pub fn combine(mut attempts: Vec<DeliveryAttempt>) -> Option<DeliveryAttempt> {
         .iter()
         .all(|a| matches!(a.outcome, Outcome::NotSent { .. }))
     {
-        attempts[0].outcome.clone()
+        first.outcome.clone()
     } else if attempts
         .iter()
         .any(|a| matches!(a.outcome, Outcome::Retryable { .. }))
@@ -317,10 +318,5 @@ pub fn combine(mut attempts: Vec<DeliveryAttempt>) -> Option<DeliveryAttempt> {
             reason: reasons.join("; "),
         }
     };
-    Some(DeliveryAttempt {
-        outcome,
-        service_name,
-        request: json!({"requests": attempts.iter().map(|a| a.request.clone()).collect::<Vec<_>>()}),
-        response: json!({"responses": attempts.iter().map(|a| a.response.clone()).collect::<Vec<_>>()}),
-    })
+    Some(outcome)
 }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hark_channels::callbacks::CallbackVerifier;
 use hark_channels::email::api::{EmailApiSender, EMAIL_API_PROVIDERS};
 use hark_channels::email::{SmtpSender, SmtpSettings};
 use hark_channels::outbound::OutboundPolicy;
@@ -81,6 +82,9 @@ pub struct Channel {
     pub channel_type: ChannelType,
     pub provider: String,
     pub sender: Sender,
+    /// How the provider's status callbacks to this channel are authenticated; `None`
+    /// when the settings configure no callback secret.
+    pub status_callbacks: Option<CallbackVerifier>,
 }
 
 pub struct ChannelRegistry {
@@ -135,6 +139,7 @@ impl ChannelRegistry {
                 channel_type: ChannelType::InAppFeed,
                 provider: "knock".to_string(),
                 sender: Sender::InAppFeed,
+                status_callbacks: None,
             })?;
         }
         Ok(registry)
@@ -255,6 +260,11 @@ fn build_channel(
         }
         _ => return Err(unsupported()),
     };
+    let status_callbacks = CallbackVerifier::from_settings(
+        &provider,
+        config.settings.as_ref().unwrap_or(&Value::Null),
+    )
+    .map_err(bad_settings)?;
     Ok(Channel {
         id: channel_id_for_key(&config.key),
         key: config.key.clone(),
@@ -262,6 +272,7 @@ fn build_channel(
         channel_type,
         provider,
         sender,
+        status_callbacks,
     })
 }
 

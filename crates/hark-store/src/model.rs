@@ -576,11 +576,26 @@ pub struct ThrottleHit {
 pub struct DeliveryCommit {
     pub message_id: String,
     pub status: String,
-    pub log: DeliveryLog,
+    /// One log per provider request of the attempt (a push to three tokens is three).
+    pub logs: Vec<DeliveryLog>,
     pub event_type: String,
     pub event_data: Value,
     /// When set, the job is retried at this instant; otherwise it is done.
     pub retry_at: Option<Millis>,
+    /// The id the provider gave the message when it accepted it, for status callbacks.
+    pub provider_message_id: Option<String>,
+    pub now: Millis,
+}
+
+/// A status a provider reported for a message after accepting it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderStatusUpdate {
+    pub message_id: String,
+    /// `delivered`, `bounced` or `undelivered`.
+    pub status: String,
+    /// `message.delivered`, `message.bounced` or `message.undelivered`.
+    pub event_type: String,
+    pub event_data: Value,
     pub now: Millis,
 }
 

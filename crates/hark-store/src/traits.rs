@@ -521,6 +521,25 @@ pub trait DocumentStore {
     ) -> StoreResult<BulkOperation>;
 }
 
+/// What providers report about messages after accepting them (status callbacks).
+#[async_trait]
+pub trait ProviderStatusStore {
+    /// The message of channel `channel_key` that its provider knows as
+    /// `provider_message_id` (recorded when the provider accepted it), in any environment:
+    /// a callback is tied to a channel, not to an API key.
+    async fn message_by_provider_id(
+        &self,
+        channel_key: &str,
+        provider_message_id: &str,
+    ) -> StoreResult<Option<MessageRecord>>;
+    /// Moves the message to the reported status and records the matching `message.*`
+    /// event, in one transaction. Nothing changes (and `false` is returned) when the
+    /// message already has that status, or a status no callback may leave: `bounced`,
+    /// `undelivered` (the provider's last word) or `not_sent` (never handed over). So
+    /// a repeated or out-of-order callback is harmless.
+    async fn apply_provider_status(&self, update: &ProviderStatusUpdate) -> StoreResult<bool>;
+}
+
 /// Everything Hark persists. Implemented by the SQLite and PostgreSQL backends.
 pub trait Store:
     EnvironmentStore
@@ -535,6 +554,7 @@ pub trait Store:
     + SubscriptionStore
     + FanOutStore
     + AudienceStore
+    + ProviderStatusStore
     + Send
     + Sync
 {

@@ -787,10 +787,11 @@ async fn delivery_commit_retries_and_logs(f: Fixture) {
     let retry = DeliveryCommit {
         message_id: msg.id.clone(),
         status: "delivery_attempted".into(),
-        log: log("l1"),
+        logs: vec![log("l1")],
         event_type: "message.delivery_attempted".into(),
         event_data: json!({}),
         retry_at: Some(1_000),
+        provider_message_id: None,
         now: 7,
     };
     assert!(f.store.commit_delivery(&job, &retry).await.expect("commit"));
@@ -811,9 +812,10 @@ async fn delivery_commit_retries_and_logs(f: Fixture) {
         .expect("retried");
     let done = DeliveryCommit {
         status: "delivered".into(),
-        log: log("l2"),
+        logs: vec![log("l2")],
         event_type: "message.delivered".into(),
         retry_at: None,
+        provider_message_id: None,
         ..retry
     };
     assert!(f

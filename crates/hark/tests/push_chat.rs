@@ -13,6 +13,7 @@ use support::{Backend, TestServer};
 on_both_stores!(
     channel_data_round_trip_and_validation,
     push_goes_to_every_token_and_drops_dead_ones,
+    every_push_request_has_its_own_delivery_log,
     token_deregistration_can_be_turned_off,
     slack_step_posts_to_the_connection,
     sandbox_push_is_not_sent,
@@ -235,12 +236,66 @@ async fn push_goes_to_every_token_and_drops_dead_ones(backend: Backend) {
     assert_eq!(data["data"], json!({"order": 7}));
 
     let logs = s.delivery_logs(id).await;
-    assert_eq!(logs.len(), 1);
-    assert_eq!(logs[0]["service_name"], "expo");
-    let requests = logs[0]["request"]["requests"].as_array().expect("both");
-    assert_eq!(requests.len(), 2);
-    assert_eq!(requests[0]["headers"]["Authorization"], "[REDACTED]");
-    assert!(!logs[0].to_string().contains("expo-secret"));
+    assert_eq!(logs.len(), 2, "one delivery log per token");
+    for log in &logs {
+        assert_eq!(log["service_name"], "expo");
+        assert_eq!(log["request"]["headers"]["Authorization"], "[REDACTED]");
+        assert!(!log.to_string().contains("expo-secret"));
+    }
+}
+
+/// Three tokens, three provider requests, three delivery logs: each with its own request
+/// (the token it went to) and its own response, secrets redacted.
+async fn every_push_request_has_its_own_delivery_log(backend: Backend) {
+    let sink = HttpSink::start().await.expect("sink");
+    let s = TestServer::start(backend, vec![expo(&sink, json!({}))]).await;
+    s.put_workflow("ship", push_step()).await;
+    let tokens = [
+        "ExponentPushToken[a]",
+        "ExponentPushToken[b]",
+        "ExponentPushToken[c]",
+    ];
+    put_data(&s, "ada", "expo", json!({ "tokens": tokens })).await;
+    let (status, body, text) = expo_tickets(json!({"status": "ok", "id": "ticket-a"}));
+    sink.push_response(status, body, text);
+    sink.push_response(503, vec![], "upstream unavailable".into());
+    let (status, body, text) = expo_tickets(json!({"status": "ok", "id": "ticket-c"}));
+    sink.push_response(status, body, text);
+    s.trigger(
+        "ship",
+        json!({"recipients": [{"id": "ada", "name": "Ada"}], "data": {"order": 3}}),
+    )
+    .await;
+    s.run_engine().await;
+    assert_eq!(sink.requests().len(), 3);
+    let m = &s.messages_of("ada").await[0];
+    assert_eq!(m["status"], "sent", "two of three tokens took it");
+    let logs = s.delivery_logs(m["id"].as_str().expect("id")).await;
+    assert_eq!(logs.len(), 3, "{logs:#?}");
+    let mut by_token: Vec<(String, Value)> = logs
+        .iter()
+        .map(|log| {
+            let token = log["request"]["body"][0]["to"]
+                .as_str()
+                .expect("the token of this request")
+                .to_string();
+            (token, log["response"]["status"].clone())
+        })
+        .collect();
+    by_token.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        by_token,
+        vec![
+            (tokens[0].to_string(), json!(200)),
+            (tokens[1].to_string(), json!(503)),
+            (tokens[2].to_string(), json!(200)),
+        ]
+    );
+    for log in &logs {
+        assert_eq!(log["service_name"], "expo");
+        assert_eq!(log["request"]["headers"]["Authorization"], "[REDACTED]");
+        assert!(!log.to_string().contains("expo-secret"));
+    }
 }
 
 async fn token_deregistration_can_be_turned_off(backend: Backend) {

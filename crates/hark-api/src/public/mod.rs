@@ -6,6 +6,7 @@ mod feeds;
 mod messages;
 mod objects;
 pub(crate) mod preferences;
+mod provider_callbacks;
 mod runs;
 pub(crate) mod tenants;
 mod users;
@@ -27,4 +28,5 @@ pub fn router() -> Router<AppState> {
         .merge(audiences::router())
         .merge(preferences::router())
         .merge(channel_data::router())
+        .merge(provider_callbacks::router())
 }

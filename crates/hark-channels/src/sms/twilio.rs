@@ -16,6 +16,10 @@ pub struct Settings {
     /// Sends through a messaging service instead of a single number.
     #[serde(default)]
     pub messaging_service_sid: Option<String>,
+    /// Where Twilio reports delivery (Hark's `/v1/providers/{channel}/callbacks` as the
+    /// world reaches it); sent as `StatusCallback` and covered by Twilio's signature.
+    #[serde(default)]
+    pub status_callback_url: Option<String>,
 }
 
 pub fn request(
@@ -36,6 +40,14 @@ pub fn request(
         None => form.push(("From".into(), from.to_string())),
     }
     form.push(("Body".into(), sms.body.clone()));
+    if let Some(callback) = settings
+        .status_callback_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    {
+        form.push(("StatusCallback".into(), callback.to_string()));
+    }
     Ok(
         ProviderRequest::new(Method::POST, url, RequestBody::Form(form))
             .basic(&sid, &settings.auth_token),

@@ -254,32 +254,40 @@ impl JobStore for SqlStore {
         if !hold_lease(&mut tx, job).await? {
             return Ok(false);
         }
+        // A provider's callback may arrive before this commit: `sent` does not overwrite
+        // what the callback already said.
         let row = sqlx::query(
-            "UPDATE messages SET status = $1, updated_at = $2 WHERE id = $3 RETURNING environment_id, recipient_id",
+            "UPDATE messages SET status = CASE WHEN status IN ('delivered', 'bounced', 'undelivered') \
+             AND $1 = 'sent' THEN status ELSE $1 END, updated_at = $2, \
+             provider_message_id = COALESCE($4, provider_message_id) \
+             WHERE id = $3 RETURNING environment_id, recipient_id",
         )
         .bind(&d.status)
         .bind(d.now)
         .bind(&d.message_id)
+        .bind(&d.provider_message_id)
         .fetch_optional(&mut *tx)
         .await
         .map_err(StoreError::db(OP))?;
         if let Some(row) = row {
             let environment_id: String = get(&row, "environment_id", OP)?;
             let recipient_id: String = get(&row, "recipient_id", OP)?;
-            sqlx::query(
-                "INSERT INTO delivery_logs (id, environment_id, message_id, service_name, request, response, inserted_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&d.log.id)
-            .bind(&environment_id)
-            .bind(&d.message_id)
-            .bind(&d.log.service_name)
-            .bind(to_json_text(&d.log.request))
-            .bind(to_json_text(&d.log.response))
-            .bind(d.log.inserted_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::db(OP))?;
+            for log in &d.logs {
+                sqlx::query(
+                    "INSERT INTO delivery_logs (id, environment_id, message_id, service_name, request, response, inserted_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&log.id)
+                .bind(&environment_id)
+                .bind(&d.message_id)
+                .bind(&log.service_name)
+                .bind(to_json_text(&log.request))
+                .bind(to_json_text(&log.response))
+                .bind(log.inserted_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db(OP))?;
+            }
             insert_message_event(
                 &mut tx,
                 &environment_id,

@@ -8,6 +8,7 @@ mod flow;
 mod jobs;
 mod messages;
 mod objects;
+mod provider_status;
 mod runs;
 mod subscriptions;
 mod users;
