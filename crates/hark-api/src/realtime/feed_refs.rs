@@ -209,7 +209,7 @@ mod tests {
             "u1",
             "in-app",
         )
-        .unwrap();
+        .expect("valid options");
         assert_eq!(r.counts_filter.tenant.as_deref(), Some("acme"));
         assert_eq!(r.counts_filter.has_tenant, Some(true));
         assert_eq!(r.counts_filter.categories, vec!["a", "b"]);

@@ -112,11 +112,11 @@ mod tests {
 
     #[test]
     fn parses_and_encodes_a_join() {
-        let frame = Frame::parse(r#"["3","3","feeds:c:u","phx_join",{"r":{}}]"#).unwrap();
+        let frame = Frame::parse(r#"["3","3","feeds:c:u","phx_join",{"r":{}}]"#).expect("frame");
         assert_eq!(frame.join_ref.as_deref(), Some("3"));
         assert_eq!(frame.event, JOIN);
         let reply = frame.reply(true, json!({}));
-        let encoded: Value = serde_json::from_str(&reply.encode()).unwrap();
+        let encoded: Value = serde_json::from_str(&reply.encode()).expect("JSON");
         assert_eq!(
             encoded,
             json!(["3", "3", "feeds:c:u", "phx_reply", {"status": "ok", "response": {}}])
