@@ -94,11 +94,15 @@ async fn verify_user_token(
     ))
 }
 
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(key) = bearer(parts) else {
+impl Caller {
+    /// Resolves an API key (and, for a public key, the user token) to a caller. Shared by
+    /// the HTTP extractor (headers) and the realtime socket (query parameters).
+    pub async fn authenticate(
+        state: &AppState,
+        key: Option<&str>,
+        user_token: Option<&str>,
+    ) -> Result<Self, ApiError> {
+        let Some(key) = key.filter(|k| !k.is_empty()) else {
             return Err(ApiError::new(
                 ErrorCode::ApiKeyMissing,
                 "An API key is required: send `Authorization: Bearer <key>`",
@@ -129,11 +133,7 @@ impl FromRequestParts<AppState> for Caller {
         let access = match kind {
             KeyKind::Secret => Access::Secret,
             KeyKind::Public => {
-                let token = parts
-                    .headers
-                    .get("x-knock-user-token")
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|v| !v.is_empty());
+                let token = user_token.filter(|v| !v.is_empty());
                 if environment.enhanced_security {
                     let Some(token) = token else {
                         return Err(ApiError::new(
@@ -153,6 +153,18 @@ impl FromRequestParts<AppState> for Caller {
             environment,
             access,
         })
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let user_token = parts
+            .headers
+            .get("x-knock-user-token")
+            .and_then(|v| v.to_str().ok());
+        Caller::authenticate(state, bearer(parts), user_token).await
     }
 }
 

@@ -8,6 +8,7 @@ pub mod extract;
 mod mgmt;
 pub mod out;
 mod public;
+pub mod realtime;
 pub mod state;
 
 use axum::extract::DefaultBodyLimit;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(public::router())
+        .merge(realtime::router())
         .nest("/mgmt", mgmt::router())
         .fallback(route_missing)
         .method_not_allowed_fallback(method_not_allowed)

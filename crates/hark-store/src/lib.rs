@@ -7,6 +7,7 @@
 
 pub mod cursor;
 pub mod error;
+pub mod feed_events;
 mod group_commit;
 pub mod model;
 mod postgres;

@@ -40,6 +40,15 @@ pub fn push_json_field_eq(
     qb.push(")::jsonb");
 }
 
+/// Announces a new in-app message to every node: `$1` is the channel, `$2` the event
+/// JSON. Delivered only if the transaction commits.
+pub const FEED_NOTIFY_SQL: Option<&str> = Some("SELECT pg_notify($1, $2)");
+
+/// Feed events arrive through `LISTEN`, from this node and every other.
+fn feed_event_hub(pool: &sqlx::Pool<Db>) -> crate::feed_events::FeedEventHub {
+    crate::feed_events::FeedEventHub::listening(pool.clone())
+}
+
 // Deliberately compiled once per backend; see the crate docs.
 #[allow(clippy::duplicate_mod)]
 #[path = "sql_impl/mod.rs"]

@@ -44,6 +44,13 @@ pub fn push_json_field_eq(
     qb.push(", '$')");
 }
 
+/// SQLite serves one node, so feed events are published in-process after the commit.
+pub const FEED_NOTIFY_SQL: Option<&str> = None;
+
+fn feed_event_hub(_pool: &sqlx::Pool<Db>) -> crate::feed_events::FeedEventHub {
+    crate::feed_events::FeedEventHub::local()
+}
+
 // Deliberately compiled once per backend; see the crate docs.
 #[allow(clippy::duplicate_mod)]
 #[path = "sql_impl/mod.rs"]

@@ -564,4 +564,8 @@ pub trait Store:
     /// True when all writes go through one connection (SQLite): concurrent writers are
     /// then better served by group commit than by waiting in line.
     fn single_writer(&self) -> bool;
+
+    /// The stream of in-app feed messages committed by any node sharing the database,
+    /// for realtime sockets. See `feed_events`.
+    fn feed_events(&self) -> &crate::feed_events::FeedEventHub;
 }

@@ -2,8 +2,43 @@
 
 use super::*;
 
-/// Writes one step's outcome inside `tx` if `job` still holds its lease.
-async fn write_step(tx: &mut Tx<'_>, job: &ClaimedJob, step: &StepCommit) -> StoreResult<bool> {
+/// Records a new in-app message for realtime subscribers. On PostgreSQL the `NOTIFY` is
+/// part of `tx`, so the event exists exactly when the message does.
+async fn announce_feed_message(
+    tx: &mut Tx<'_>,
+    m: &NewMessage,
+    feed: &mut Vec<FeedEvent>,
+) -> StoreResult<()> {
+    let event = FeedEvent {
+        environment_id: m.environment_id.clone(),
+        channel_key: m.channel_key.clone(),
+        recipient_id: m.recipient_id.clone(),
+        message_id: m.id.clone(),
+    };
+    if let Some(notify) = FEED_NOTIFY_SQL {
+        let payload = serde_json::to_string(&event).map_err(|e| StoreError::Corrupt {
+            operation: "announce feed message",
+            detail: e.to_string(),
+        })?;
+        sqlx::query(notify)
+            .bind(FEED_CHANNEL)
+            .bind(payload)
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::db("announce feed message"))?;
+    }
+    feed.push(event);
+    Ok(())
+}
+
+/// Writes one step's outcome inside `tx` if `job` still holds its lease. A new in-app
+/// message is announced through `feed` (and `NOTIFY` on PostgreSQL, sent on commit).
+async fn write_step(
+    tx: &mut Tx<'_>,
+    job: &ClaimedJob,
+    step: &StepCommit,
+    feed: &mut Vec<FeedEvent>,
+) -> StoreResult<bool> {
     const OP: &str = "commit step";
     if !hold_lease(tx, job).await? {
         return Ok(false);
@@ -37,6 +72,9 @@ async fn write_step(tx: &mut Tx<'_>, job: &ClaimedJob, step: &StepCommit) -> Sto
         .await
         .map_err(StoreError::db(OP))?;
         if created.rows_affected() == 1 {
+            if m.channel_type == hark_core::workflow::ChannelType::InAppFeed.as_str() {
+                announce_feed_message(tx, m, feed).await?;
+            }
             insert_message_event(
                 tx,
                 &m.environment_id,
@@ -230,20 +268,30 @@ impl JobStore for SqlStore {
     ) -> StoreResult<Vec<StoreResult<bool>>> {
         let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
         let mut outcomes = Vec::with_capacity(steps.len());
+        let mut feed = Vec::new();
         if let [(job, step)] = steps {
-            outcomes.push(write_step(&mut tx, job, step).await);
+            outcomes.push(write_step(&mut tx, job, step, &mut feed).await);
         } else {
             for (job, step) in steps {
                 let mut savepoint = sqlx::Acquire::begin(&mut tx)
                     .await
                     .map_err(StoreError::db("savepoint"))?;
-                let outcome = write_step(&mut savepoint, job, step).await;
+                let mut step_feed = Vec::new();
+                let outcome = write_step(&mut savepoint, job, step, &mut step_feed).await;
                 end_savepoint(savepoint, outcome.is_ok()).await?;
+                // A step rolled back to its savepoint created no message (its NOTIFY is
+                // discarded with it).
+                if outcome.is_ok() {
+                    feed.append(&mut step_feed);
+                }
                 outcomes.push(outcome);
             }
         }
         if outcomes.iter().any(|o| o.is_ok()) {
             tx.commit().await.map_err(StoreError::db("commit steps"))?;
+            if FEED_NOTIFY_SQL.is_none() {
+                self.feed_events.publish(feed);
+            }
         }
         Ok(outcomes)
     }

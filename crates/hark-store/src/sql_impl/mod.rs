@@ -19,9 +19,11 @@ use hark_core::{new_id, Millis};
 use serde_json::{Map, Value};
 use sqlx::{Pool, QueryBuilder, Row};
 
+use super::{feed_event_hub, FEED_NOTIFY_SQL};
 use super::{Db, BACKEND_NAME, CLAIM_JOBS_SQL, FOR_UPDATE, SINGLE_WRITER, STATE_WITH_BATCH_SQL};
 use crate::cursor;
 use crate::error::StoreError;
+use crate::feed_events::{FeedEvent, FeedEventHub, FEED_CHANNEL};
 use crate::model::*;
 use crate::traits::*;
 
@@ -33,11 +35,18 @@ type DbRow = <Db as sqlx::Database>::Row;
 pub struct SqlStore {
     writer: Pool<Db>,
     reader: Pool<Db>,
+    /// New in-app messages for realtime sockets (see `feed_events`).
+    feed_events: FeedEventHub,
 }
 
 impl SqlStore {
     pub(super) fn from_pools(writer: Pool<Db>, reader: Pool<Db>) -> Self {
-        Self { writer, reader }
+        let feed_events = feed_event_hub(&writer);
+        Self {
+            writer,
+            reader,
+            feed_events,
+        }
     }
 }
 
@@ -712,5 +721,9 @@ impl Store for SqlStore {
 
     fn single_writer(&self) -> bool {
         SINGLE_WRITER
+    }
+
+    fn feed_events(&self) -> &FeedEventHub {
+        &self.feed_events
     }
 }
