@@ -491,4 +491,8 @@ pub trait Store:
     /// True when all writes go through one connection (SQLite): concurrent writers are
     /// then better served by group commit than by waiting in line.
     fn single_writer(&self) -> bool;
+
+    /// Wake-ups shared between nodes (PostgreSQL); `None` where every worker is in
+    /// this process (SQLite), which the engine's in-process wake already reaches.
+    fn job_wakeups(&self) -> Option<std::sync::Arc<crate::wakeups::JobWakeups>>;
 }

@@ -32,11 +32,26 @@ type DbRow = <Db as sqlx::Database>::Row;
 pub struct SqlStore {
     writer: Pool<Db>,
     reader: Pool<Db>,
+    /// Cross-node wake-ups (PostgreSQL only).
+    wakeups: Option<std::sync::Arc<crate::wakeups::JobWakeups>>,
 }
 
 impl SqlStore {
     pub(super) fn from_pools(writer: Pool<Db>, reader: Pool<Db>) -> Self {
-        Self { writer, reader }
+        Self {
+            writer,
+            reader,
+            wakeups: None,
+        }
+    }
+
+    #[allow(dead_code)] // only the PostgreSQL backend announces jobs across nodes
+    pub(super) fn with_job_wakeups(
+        mut self,
+        wakeups: std::sync::Arc<crate::wakeups::JobWakeups>,
+    ) -> Self {
+        self.wakeups = Some(wakeups);
+        self
     }
 }
 
@@ -711,5 +726,9 @@ impl Store for SqlStore {
 
     fn single_writer(&self) -> bool {
         SINGLE_WRITER
+    }
+
+    fn job_wakeups(&self) -> Option<std::sync::Arc<crate::wakeups::JobWakeups>> {
+        self.wakeups.clone()
     }
 }
