@@ -51,6 +51,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// What a node that runs only engine workers serves: health checks, and nothing that
+/// accepts work.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .fallback(route_missing)
+        .with_state(state)
+}
+
 async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
     match state.store.environment_by_slug("development").await {
         Ok(_) => (StatusCode::OK, "ok"),

@@ -15,6 +15,8 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
+    /// `all`, `api` or `worker`; `--role` and `HARK_ROLE` override it.
+    pub role: Option<crate::serve::Role>,
     #[serde(default)]
     pub outbound: OutboundConfig,
     #[serde(default)]

@@ -198,9 +198,7 @@ async fn fan_out_survives_kill_nine(postgres: bool) {
         if counts.0 > last_progress.0 {
             last_progress = (counts.0, Instant::now());
         }
-        if counts.0 >= subscribers as i64
-            || last_progress.1.elapsed() > Duration::from_secs(120)
-        {
+        if counts.0 >= subscribers as i64 || last_progress.1.elapsed() > Duration::from_secs(120) {
             break counts;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
