@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 mod mgmt;
 pub mod out;
+pub mod prometheus;
 mod public;
 pub mod state;
 

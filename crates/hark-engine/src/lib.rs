@@ -151,6 +151,7 @@ impl Engine {
                 {
                     Ok(jobs) => {
                         claimed = jobs.len();
+                        metrics::counter!("hark_jobs_claimed_total").increment(claimed as u64);
                         for job in jobs {
                             let Ok(permit) = permits.clone().acquire_owned().await else {
                                 break;

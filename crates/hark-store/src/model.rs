@@ -691,3 +691,10 @@ pub struct AudienceMember {
     pub tenant: Option<String>,
     pub added_at: Millis,
 }
+
+/// The job queue as a scrape sees it: jobs due now (not leased) and the oldest due time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobQueueStats {
+    pub due: i64,
+    pub oldest_due_at: Option<Millis>,
+}

@@ -3,6 +3,7 @@
 
 mod config;
 mod credentials;
+mod logging;
 mod serve;
 
 use std::path::PathBuf;

@@ -24,6 +24,9 @@ pub struct ServeArgs {
     /// `worker` (engine workers; HTTP serves only health checks and metrics).
     #[arg(long, env = "HARK_ROLE", value_enum)]
     role: Option<Role>,
+    /// `text` (default) or `json`: one JSON object per log line.
+    #[arg(long, env = "HARK_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: crate::logging::LogFormat,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -52,12 +55,9 @@ impl Role {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HARK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    crate::logging::init(args.log_format);
+    let metrics_handle =
+        hark_api::prometheus::install_recorder().context("installing the metrics recorder")?;
     let (store, file) = open_store(&args.store).await?;
     let listen = args
         .listen
@@ -113,6 +113,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         hark_api::ops_router(state)
     };
+    let app = app.merge(hark_api::prometheus::router(
+        metrics_handle,
+        store.clone(),
+        Arc::new(SystemClock),
+    ));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -204,6 +204,21 @@ async fn three_nodes_one_killed_lose_nothing_and_repeat_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The worker node did its share before it died, and says so on /metrics.
+    let scraped = http
+        .get(format!("{}/metrics", doomed.base))
+        .send()
+        .await
+        .expect("scrape the worker node")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        scraped
+            .lines()
+            .any(|l| l.starts_with("hark_jobs_claimed_total ") && !l.ends_with(" 0")),
+        "the worker node claimed jobs: {scraped}"
+    );
     doomed.process.kill().expect("kill -9");
     doomed.process.wait().expect("reap");
     let delivered_before_kill = sink.requests().len();
