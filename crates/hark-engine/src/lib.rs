@@ -23,6 +23,7 @@ use hark_store::{step_committer, ClaimedJob, JobKind, StepCommitter, Store, Stor
 use hark_template::Renderer;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 pub use backoff::{retry_delay_ms, MAX_DELIVERY_ATTEMPTS};
 pub use registry::{ChannelConfig, ChannelRegistry};
@@ -157,10 +158,15 @@ impl Engine {
                                 break;
                             };
                             let engine = self.clone();
-                            tasks.spawn(async move {
-                                engine.process_job(job).await;
-                                drop(permit);
-                            });
+                            let span =
+                                tracing::info_span!("job", kind = job.kind.as_str(), id = %job.id);
+                            tasks.spawn(
+                                async move {
+                                    engine.process_job(job).await;
+                                    drop(permit);
+                                }
+                                .instrument(span),
+                            );
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),

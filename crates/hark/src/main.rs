@@ -5,6 +5,7 @@ mod config;
 mod credentials;
 mod logging;
 mod serve;
+mod telemetry;
 
 use std::path::PathBuf;
 

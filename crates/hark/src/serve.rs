@@ -55,7 +55,13 @@ impl Role {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    crate::logging::init(args.log_format);
+    // The config file is read before anything else for the trace exporter's settings.
+    let telemetry = crate::config::load(args.store.config.as_deref())?.telemetry;
+    let traces = match telemetry.otlp_endpoint.as_deref() {
+        Some(endpoint) => Some(crate::telemetry::tracer_provider(endpoint)?),
+        None => None,
+    };
+    crate::logging::init(args.log_format, traces.as_ref());
     let metrics_handle =
         hark_api::prometheus::install_recorder().context("installing the metrics recorder")?;
     let (store, file) = open_store(&args.store).await?;
@@ -118,6 +124,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         store.clone(),
         Arc::new(SystemClock),
     ));
+    // One span per request (at INFO, so the default filter lets it reach the exporter).
+    let app = app.layer(
+        tower_http::trace::TraceLayer::new_for_http()
+            .make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO)),
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
@@ -126,6 +137,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     if let Some(workers) = workers {
         let _ = workers.await;
+    }
+    if let Some(provider) = traces {
+        // Sends the spans still buffered; the exporter's HTTP client blocks.
+        let flushed = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        if let Ok(Err(e)) = flushed {
+            tracing::warn!(error = %e, "flushing traces failed");
+        }
     }
     tracing::info!("shut down cleanly");
     Ok(())

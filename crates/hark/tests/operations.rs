@@ -171,3 +171,51 @@ async fn json_log_format_writes_one_object_per_line() {
         .expect("startup line");
     assert_eq!(listening["fields"]["store"], "sqlite");
 }
+
+/// With `[telemetry] otlp_endpoint` set, request spans reach a collector's `/v1/traces`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_are_exported_to_the_configured_collector() {
+    let collector = hark_channels::testing::HttpSink::start()
+        .await
+        .expect("collector");
+    let t = target_with_config(
+        false,
+        &format!("\n[telemetry]\notlp_endpoint = \"{}\"\n", collector.url("")),
+    )
+    .await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    // Spans are INFO; the default test log level (warn) would filter them out.
+    let log = std::fs::File::create(t._dir.path().join("serve.log")).expect("log file");
+    let mut server = Command::new(HARK)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(&t.args)
+        .env("HARK_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn hark serve");
+    wait_healthy(&base).await;
+    // SIGTERM: a clean shutdown flushes the spans still in the batch.
+    let status = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let _ = server.wait();
+
+    let exports = collector.wait_for(1, Duration::from_secs(60)).await;
+    let export = exports
+        .iter()
+        .find(|r| r.path == "/v1/traces")
+        .unwrap_or_else(|| panic!("no export to /v1/traces: {exports:?}"));
+    assert_eq!(export.method, "POST");
+    assert_eq!(
+        export.header("content-type"),
+        Some("application/x-protobuf")
+    );
+    // The protobuf carries the service name and the health check's request span.
+    let body = String::from_utf8_lossy(&export.body_bytes);
+    assert!(body.contains("hark"), "service name in the export");
+    assert!(body.contains("/healthz"), "request span in the export");
+}
