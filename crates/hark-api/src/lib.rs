@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 mod mgmt;
 pub mod out;
+pub mod prometheus;
 mod public;
 pub mod realtime;
 pub mod state;
@@ -50,6 +51,15 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .layer(cors)
+        .with_state(state)
+}
+
+/// What a node that runs only engine workers serves: health checks, and nothing that
+/// accepts work.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .fallback(route_missing)
         .with_state(state)
 }
 

@@ -304,7 +304,11 @@ impl Engine {
                     .events
                     .push(event("workflow_run_completed", true, None, json!({}), now));
             }
-            let finished = commit.finished.is_some();
+            let finished = commit.finished;
+            let created = commit
+                .message
+                .as_ref()
+                .map(|m| (m.channel_type.clone(), m.status.clone()));
             if let Some(data) = &commit.data {
                 ctx.data = data.clone();
             }
@@ -312,10 +316,17 @@ impl Engine {
                 ctx.state = state.clone();
             }
             if !self.inner.steps.submit((job.clone(), commit)).await? {
+                metrics::counter!("hark_commits_fenced_total").increment(1);
                 tracing::info!(job = %job.id, "lease lost; another worker owns this run now");
                 return Ok(());
             }
-            if finished {
+            if let Some((channel_type, status)) = created {
+                metrics::counter!("hark_messages_total", "channel_type" => channel_type, "status" => status)
+                    .increment(1);
+            }
+            if let Some(status) = finished {
+                metrics::counter!("hark_runs_finished_total", "status" => status.as_str())
+                    .increment(1);
                 return Ok(());
             }
             pc = next;

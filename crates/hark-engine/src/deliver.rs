@@ -90,7 +90,23 @@ impl Engine {
             now,
         };
         if !store.commit_delivery(job, &commit).await? {
+            metrics::counter!("hark_commits_fenced_total").increment(1);
             tracing::info!(job = %job.id, "lease lost before the delivery result was stored");
+            return Ok(());
+        }
+        metrics::counter!(
+            "hark_messages_total",
+            "channel_type" => message.channel_type.clone(),
+            "status" => status
+        )
+        .increment(1);
+        if retry_at.is_none() {
+            // From the message's creation to its final delivery outcome.
+            metrics::histogram!(
+                "hark_delivery_latency_seconds",
+                "channel_type" => message.channel_type.clone()
+            )
+            .record((now - message.inserted_at).max(0) as f64 / 1000.0);
         }
         Ok(())
     }

@@ -23,6 +23,7 @@ use hark_store::{step_committer, ClaimedJob, JobKind, StepCommitter, Store, Stor
 use hark_template::Renderer;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 pub use backoff::{retry_delay_ms, MAX_DELIVERY_ATTEMPTS};
 pub use registry::{ChannelConfig, ChannelRegistry};
@@ -64,6 +65,8 @@ struct Inner {
     channels: Arc<ChannelRegistry>,
     renderer: Renderer,
     wake: Notify,
+    /// Other nodes' workers, reached through the store (PostgreSQL only).
+    wakeups: Option<Arc<hark_store::wakeups::JobWakeups>>,
     config: EngineConfig,
     /// Step outcomes of concurrent jobs share commits.
     steps: StepCommitter,
@@ -91,6 +94,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 steps: step_committer(store.clone()),
                 workflows: std::sync::Mutex::new(WorkflowCache::new()),
+                wakeups: store.job_wakeups(),
                 store,
                 clock,
                 channels,
@@ -105,14 +109,25 @@ impl Engine {
         &self.inner.channels
     }
 
-    /// Tells idle workers that new jobs are due (called after a trigger commits).
+    /// Tells idle workers that new jobs are due (called after a trigger commits): this
+    /// node's at once, other nodes' through the store's wake-ups. Harmless on a node
+    /// that runs no workers.
     pub fn wake(&self) {
         self.inner.wake.notify_waiters();
+        if let Some(wakeups) = &self.inner.wakeups {
+            wakeups.announce();
+        }
     }
 
     /// Claims and processes due jobs until `shutdown` turns true. In-flight jobs finish
     /// before it returns; jobs it never got to stay in the table for the next start.
     pub async fn run_workers(&self, mut shutdown: watch::Receiver<bool>) {
+        // Other nodes' announcements wake this node's workers; the poll stays as the
+        // fallback for announcements lost to a crash or a dropped connection.
+        let listener = self.inner.wakeups.clone().map(|wakeups| {
+            let inner = self.inner.clone();
+            tokio::spawn(async move { wakeups.listen(move || inner.wake.notify_waiters()).await })
+        });
         let permits = Arc::new(Semaphore::new(self.inner.config.concurrency));
         let mut tasks = JoinSet::new();
         loop {
@@ -137,15 +152,21 @@ impl Engine {
                 {
                     Ok(jobs) => {
                         claimed = jobs.len();
+                        metrics::counter!("hark_jobs_claimed_total").increment(claimed as u64);
                         for job in jobs {
                             let Ok(permit) = permits.clone().acquire_owned().await else {
                                 break;
                             };
                             let engine = self.clone();
-                            tasks.spawn(async move {
-                                engine.process_job(job).await;
-                                drop(permit);
-                            });
+                            let span =
+                                tracing::info_span!("job", kind = job.kind.as_str(), id = %job.id);
+                            tasks.spawn(
+                                async move {
+                                    engine.process_job(job).await;
+                                    drop(permit);
+                                }
+                                .instrument(span),
+                            );
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
@@ -163,6 +184,9 @@ impl Engine {
                 // A finished job frees a permit, and what it committed may be due now.
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }
+        }
+        if let Some(listener) = listener {
+            listener.abort();
         }
         while tasks.join_next().await.is_some() {}
     }

@@ -14,6 +14,7 @@ mod postgres;
 mod sqlite;
 pub mod testing;
 pub mod traits;
+pub mod wakeups;
 
 use std::sync::Arc;
 

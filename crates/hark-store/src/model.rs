@@ -730,3 +730,10 @@ pub struct AudienceDefinition {
     pub created_at: Millis,
     pub updated_at: Millis,
 }
+
+/// The job queue as a scrape sees it: jobs due now (not leased) and the oldest due time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobQueueStats {
+    pub due: i64,
+    pub oldest_due_at: Option<Millis>,
+}

@@ -69,6 +69,7 @@ impl PostgresStore {
         // Two nodes starting together would race on the migrations table; an advisory lock
         // held by sqlx's migrator serializes them.
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self::from_pools(pool.clone(), pool))
+        let wakeups = crate::wakeups::JobWakeups::start(pool.clone());
+        Ok(Self::from_pools(pool.clone(), pool).with_job_wakeups(wakeups))
     }
 }

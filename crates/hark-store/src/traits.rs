@@ -267,6 +267,8 @@ pub trait JobStore {
     async fn load_message_for_job(&self, message_id: &str) -> StoreResult<Option<MessageRecord>>;
     /// Pending jobs (for tests and metrics).
     async fn pending_job_count(&self) -> StoreResult<i64>;
+    /// Jobs due at `now` and the oldest one's due time, in one query (for metrics).
+    async fn job_queue_stats(&self, now: Millis) -> StoreResult<JobQueueStats>;
 }
 
 /// Batches, throttles and waits: the steps whose outcome depends on other runs. Every
@@ -568,4 +570,8 @@ pub trait Store:
     /// The stream of in-app feed messages committed by any node sharing the database,
     /// for realtime sockets. See `feed_events`.
     fn feed_events(&self) -> &crate::feed_events::FeedEventHub;
+
+    /// Wake-ups shared between nodes (PostgreSQL); `None` where every worker is in
+    /// this process (SQLite), which the engine's in-process wake already reaches.
+    fn job_wakeups(&self) -> Option<std::sync::Arc<crate::wakeups::JobWakeups>>;
 }

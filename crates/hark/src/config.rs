@@ -15,12 +15,24 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
+    /// `all`, `api` or `worker`; `--role` and `HARK_ROLE` override it.
+    pub role: Option<crate::serve::Role>,
     #[serde(default)]
     pub outbound: OutboundConfig,
     #[serde(default)]
     pub engine: EngineFileConfig,
     #[serde(default)]
     pub channels: Vec<ChannelConfig>,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Base URL of an OTLP/HTTP collector (e.g. `http://127.0.0.1:4318`); traces are off
+    /// without it.
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -3,7 +3,9 @@
 
 mod config;
 mod credentials;
+mod logging;
 mod serve;
+mod telemetry;
 
 use std::path::PathBuf;
 

@@ -1,11 +1,12 @@
-//! `hark serve`: the API server and the engine workers in one process.
+//! `hark serve`: the API server and the engine workers in one process, or one of the
+//! two (`--role api|worker`) when several nodes share a PostgreSQL database.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use hark_channels::outbound::OutboundPolicy;
 use hark_core::SystemClock;
 use hark_engine::{ChannelRegistry, Engine, EngineConfig};
@@ -19,17 +20,50 @@ pub struct ServeArgs {
     /// Address to listen on (default 127.0.0.1:8080).
     #[arg(long, env = "HARK_LISTEN")]
     listen: Option<SocketAddr>,
+    /// What this node does: `all` (default), `api` (HTTP only, no engine workers) or
+    /// `worker` (engine workers; HTTP serves only health checks and metrics).
+    #[arg(long, env = "HARK_ROLE", value_enum)]
+    role: Option<Role>,
+    /// `text` (default) or `json`: one JSON object per log line.
+    #[arg(long, env = "HARK_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: crate::logging::LogFormat,
     #[command(flatten)]
     store: StoreArgs,
 }
 
+/// The part of Hark a node runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The API and the engine workers.
+    #[default]
+    All,
+    /// The public and Management APIs; jobs are left to worker nodes.
+    Api,
+    /// The engine workers, with health checks and metrics over HTTP.
+    Worker,
+}
+
+impl Role {
+    fn runs_workers(self) -> bool {
+        matches!(self, Role::All | Role::Worker)
+    }
+
+    fn serves_api(self) -> bool {
+        matches!(self, Role::All | Role::Api)
+    }
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HARK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    // The config file is read before anything else for the trace exporter's settings.
+    let telemetry = crate::config::load(args.store.config.as_deref())?.telemetry;
+    let traces = match telemetry.otlp_endpoint.as_deref() {
+        Some(endpoint) => Some(crate::telemetry::tracer_provider(endpoint)?),
+        None => None,
+    };
+    crate::logging::init(args.log_format, traces.as_ref());
+    let metrics_handle =
+        hark_api::prometheus::install_recorder().context("installing the metrics recorder")?;
     let (store, file) = open_store(&args.store).await?;
     let listen = args
         .listen
@@ -58,11 +92,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         channels,
         engine_config,
     )?;
+    let role = args.role.or(file.role).unwrap_or_default();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let workers = {
+    // An API-only node still has an engine: its `wake` reaches the other nodes' workers.
+    let workers = role.runs_workers().then(|| {
         let engine = engine.clone();
         tokio::spawn(async move { engine.run_workers(stop_rx).await })
-    };
+    });
     let state = hark_api::AppState {
         store: store.clone(),
         clock: Arc::new(SystemClock),
@@ -75,15 +111,40 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         address = %listener.local_addr()?,
         store = store.backend_name(),
+        role = ?role,
         "hark is listening"
     );
-    axum::serve(listener, hark_api::router(state))
+    let app = if role.serves_api() {
+        hark_api::router(state)
+    } else {
+        hark_api::ops_router(state)
+    };
+    let app = app.merge(hark_api::prometheus::router(
+        metrics_handle,
+        store.clone(),
+        Arc::new(SystemClock),
+    ));
+    // One span per request (at INFO, so the default filter lets it reach the exporter).
+    let app = app.layer(
+        tower_http::trace::TraceLayer::new_for_http()
+            .make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO)),
+    );
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
     tracing::info!("HTTP stopped; waiting for in-flight jobs");
     let _ = stop_tx.send(true);
-    let _ = workers.await;
+    if let Some(workers) = workers {
+        let _ = workers.await;
+    }
+    if let Some(provider) = traces {
+        // Sends the spans still buffered; the exporter's HTTP client blocks.
+        let flushed = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        if let Ok(Err(e)) = flushed {
+            tracing::warn!(error = %e, "flushing traces failed");
+        }
+    }
     tracing::info!("shut down cleanly");
     Ok(())
 }

@@ -321,6 +321,7 @@ async fn trigger(
     };
     match state.triggers.submit(write).await? {
         TriggerOutcome::Accepted => {
+            metrics::counter!("hark_triggers_accepted_total").increment(1);
             state.engine.wake();
             Ok(Json(response).into_response())
         }

@@ -396,4 +396,19 @@ impl JobStore for SqlStore {
             .map_err(StoreError::db("pending job count"))?;
         get(&row, "n", "pending job count")
     }
+
+    async fn job_queue_stats(&self, now: Millis) -> StoreResult<JobQueueStats> {
+        const OP: &str = "job queue stats";
+        // A leased job's `run_at` is its lease expiry, so claimed jobs are not "due".
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n, MIN(run_at) AS oldest FROM jobs WHERE run_at <= $1")
+                .bind(now)
+                .fetch_one(&self.reader)
+                .await
+                .map_err(StoreError::db(OP))?;
+        Ok(JobQueueStats {
+            due: get(&row, "n", OP)?,
+            oldest_due_at: get(&row, "oldest", OP)?,
+        })
+    }
 }

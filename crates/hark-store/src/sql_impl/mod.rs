@@ -37,6 +37,8 @@ pub struct SqlStore {
     reader: Pool<Db>,
     /// New in-app messages for realtime sockets (see `feed_events`).
     feed_events: FeedEventHub,
+    /// Cross-node wake-ups (PostgreSQL only).
+    wakeups: Option<std::sync::Arc<crate::wakeups::JobWakeups>>,
 }
 
 impl SqlStore {
@@ -46,7 +48,17 @@ impl SqlStore {
             writer,
             reader,
             feed_events,
+            wakeups: None,
         }
+    }
+
+    #[allow(dead_code)] // only the PostgreSQL backend announces jobs across nodes
+    pub(super) fn with_job_wakeups(
+        mut self,
+        wakeups: std::sync::Arc<crate::wakeups::JobWakeups>,
+    ) -> Self {
+        self.wakeups = Some(wakeups);
+        self
     }
 }
 
@@ -725,5 +737,9 @@ impl Store for SqlStore {
 
     fn feed_events(&self) -> &FeedEventHub {
         &self.feed_events
+    }
+
+    fn job_wakeups(&self) -> Option<std::sync::Arc<crate::wakeups::JobWakeups>> {
+        self.wakeups.clone()
     }
 }

@@ -24,6 +24,8 @@ pub enum Backend {
 
 pub struct TestServer {
     pub base: String,
+    /// The database URL, for opening a second store handle on the same data.
+    pub database_url: String,
     pub store: Arc<dyn Store>,
     pub engine: Engine,
     pub clock: Arc<ManualClock>,
@@ -52,6 +54,7 @@ impl TestServer {
                 .expect("fresh postgres database"),
         };
         let store = hark_store::connect(&url).await.expect("store");
+        let database_url = url.clone();
         store
             .ensure_default_environments(START_MS)
             .await
@@ -117,6 +120,7 @@ impl TestServer {
             .expect("token");
         TestServer {
             base: format!("http://{addr}"),
+            database_url,
             store,
             engine,
             clock,
