@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::advance::step_event;
 use crate::channel_data::{chat_connections, push_tokens};
 use crate::context::RunContext;
-use crate::layout::layout_key;
+use crate::layout::{layout_key, DEFAULT_LAYOUT_KEY};
 use crate::registry::{Channel, Sender};
 use crate::render::render_step;
 use crate::Engine;
@@ -144,6 +144,8 @@ impl Engine {
                         layout = Some(found);
                         None
                     }
+                    // Knock's built-in layout: without a stored one, send the body as is.
+                    Ok(None) if key == DEFAULT_LAYOUT_KEY => None,
                     Ok(None) => Some(format!("email layout `{key}` does not exist")),
                     Err(e) => Some(format!("could not read email layout `{key}`: {e}")),
                 };

@@ -5,7 +5,7 @@ use hark_store::EmailLayout;
 use hark_template::{html_to_text, markdown_to_html, RenderContext, Renderer, TemplateError};
 use serde_json::{json, Map, Value};
 
-use crate::layout::wrap;
+use crate::layout::{wrap, Body};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StepRenderError {
@@ -176,13 +176,35 @@ pub fn render_step(
         ChannelType::Email => {
             let subject = fields.optional("subject")?.unwrap_or_default();
             let html = fields.optional("html_body")?;
+            let text_source = step.template.get("text_body").and_then(Value::as_str);
             let text = match fields.optional("text_body")? {
                 Some(t) => t,
                 None => html.as_deref().map(html_to_text).unwrap_or_default(),
             };
             let html = html.unwrap_or_default();
             let (html, text) = match layout {
-                Some(layout) => wrap(renderer, layout, variables, &html, &text)?,
+                Some(layout) => {
+                    let html_source = step.template.get("html_body").and_then(Value::as_str);
+                    let pre_content = step
+                        .template
+                        .get("settings")
+                        .and_then(|s| s.get("pre_content"))
+                        .and_then(Value::as_str);
+                    wrap(
+                        renderer,
+                        layout,
+                        variables,
+                        pre_content,
+                        Body {
+                            source: html_source,
+                            rendered: &html,
+                        },
+                        Body {
+                            source: text_source,
+                            rendered: &text,
+                        },
+                    )?
+                }
                 None => (html, text),
             };
             let setting = |name: &str| fields.setting(name);

@@ -14,6 +14,8 @@ on_both_stores!(
     bad_layouts_are_refused,
     email_is_wrapped_in_its_layout,
     unknown_layout_fails_the_step,
+    template_variables_reach_the_layout,
+    missing_default_layout_sends_the_body_unwrapped,
 );
 
 fn layout(name: &str) -> Value {
@@ -112,6 +114,22 @@ async fn bad_layouts_are_refused(backend: Backend) {
         fields.contains(&"email_layout.footer_links[0].url"),
         "{body}"
     );
+    let (status, body) = put_layout(
+        &s,
+        "broken",
+        json!({"email_layout": {"name": "No content", "html_layout": "<html>{{ contents }}</html>", "text_layout": "plain"}}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|e| e["field"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        fields,
+        vec!["email_layout.html_layout", "email_layout.text_layout"],
+        "{body}"
+    );
     let (status, _) = put_layout(&s, "broken", json!({"name": "no wrapper"})).await;
     assert_eq!(status, 422);
     let (status, _) = s
@@ -196,4 +214,70 @@ async fn unknown_layout_fails_the_step(backend: Backend) {
     assert!(s.messages_of("ada").await.is_empty());
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(smtp.messages().is_empty());
+}
+
+async fn trigger_order(s: &TestServer) {
+    let (status, _) = s
+        .trigger(
+            "mail",
+            json!({"recipients": [{"id": "ada", "name": "Ada", "email": "ada@example.com"}], "data": {"order": 7}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    s.run_engine().await;
+}
+
+async fn email_content(s: &TestServer) -> Value {
+    let messages = s.messages_of("ada").await;
+    let id = messages[0]["id"].as_str().expect("message id");
+    let (_, content) = s
+        .call("GET", &format!("/v1/messages/{id}/content"), None)
+        .await;
+    content["data"].clone()
+}
+
+/// Knock compiles the template into the layout: what the template assigns is visible
+/// after `{{ content }}`, and `pre_content` sets variables for the part above it.
+async fn template_variables_reach_the_layout(backend: Backend) {
+    let smtp = SmtpSink::start().await.expect("smtp sink");
+    let s = TestServer::start(backend, vec![email_channel(smtp.port())]).await;
+    let (status, body) = put_layout(
+        &s,
+        "branded",
+        json!({"email_layout": {
+            "name": "Branded",
+            "html_layout": "<h1>{{ heading }}</h1>{{ content }}<i>{{ total }}</i>",
+            "text_layout": "{{ heading }}: {{ content }} ({{ total }})",
+        }}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    s.put_workflow(
+        "mail",
+        json!([{"type": "channel", "ref": "email", "channel_key": "email",
+                "template": {"subject": "Order",
+                             "html_body": "{% assign total = data.order | times: 2 %}<p>Order {{ data.order }}</p>",
+                             "text_body": "{% assign total = data.order | times: 3 %}Order {{ data.order }}",
+                             "settings": {"layout_key": "branded", "pre_content": "{% assign heading = 'Receipt' %}"}}}]),
+    )
+    .await;
+    trigger_order(&s).await;
+    let content = email_content(&s).await;
+    assert_eq!(
+        content["html_body"],
+        "<h1>Receipt</h1><p>Order 7</p><i>14</i>"
+    );
+    assert_eq!(content["text_body"], "Receipt: Order 7 (21)");
+}
+
+async fn missing_default_layout_sends_the_body_unwrapped(backend: Backend) {
+    let smtp = SmtpSink::start().await.expect("smtp sink");
+    let s = TestServer::start(backend, vec![email_channel(smtp.port())]).await;
+    s.put_workflow("mail", email_step("default")).await;
+    trigger_order(&s).await;
+    let received = smtp.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(received.len(), 1);
+    let content = email_content(&s).await;
+    assert_eq!(content["html_body"], "<p>Order 7 shipped</p>");
+    assert_eq!(content["text_body"], "Order 7 shipped");
 }

@@ -11,6 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use hark_core::recipient::{validate_id, FieldError};
 use hark_core::time::rfc3339;
+use hark_engine::layout::has_content_tag;
 use hark_store::EmailLayout;
 use serde_json::{json, Value};
 
@@ -119,8 +120,21 @@ fn parse_layout(key: &str, body: &Value) -> Result<EmailLayout, Vec<FieldError>>
     };
     let name = required_string(layout, "name", &mut errors, false);
     let html_layout = required_string(layout, "html_layout", &mut errors, false);
-    // A text layout may legitimately be only `{{ content }}` or even empty.
     let text_layout = required_string(layout, "text_layout", &mut errors, true);
+    // Knock: `content` "must appear somewhere in every layout"; a text layout left blank
+    // is allowed and sends an empty text part.
+    if !html_layout.is_empty() && !has_content_tag(&html_layout) {
+        errors.push(FieldError::new(
+            "email_layout.html_layout",
+            "must contain {{ content }}",
+        ));
+    }
+    if !text_layout.trim().is_empty() && !has_content_tag(&text_layout) {
+        errors.push(FieldError::new(
+            "email_layout.text_layout",
+            "must contain {{ content }}",
+        ));
+    }
     // Hark renders Liquid layouts only; MJML would need a compiler.
     if layout.get("is_mjml").and_then(Value::as_bool) == Some(true) {
         errors.push(FieldError::new(
