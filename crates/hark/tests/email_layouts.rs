@@ -130,6 +130,32 @@ async fn bad_layouts_are_refused(backend: Backend) {
         vec!["email_layout.html_layout", "email_layout.text_layout"],
         "{body}"
     );
+    // Validation answers like an upsert and stores nothing.
+    let (status, body) = s
+        .mgmt(
+            "PUT",
+            "/v1/email_layouts/checked/validate?environment=development",
+            Some(layout("Checked")),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["email_layout"]["key"], "checked");
+    let (status, body) = s
+        .mgmt(
+            "PUT",
+            "/v1/email_layouts/checked/validate?environment=development",
+            Some(json!({"email_layout": {"name": "x", "html_layout": "no content", "text_layout": ""}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, _) = s
+        .mgmt(
+            "GET",
+            "/v1/email_layouts/checked?environment=development",
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "validation stores nothing");
     let (status, _) = put_layout(&s, "broken", json!({"name": "no wrapper"})).await;
     assert_eq!(status, 422);
     let (status, _) = s

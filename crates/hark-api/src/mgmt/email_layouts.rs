@@ -7,7 +7,7 @@
 //! are accepted and ignored.
 
 use axum::extract::{Path, State};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use hark_core::recipient::{validate_id, FieldError};
 use hark_core::time::rfc3339;
@@ -26,6 +26,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/v1/email_layouts/{email_layout_key}",
             get(get_layout).put(upsert_layout),
+        )
+        .route(
+            "/v1/email_layouts/{email_layout_key}/validate",
+            put(validate_layout),
         )
 }
 
@@ -192,5 +196,27 @@ async fn upsert_layout(
         .await?;
     Ok(Json(
         json!({ "email_layout": layout_out(&stored, &caller.environment.slug) }),
+    ))
+}
+
+/// `PUT …/validate`: the layout as it would be stored, without storing it. Timestamps are
+/// those of the stored layout, or now for a new one.
+async fn validate_layout(
+    State(state): State<AppState>,
+    caller: MgmtCaller,
+    Path(key): Path<String>,
+    KnockJson(body): KnockJson<Value>,
+) -> ApiResult<Json<Value>> {
+    let mut layout = parse_layout(&key, &body).map_err(ApiError::invalid)?;
+    let now = state.now();
+    let created_at = state
+        .store
+        .get_email_layout(&caller.environment.id, &key)
+        .await?
+        .map_or(now, |existing| existing.created_at);
+    layout.created_at = created_at;
+    layout.updated_at = now;
+    Ok(Json(
+        json!({ "email_layout": layout_out(&layout, &caller.environment.slug) }),
     ))
 }
