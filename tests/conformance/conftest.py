@@ -71,6 +71,16 @@ provider = "expo"
 key = "slack"
 type = "chat"
 provider = "slack"
+
+# Renders SMS content; tests that use it trigger in sandbox mode, so nothing is sent.
+[[channels]]
+key = "sms"
+type = "sms"
+provider = "twilio"
+[channels.settings]
+account_sid = "ACconformance"
+auth_token = "conformance"
+from_number = "+15555550100"
 """
 
 

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use crate::advance::step_event;
 use crate::channel_data::{chat_connections, push_tokens};
 use crate::context::RunContext;
+use crate::layout::{layout_key, DEFAULT_LAYOUT_KEY};
 use crate::registry::{Channel, Sender};
 use crate::render::render_step;
 use crate::Engine;
@@ -128,6 +129,39 @@ impl Engine {
             Sender::EmailApi(sender) => Some(sender.settings().from_address.clone()),
             _ => None,
         };
+        // The layout is read when the step runs, so a layout edited after the workflow
+        // was committed applies to later messages, as in Knock.
+        let mut layout = None;
+        if channel.channel_type == ChannelType::Email {
+            if let Some(key) = layout_key(&channel_step.template) {
+                let found = self
+                    .inner
+                    .store
+                    .get_email_layout(&run.environment_id, key)
+                    .await;
+                let error = match found {
+                    Ok(Some(found)) => {
+                        layout = Some(found);
+                        None
+                    }
+                    // Knock's built-in layout: without a stored one, send the body as is.
+                    Ok(None) if key == DEFAULT_LAYOUT_KEY => None,
+                    Ok(None) => Some(format!("email layout `{key}` does not exist")),
+                    Err(e) => Some(format!("could not read email layout `{key}`: {e}")),
+                };
+                if let Some(error) = error {
+                    commit.events.push(step_event(
+                        "message_render_failed",
+                        false,
+                        step,
+                        json!({"error": error}),
+                        now,
+                    ));
+                    commit.error = true;
+                    return Ok(commit);
+                }
+            }
+        }
         let variables = ctx.variables(now);
         let renderer = self.inner.renderer.clone();
         let step_owned = channel_step.clone();
@@ -142,6 +176,7 @@ impl Engine {
                 &variables,
                 email_owned.as_deref(),
                 from_address.as_deref(),
+                layout.as_ref(),
             )
         })
         .await;

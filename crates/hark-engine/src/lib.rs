@@ -11,6 +11,7 @@ mod deliver;
 mod deliver_push_chat;
 mod fanout;
 mod functions;
+pub mod layout;
 pub mod push_chat;
 pub mod registry;
 pub mod render;

@@ -1,8 +1,11 @@
 //! Turns a channel step's template into a message's content.
 
 use hark_core::workflow::{ChannelStep, ChannelType};
+use hark_store::EmailLayout;
 use hark_template::{html_to_text, markdown_to_html, RenderContext, Renderer, TemplateError};
 use serde_json::{json, Map, Value};
+
+use crate::layout::{wrap, Body};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StepRenderError {
@@ -104,8 +107,9 @@ impl Fields<'_> {
     }
 }
 
-/// Renders the step for its channel type. `recipient_email` and `from_address` only matter
-/// for email; SMS reads the recipient's `phone_number` from `variables`.
+/// Renders the step for its channel type. `recipient_email`, `from_address` and `layout`
+/// (the step's email layout, already looked up) only matter for email; SMS reads the
+/// recipient's `phone_number` from `variables`.
 pub fn render_step(
     renderer: &Renderer,
     step: &ChannelStep,
@@ -113,6 +117,7 @@ pub fn render_step(
     variables: &Value,
     recipient_email: Option<&str>,
     from_address: Option<&str>,
+    layout: Option<&EmailLayout>,
 ) -> Result<Value, StepRenderError> {
     let ctx = RenderContext::from_json(variables).map_err(|source| StepRenderError::Template {
         field: "context".into(),
@@ -171,9 +176,36 @@ pub fn render_step(
         ChannelType::Email => {
             let subject = fields.optional("subject")?.unwrap_or_default();
             let html = fields.optional("html_body")?;
+            let text_source = step.template.get("text_body").and_then(Value::as_str);
             let text = match fields.optional("text_body")? {
                 Some(t) => t,
                 None => html.as_deref().map(html_to_text).unwrap_or_default(),
+            };
+            let html = html.unwrap_or_default();
+            let (html, text) = match layout {
+                Some(layout) => {
+                    let html_source = step.template.get("html_body").and_then(Value::as_str);
+                    let pre_content = step
+                        .template
+                        .get("settings")
+                        .and_then(|s| s.get("pre_content"))
+                        .and_then(Value::as_str);
+                    wrap(
+                        renderer,
+                        layout,
+                        variables,
+                        pre_content,
+                        Body {
+                            source: html_source,
+                            rendered: &html,
+                        },
+                        Body {
+                            source: text_source,
+                            rendered: &text,
+                        },
+                    )?
+                }
+                None => (html, text),
             };
             let setting = |name: &str| fields.setting(name);
             let from_address =
@@ -189,7 +221,7 @@ pub fn render_step(
             let mut content = json!({
                 "__typename": "MessageEmailContent",
                 "subject_line": subject,
-                "html_body": html.unwrap_or_default(),
+                "html_body": html,
                 "text_body": text,
                 "from": from.unwrap_or_default(),
                 "to": to.unwrap_or_default(),

@@ -737,3 +737,18 @@ pub struct JobQueueStats {
     pub due: i64,
     pub oldest_due_at: Option<Millis>,
 }
+
+/// An email layout: the frame an email step's rendered body is placed into.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmailLayout {
+    pub key: String,
+    pub name: String,
+    /// Liquid; `{{ content }}` is the rendered HTML body.
+    pub html_layout: String,
+    /// Liquid; `{{ content }}` is the rendered text body.
+    pub text_layout: String,
+    /// Knock's `footer_links`: `[{text, url}]`, as given.
+    pub footer_links: Value,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}

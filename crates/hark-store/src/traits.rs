@@ -466,6 +466,31 @@ pub trait AudienceStore {
         -> StoreResult<Vec<AudienceDefinition>>;
 }
 
+/// Email layouts, per environment. Hark has no commits for layouts: a write takes
+/// effect at once.
+#[async_trait]
+pub trait EmailLayoutStore {
+    /// Creates or updates a layout; an existing layout keeps its `created_at`.
+    async fn upsert_email_layout(
+        &self,
+        environment_id: &str,
+        layout: &EmailLayout,
+        now: Millis,
+    ) -> StoreResult<EmailLayout>;
+    async fn get_email_layout(
+        &self,
+        environment_id: &str,
+        key: &str,
+    ) -> StoreResult<Option<EmailLayout>>;
+    /// Layouts ordered by key, after `after` (a previous page's last key).
+    async fn list_email_layouts(
+        &self,
+        environment_id: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<EmailLayout>>;
+}
+
 /// Per-recipient JSON documents (preference sets, channel data). The store keeps them
 /// as given; their meaning lives in `hark-core`.
 #[async_trait]
@@ -556,6 +581,7 @@ pub trait Store:
     + SubscriptionStore
     + FanOutStore
     + AudienceStore
+    + EmailLayoutStore
     + ProviderStatusStore
     + Send
     + Sync

@@ -113,3 +113,42 @@ test("a wrong service token is refused", async () => {
   const bad = new KnockMgmt({ serviceToken: "nope", baseURL: client.baseURL, maxRetries: 0 });
   await assert.rejects(bad.workflows.retrieve("x", { environment: "development" }), (err) => err.status === 401);
 });
+
+test("email layouts: upsert, retrieve, list page by page, refuse a layout without content", async () => {
+  const keys = [`layout-a-${Date.now()}`, `layout-b-${Date.now()}`];
+  for (const key of keys) {
+    const upserted = await client.emailLayouts.upsert(key, {
+      environment: "development",
+      commit: true,
+      email_layout: {
+        name: `Layout ${key}`,
+        html_layout: "<html><body>{{ content }}</body></html>",
+        text_layout: "{{ content }}",
+        footer_links: [{ text: "Unsubscribe", url: "https://example.com/u" }],
+      },
+    });
+    assert.equal(upserted.email_layout.key, key);
+    assert.equal(upserted.email_layout.environment, "development");
+  }
+  const fetched = await client.emailLayouts.retrieve(keys[0], { environment: "development" });
+  assert.equal(fetched.html_layout, "<html><body>{{ content }}</body></html>");
+  assert.deepEqual(fetched.footer_links, [{ text: "Unsubscribe", url: "https://example.com/u" }]);
+
+  const listed = [];
+  for await (const layout of client.emailLayouts.list({ environment: "development", limit: 1 })) {
+    listed.push(layout.key);
+  }
+  assert.deepEqual(listed.filter((k) => keys.includes(k)), keys);
+
+  await assert.rejects(
+    client.emailLayouts.upsert("no-content", {
+      environment: "development",
+      email_layout: { name: "No content", html_layout: "<html></html>", text_layout: "" },
+    }),
+    (err) => err.status === 422 && /html_layout/.test(JSON.stringify(err.error)),
+  );
+  await assert.rejects(
+    client.emailLayouts.retrieve("no-content", { environment: "development" }),
+    (err) => err.status === 404,
+  );
+});

@@ -3,6 +3,7 @@
 
 mod audiences;
 mod channels;
+mod email_layouts;
 mod preferences;
 mod workflows;
 
@@ -14,6 +15,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(audiences::router())
         .merge(channels::router())
+        .merge(email_layouts::router())
         .merge(workflows::router())
         .merge(preferences::router())
 }

@@ -75,6 +75,7 @@ impl Engine {
                 &variables,
                 None,
                 None,
+                None,
             )
         })
         .await;

@@ -2,6 +2,7 @@
 // each time with that parent's `Db` and dialect constants. One submodule per trait.
 
 mod audiences;
+mod email_layouts;
 mod environments;
 mod fanout;
 mod flow;
