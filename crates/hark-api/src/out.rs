@@ -82,7 +82,11 @@ pub fn message_out(m: &MessageRecord, channel: Option<&Channel>) -> Value {
         "id": m.id,
         "channel_id": channel.map(|c| c.id.clone()).unwrap_or_else(|| m.channel_key.clone()),
         "channel": channel.map(channel_out),
-        "recipient": m.recipient_id,
+        // Knock: a user recipient is its id, an object recipient `{collection, id}`.
+        "recipient": match &m.recipient_collection {
+            Some(collection) => json!({"collection": collection, "id": m.recipient_id}),
+            None => json!(m.recipient_id),
+        },
         "actors": m.actors,
         "workflow": m.workflow_key,
         "tenant": m.tenant,
