@@ -381,6 +381,19 @@ async fn an_object_recipient_gets_its_own_message(backend: Backend) {
     assert_eq!(user_ops["items"], json!([]));
     let (_, ada) = s.call("GET", "/v1/users/ada/messages", None).await;
     assert_eq!(ada["items"][0]["recipient"], "ada");
+    // Named twice, run once: the object's run shows it as `{collection, id}`.
+    let (_, runs) = s
+        .call(
+            "GET",
+            "/v1/workflow_recipient_runs?workflow=alert&page_size=50",
+            None,
+        )
+        .await;
+    let object_runs: Vec<&Value> = runs["items"]
+        .as_array()
+        .map(|r| r.iter().filter(|r| r["recipient"] == object).collect())
+        .unwrap_or_default();
+    assert_eq!(object_runs.len(), 1, "{runs}");
     let (_, none) = s
         .call("GET", "/v1/objects/channels/nobody/messages", None)
         .await;
