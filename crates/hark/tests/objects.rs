@@ -431,6 +431,27 @@ async fn an_object_without_email_skips_email_steps(backend: Backend) {
         .await;
     let items = listed["items"].as_array().cloned().unwrap_or_default();
     assert_eq!(items.len(), 1, "only the feed message: {listed}");
+    // The object's own preferences decide its channel steps.
+    s.call("PUT", "/v1/objects/projects/quiet", Some(json!({})))
+        .await;
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/v1/objects/projects/quiet/preferences/default",
+            Some(json!({"channel_types": {"in_app_feed": false}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    s.trigger(
+        "digest",
+        json!({"recipients": [{"collection": "projects", "id": "quiet"}]}),
+    )
+    .await;
+    s.run_engine().await;
+    let (_, quiet) = s
+        .call("GET", "/v1/objects/projects/quiet/messages", None)
+        .await;
+    assert_eq!(quiet["items"], json!([]), "{quiet}");
     assert_eq!(
         items[0]["channel_id"],
         channel_id_for_key("in-app-feed"),
