@@ -438,7 +438,8 @@ impl RunStore for SqlStore {
             qb.push_bind(cancellation_key.to_string());
             qb.push(" AND status IN ('queued', 'processing', 'paused')");
             if let Some(ids) = recipients {
-                qb.push(" AND recipient_id IN (");
+                // Named recipients are users: an object sharing an id keeps its run.
+                qb.push(" AND recipient_collection = '' AND recipient_id IN (");
                 let mut list = qb.separated(", ");
                 for id in ids {
                     list.push_bind(id.clone());
