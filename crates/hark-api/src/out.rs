@@ -82,7 +82,7 @@ pub fn message_out(m: &MessageRecord, channel: Option<&Channel>) -> Value {
         "id": m.id,
         "channel_id": channel.map(|c| c.id.clone()).unwrap_or_else(|| m.channel_key.clone()),
         "channel": channel.map(channel_out),
-        "recipient": m.recipient_id,
+        "recipient": recipient_out(m.recipient_collection.as_deref(), &m.recipient_id),
         "actors": m.actors,
         "workflow": m.workflow_key,
         "tenant": m.tenant,
@@ -248,13 +248,21 @@ pub fn delivery_log_out(l: &DeliveryLog) -> Value {
     })
 }
 
+/// Knock's recipient reference: a user is its id, an object `{collection, id}`.
+fn recipient_out(collection: Option<&str>, id: &str) -> Value {
+    match collection {
+        Some(collection) => json!({"collection": collection, "id": id}),
+        None => json!(id),
+    }
+}
+
 pub fn run_out(r: &RecipientRun) -> Value {
     json!({
         "__typename": "WorkflowRecipientRun",
         "id": r.id,
         "workflow_run_id": r.workflow_run_id,
         "workflow": r.workflow_key,
-        "recipient": r.recipient_id,
+        "recipient": recipient_out(r.recipient_collection.as_deref(), &r.recipient_id),
         "actor": r.actor,
         "tenant": r.tenant,
         "status": r.status.as_str(),

@@ -233,6 +233,7 @@ impl Engine {
             channel_key: channel.key.clone(),
             channel_type: channel.channel_type.as_str().to_string(),
             recipient_id: run.recipient_id.clone(),
+            recipient_collection: run.recipient_collection.clone(),
             actors: ctx.actors(),
             tenant: run.tenant.clone(),
             // Knock: in-app messages are delivered the moment they exist; a sandboxed run
@@ -275,7 +276,10 @@ impl Engine {
             .store
             .get_document(
                 &ctx.run.environment_id,
-                &Owner::User(ctx.run.recipient_id.clone()),
+                &Owner::recipient(
+                    ctx.run.recipient_collection.as_deref(),
+                    &ctx.run.recipient_id,
+                ),
                 DocumentKind::ChannelData,
                 &channel.id,
             )

@@ -63,13 +63,29 @@ impl RunContext {
         workflow: Arc<WorkflowDefinition>,
     ) -> Result<Self, StoreError> {
         let store = &engine.inner.store;
-        let recipient_user = store
-            .get_user(&run.environment_id, &run.recipient_id)
-            .await?;
-        let mut recipient = user_value(
-            &run.recipient_id,
-            recipient_user.as_ref().map(|u| &u.properties),
-        );
+        let mut recipient = match &run.recipient_collection {
+            // An object recipient: its properties with `id` and `collection`, as Knock
+            // renders `recipient` for objects.
+            Some(collection) => {
+                let object = store
+                    .get_object(&run.environment_id, collection, &run.recipient_id)
+                    .await?;
+                let mut map = object.map(|o| o.properties).unwrap_or_default();
+                map.insert("id".into(), Value::String(run.recipient_id.clone()));
+                map.insert("collection".into(), Value::String(collection.clone()));
+                map.insert("__typename".into(), Value::String("Object".into()));
+                Value::Object(map)
+            }
+            None => {
+                let recipient_user = store
+                    .get_user(&run.environment_id, &run.recipient_id)
+                    .await?;
+                user_value(
+                    &run.recipient_id,
+                    recipient_user.as_ref().map(|u| &u.properties),
+                )
+            }
+        };
         // A run reached through a subscription sees it as `recipient.subscription`.
         if let (Value::Object(map), Some(subscription)) =
             (&mut recipient, run.state.get("subscription"))
@@ -228,7 +244,10 @@ impl RunContext {
                     .store
                     .list_documents(
                         &self.run.environment_id,
-                        &Owner::User(self.run.recipient_id.clone()),
+                        &Owner::recipient(
+                            self.run.recipient_collection.as_deref(),
+                            &self.run.recipient_id,
+                        ),
                         DocumentKind::Preferences,
                     )
                     .await?;
@@ -282,13 +301,18 @@ impl RunContext {
             .audiences
             .get_or_try_init(|| async {
                 let store = &engine.inner.store;
-                let mut keys = store
-                    .audiences_of(
-                        &self.run.environment_id,
-                        &self.run.recipient_id,
-                        self.run.tenant.as_deref(),
-                    )
-                    .await?;
+                // Audience members are users: an object sharing a user's id is not one.
+                let mut keys = if self.run.recipient_collection.is_some() {
+                    Vec::new()
+                } else {
+                    store
+                        .audiences_of(
+                            &self.run.environment_id,
+                            &self.run.recipient_id,
+                            self.run.tenant.as_deref(),
+                        )
+                        .await?
+                };
                 let now = engine.inner.clock.now_ms();
                 for audience in store.dynamic_audiences(&self.run.environment_id).await? {
                     // Stored segments were validated when written; one that no longer

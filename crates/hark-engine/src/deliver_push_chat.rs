@@ -44,7 +44,10 @@ impl Engine {
             .store
             .get_document(
                 &message.environment_id,
-                &Owner::User(message.recipient_id.clone()),
+                &Owner::recipient(
+                    message.recipient_collection.as_deref(),
+                    &message.recipient_id,
+                ),
                 DocumentKind::ChannelData,
                 &channel.id,
             )
@@ -116,7 +119,10 @@ impl Engine {
     /// statements: a token registered in between is kept, since only the dead ones are
     /// removed from what is read.
     async fn deregister_tokens(&self, message: &MessageRecord, channel: &Channel, dead: &[String]) {
-        let owner = Owner::User(message.recipient_id.clone());
+        let owner = Owner::recipient(
+            message.recipient_collection.as_deref(),
+            &message.recipient_id,
+        );
         let store = &self.inner.store;
         let env = &message.environment_id;
         let doc = match store

@@ -161,6 +161,8 @@ pub struct RecipientRun {
     pub workflow_key: String,
     pub workflow_version: i64,
     pub recipient_id: String,
+    /// The object's collection when the recipient is an object, `None` for a user.
+    pub recipient_collection: Option<String>,
     pub actor: Option<String>,
     pub tenant: Option<String>,
     pub data: Value,
@@ -212,6 +214,8 @@ pub struct NewMessage {
     pub channel_key: String,
     pub channel_type: String,
     pub recipient_id: String,
+    /// The object's collection when the recipient is an object, `None` for a user.
+    pub recipient_collection: Option<String>,
     pub actors: Vec<String>,
     pub tenant: Option<String>,
     pub status: String,
@@ -235,6 +239,8 @@ pub struct MessageRecord {
     pub channel_key: String,
     pub channel_type: String,
     pub recipient_id: String,
+    /// The object's collection when the recipient is an object, `None` for a user.
+    pub recipient_collection: Option<String>,
     pub actors: Vec<String>,
     pub tenant: Option<String>,
     pub status: String,
@@ -262,6 +268,9 @@ pub enum ArchivedFilter {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessageFilter {
     pub recipient_id: Option<String>,
+    /// With `recipient_id`: the object collection the recipient is in; `None` matches
+    /// users only.
+    pub recipient_collection: Option<String>,
     pub channel_key: Option<String>,
     pub workflow_key: Option<String>,
     pub workflow_run_id: Option<String>,
@@ -286,6 +295,7 @@ impl Default for MessageFilter {
     fn default() -> Self {
         Self {
             recipient_id: None,
+            recipient_collection: None,
             channel_key: None,
             workflow_key: None,
             workflow_run_id: None,
@@ -642,6 +652,17 @@ pub enum Owner {
 }
 
 impl Owner {
+    /// The owner of a recipient's documents: a user, or the object in `collection`.
+    pub fn recipient(collection: Option<&str>, id: &str) -> Self {
+        match collection {
+            Some(collection) => Owner::Object {
+                collection: collection.to_string(),
+                id: id.to_string(),
+            },
+            None => Owner::User(id.to_string()),
+        }
+    }
+
     pub fn key(&self) -> String {
         match self {
             Owner::Environment => "environment".to_string(),

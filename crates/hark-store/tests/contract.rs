@@ -464,6 +464,7 @@ fn message(env: &str, run_id: &str, step: &str, recipient: &str, now: i64) -> Ne
         channel_key: "in-app-feed".into(),
         channel_type: "in_app_feed".into(),
         recipient_id: recipient.to_string(),
+        recipient_collection: None,
         actors: vec![],
         tenant: None,
         status: "delivered".into(),

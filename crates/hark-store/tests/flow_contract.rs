@@ -239,6 +239,7 @@ async fn message_events_wake_waiting_runs(f: Fixture) {
         channel_key: "in-app-feed".into(),
         channel_type: "in_app_feed".into(),
         recipient_id: "a".into(),
+        recipient_collection: None,
         actors: vec![],
         tenant: None,
         status: "delivered".into(),

@@ -27,9 +27,10 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-const COUNT_SQL: &str = "SELECT COUNT(*) AS n FROM messages";
+// Subscribers' messages only: the object is a recipient too and gets its own.
+const COUNT_SQL: &str = "SELECT COUNT(*) AS n FROM messages WHERE recipient_collection = ''";
 const DOUBLED_SQL: &str = "SELECT COUNT(*) AS n FROM (SELECT recipient_id FROM messages \
-     GROUP BY recipient_id HAVING COUNT(*) > 1) d";
+     WHERE recipient_collection = '' GROUP BY recipient_id HAVING COUNT(*) > 1) d";
 
 /// `(messages, recipients with more than one message)` straight from the database.
 async fn message_counts(url: &str) -> (i64, i64) {

@@ -3,13 +3,18 @@
 
 mod support;
 
+use hark_channels::testing::HttpSink;
+use hark_engine::registry::channel_id_for_key;
+use hark_engine::ChannelConfig;
 use serde_json::{json, Value};
-use support::{feed_step, Backend, TestServer};
+use support::{email_channel, feed_step, Backend, TestServer};
 
 on_both_stores!(
     objects_crud_and_bulk,
     subscriptions_add_list_delete,
     triggers_fan_out_to_subscribers_once_each,
+    an_object_recipient_gets_its_own_message,
+    an_object_without_email_skips_email_steps,
 );
 
 async fn objects_crud_and_bulk(backend: Backend) {
@@ -287,4 +292,169 @@ async fn triggers_fan_out_to_subscribers_once_each(backend: Backend) {
         )
         .await;
     assert_eq!(status, 422, "{body}");
+}
+
+fn slack_channel() -> ChannelConfig {
+    serde_json::from_value(json!({
+        "key": "slack", "type": "chat", "provider": "slack", "settings": {},
+    }))
+    .expect("channel config")
+}
+
+/// A Slack-channel object: the trigger runs for the object (its incoming webhook gets
+/// the message, `recipient` is the object) and for each subscriber once.
+async fn an_object_recipient_gets_its_own_message(backend: Backend) {
+    let sink = HttpSink::start().await.expect("sink");
+    let s = TestServer::start(backend, vec![slack_channel()]).await;
+    s.put_workflow(
+        "alert",
+        json!([
+            {"type": "channel", "ref": "chat", "channel_key": "slack",
+             "template": {"markdown_body": "to {{ recipient.collection }}/{{ recipient.id }} ({{ recipient.name }})"}},
+            feed_step("f", "hi {{ recipient.id }}"),
+        ]),
+    )
+    .await;
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/v1/objects/channels/ops",
+            Some(json!({"name": "Ops room"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/v1/objects/channels/ops/channel_data/slack",
+            Some(json!({"data": {"connections": [{"incoming_webhook": {"url": sink.url("/services/hook")}}]}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    subscribe(&s, "channels/ops", json!(["ada", "bob"]), json!({})).await;
+    let object = json!({"collection": "channels", "id": "ops"});
+    let (status, body) = s
+        .trigger("alert", json!({"recipients": [object, object, "ada"]}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    s.run_engine().await;
+
+    let requests = sink.requests();
+    assert_eq!(requests.len(), 1, "one post, for the object only");
+    assert_eq!(requests[0].path, "/services/hook");
+    assert!(
+        requests[0].body.contains("to channels/ops (Ops room)"),
+        "{}",
+        requests[0].body
+    );
+    assert_eq!(s.feed_texts("ada").await, vec!["hi ada"]);
+    assert_eq!(s.feed_texts("bob").await, vec!["hi bob"]);
+
+    let (status, listed) = s
+        .call("GET", "/v1/objects/channels/ops/messages", None)
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    let items = listed["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 2, "{listed}");
+    for item in &items {
+        assert_eq!(item["recipient"], object);
+    }
+    let (_, chat_only) = s
+        .call(
+            "GET",
+            "/v1/objects/channels/ops/messages?channel_id=slack&page_size=1",
+            None,
+        )
+        .await;
+    assert_eq!(chat_only["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(chat_only["items"][0]["status"], "sent", "{chat_only}");
+    let (_, by_id) = s
+        .call(
+            "GET",
+            &format!("/v1/messages/{}", items[0]["id"].as_str().unwrap_or("")),
+            None,
+        )
+        .await;
+    assert_eq!(by_id["recipient"], object);
+    // The object's messages are not those of a user who shares its id.
+    let (_, user_ops) = s.call("GET", "/v1/users/ops/messages", None).await;
+    assert_eq!(user_ops["items"], json!([]));
+    let (_, ada) = s.call("GET", "/v1/users/ada/messages", None).await;
+    assert_eq!(ada["items"][0]["recipient"], "ada");
+    // Named twice, run once: the object's run shows it as `{collection, id}`.
+    let (_, runs) = s
+        .call(
+            "GET",
+            "/v1/workflow_recipient_runs?workflow=alert&page_size=50",
+            None,
+        )
+        .await;
+    let object_runs: Vec<&Value> = runs["items"]
+        .as_array()
+        .map(|r| r.iter().filter(|r| r["recipient"] == object).collect())
+        .unwrap_or_default();
+    assert_eq!(object_runs.len(), 1, "{runs}");
+    let (_, none) = s
+        .call("GET", "/v1/objects/channels/nobody/messages", None)
+        .await;
+    assert_eq!(none["items"], json!([]));
+}
+
+async fn an_object_without_email_skips_email_steps(backend: Backend) {
+    // Nothing listens here: an attempted send would leave a queued email message.
+    let s = TestServer::start(backend, vec![email_channel(9)]).await;
+    s.put_workflow(
+        "digest",
+        json!([
+            {"type": "channel", "ref": "mail", "channel_key": "email",
+             "template": {"subject": "Digest", "text_body": "for {{ recipient.id }}"}},
+            feed_step("f", "feed for {{ recipient.id }}"),
+        ]),
+    )
+    .await;
+    s.call(
+        "PUT",
+        "/v1/objects/projects/p9",
+        Some(json!({"name": "P9"})),
+    )
+    .await;
+    let (status, body) = s
+        .trigger(
+            "digest",
+            json!({"recipients": [{"collection": "projects", "id": "p9"}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    s.run_engine().await;
+    let (_, listed) = s
+        .call("GET", "/v1/objects/projects/p9/messages", None)
+        .await;
+    let items = listed["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 1, "only the feed message: {listed}");
+    // The object's own preferences decide its channel steps.
+    s.call("PUT", "/v1/objects/projects/quiet", Some(json!({})))
+        .await;
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/v1/objects/projects/quiet/preferences/default",
+            Some(json!({"channel_types": {"in_app_feed": false}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    s.trigger(
+        "digest",
+        json!({"recipients": [{"collection": "projects", "id": "quiet"}]}),
+    )
+    .await;
+    s.run_engine().await;
+    let (_, quiet) = s
+        .call("GET", "/v1/objects/projects/quiet/messages", None)
+        .await;
+    assert_eq!(quiet["items"], json!([]), "{quiet}");
+    assert_eq!(
+        items[0]["channel_id"],
+        channel_id_for_key("in-app-feed"),
+        "{listed}"
+    );
 }

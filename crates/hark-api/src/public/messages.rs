@@ -19,6 +19,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/messages", get(list_messages))
         .route("/v1/users/{user_id}/messages", get(list_user_messages))
+        .route(
+            "/v1/objects/{collection}/{id}/messages",
+            get(list_object_messages),
+        )
         .route("/v1/messages/{message_id}", get(get_message))
         .route("/v1/messages/{message_id}/content", get(get_content))
         .route("/v1/messages/{message_id}/events", get(list_events))
@@ -160,6 +164,20 @@ async fn list_user_messages(
     list_with(&state, &caller, filter, &params).await
 }
 
+/// The messages whose recipient is the object: the user listing's filters and pages.
+async fn list_object_messages(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((collection, id)): Path<(String, String)>,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    caller.require_secret()?;
+    let mut filter = filter_from(&params)?;
+    filter.recipient_id = Some(id);
+    filter.recipient_collection = Some(collection);
+    list_with(&state, &caller, filter, &params).await
+}
+
 /// Loads a message the caller may see; a public key only sees its own user's messages.
 async fn visible_message(state: &AppState, caller: &Caller, id: &str) -> ApiResult<MessageRecord> {
     let message = state
@@ -167,9 +185,13 @@ async fn visible_message(state: &AppState, caller: &Caller, id: &str) -> ApiResu
         .get_message(caller.env_id(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("message"))?;
-    caller
-        .require_user(&message.recipient_id)
-        .map_err(|_| ApiError::not_found("message"))?;
+    // An object's message is not its namesake user's: public keys only see user messages.
+    let allowed = if message.recipient_collection.is_some() {
+        caller.require_secret()
+    } else {
+        caller.require_user(&message.recipient_id)
+    };
+    allowed.map_err(|_| ApiError::not_found("message"))?;
     Ok(message)
 }
 

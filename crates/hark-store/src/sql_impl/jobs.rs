@@ -47,7 +47,7 @@ async fn write_step(
         // Architecture invariant: the unique key makes a replayed step a no-op.
         let created = sqlx::query(&format!(
             "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-             $11, $12, $13, $14, $15, $16, NULL, NULL, NULL, NULL, NULL, $17, $17, $18) \
+             $11, $12, $13, $14, $15, $16, NULL, NULL, NULL, NULL, NULL, $17, $17, $18, $19) \
              ON CONFLICT (recipient_run_id, step_ref) DO NOTHING"
         ))
         .bind(&m.id)
@@ -68,11 +68,15 @@ async fn write_step(
         .bind(to_json_text(&m.data))
         .bind(m.now)
         .bind(m.batch.as_ref().map(to_json_text))
+        .bind(m.recipient_collection.clone().unwrap_or_default())
         .execute(&mut **tx)
         .await
         .map_err(StoreError::db(OP))?;
         if created.rows_affected() == 1 {
-            if m.channel_type == hark_core::workflow::ChannelType::InAppFeed.as_str() {
+            // Realtime feeds are per user; an object's feed is read over HTTP only.
+            if m.channel_type == hark_core::workflow::ChannelType::InAppFeed.as_str()
+                && m.recipient_collection.is_none()
+            {
                 announce_feed_message(tx, m, feed).await?;
             }
             insert_message_event(

@@ -164,7 +164,14 @@ fn workflow_from_row(row: &DbRow) -> Result<WorkflowRecord, StoreError> {
 
 const RUN_COLUMNS: &str = "id, environment_id, workflow_run_id, workflow_key, workflow_version, \
     recipient_id, actor, tenant, data, cancellation_key, status, step_cursor, error_count, \
-    inserted_at, updated_at, state";
+    inserted_at, updated_at, state, recipient_collection";
+
+/// `recipient_collection` is stored as '' for users (a NOT NULL column keeps it usable in
+/// keys and indexes); the records say `None`.
+fn collection_from_row(row: &DbRow, op: &'static str) -> Result<Option<String>, StoreError> {
+    let collection: String = get(row, "recipient_collection", op)?;
+    Ok(Some(collection).filter(|c| !c.is_empty()))
+}
 
 fn run_from_row(row: &DbRow) -> Result<RecipientRun, StoreError> {
     const OP: &str = "read recipient run";
@@ -179,6 +186,7 @@ fn run_from_row(row: &DbRow) -> Result<RecipientRun, StoreError> {
         workflow_key: get(row, "workflow_key", OP)?,
         workflow_version: get(row, "workflow_version", OP)?,
         recipient_id: get(row, "recipient_id", OP)?,
+        recipient_collection: collection_from_row(row, OP)?,
         actor: get(row, "actor", OP)?,
         tenant: get(row, "tenant", OP)?,
         data: parse_json(&data, OP)?,
@@ -197,7 +205,7 @@ fn run_from_row(row: &DbRow) -> Result<RecipientRun, StoreError> {
 const MESSAGE_COLUMNS: &str = "id, environment_id, recipient_run_id, workflow_run_id, step_ref, \
     workflow_key, workflow_version, categories, channel_key, channel_type, recipient_id, actors, \
     tenant, status, content, data, seen_at, read_at, interacted_at, link_clicked_at, archived_at, \
-    inserted_at, updated_at, batch";
+    inserted_at, updated_at, batch, recipient_collection";
 
 fn message_from_row(row: &DbRow) -> Result<MessageRecord, StoreError> {
     const OP: &str = "read message";
@@ -217,6 +225,7 @@ fn message_from_row(row: &DbRow) -> Result<MessageRecord, StoreError> {
         channel_key: get(row, "channel_key", OP)?,
         channel_type: get(row, "channel_type", OP)?,
         recipient_id: get(row, "recipient_id", OP)?,
+        recipient_collection: collection_from_row(row, OP)?,
         actors: parse_strings(&actors, OP)?,
         tenant: get(row, "tenant", OP)?,
         status: get(row, "status", OP)?,
@@ -594,6 +603,11 @@ fn push_message_filter(qb: &mut QueryBuilder<'_, Db>, environment_id: &str, f: &
         }
     };
     eq(qb, "recipient_id", &f.recipient_id);
+    if f.recipient_id.is_some() {
+        // A user and an object may share an id: a recipient is the pair.
+        qb.push(" AND recipient_collection = ");
+        qb.push_bind(f.recipient_collection.clone().unwrap_or_default());
+    }
     eq(qb, "channel_key", &f.channel_key);
     eq(qb, "workflow_key", &f.workflow_key);
     eq(qb, "workflow_run_id", &f.workflow_run_id);

@@ -97,8 +97,18 @@ pub(super) async fn write_trigger(
     .map_err(StoreError::db(OP))?;
     let state = to_json_text(&t.state);
     let recipients = first_time_recipients(tx, t).await?;
-    let runs: Vec<(String, String)> = recipients.into_iter().map(|r| (r, state.clone())).collect();
-    insert_runs(tx, &RunTemplate::of(t), &runs, t.now).await?;
+    let mut runs: Vec<(RecipientKey, String)> = recipients
+        .into_iter()
+        .map(|id| {
+            (
+                RecipientKey {
+                    collection: None,
+                    id,
+                },
+                state.clone(),
+            )
+        })
+        .collect();
     if !t.fan_outs.is_empty() {
         // Recipients named in the trigger are not run again when they are also
         // subscribers.
@@ -111,11 +121,26 @@ pub(super) async fn write_trigger(
             })
             .collect();
         mark_seen(tx, &t.workflow_run_id, &direct).await?;
+        // Each object named in the trigger runs the workflow itself too, once however
+        // often it is named; `fanout_seen` also stops a fan-out that reaches it (as a
+        // nested subscriber) from running it again.
+        let objects: Vec<RecipientKey> = t
+            .fan_outs
+            .iter()
+            .map(|(collection, id)| RecipientKey {
+                collection: Some(collection.clone()),
+                id: id.clone(),
+            })
+            .collect();
+        for object in mark_seen(tx, &t.workflow_run_id, &objects).await? {
+            runs.push((object, state.clone()));
+        }
         let template = RunTemplate::of(t);
         for (collection, object_id) in &t.fan_outs {
             insert_fanout(tx, &template, collection, object_id, 1, t.now).await?;
         }
     }
+    insert_runs(tx, &RunTemplate::of(t), &runs, t.now).await?;
     if let Some(key) = &t.cancellation_key {
         // A cancel that arrived before this trigger still applies to it.
         sqlx::query(
@@ -189,13 +214,13 @@ impl RunTemplate {
 pub(super) async fn insert_runs(
     tx: &mut Tx<'_>,
     t: &RunTemplate,
-    runs: &[(String, String)],
+    runs: &[(RecipientKey, String)],
     now: Millis,
 ) -> StoreResult<()> {
     const OP: &str = "insert runs";
     let data = to_json_text(&t.data);
     let run_ids: Vec<String> = runs.iter().map(|_| new_id()).collect();
-    let rows: Vec<(&(String, String), &String)> = runs.iter().zip(run_ids.iter()).collect();
+    let rows: Vec<(&(RecipientKey, String), &String)> = runs.iter().zip(run_ids.iter()).collect();
     for chunk in rows.chunks(200) {
         let mut qb =
             QueryBuilder::<Db>::new(format!("INSERT INTO recipient_runs ({RUN_COLUMNS}) "));
@@ -205,7 +230,7 @@ pub(super) async fn insert_runs(
                 .push_bind(t.workflow_run_id.clone())
                 .push_bind(t.workflow_key.clone())
                 .push_bind(t.workflow_version)
-                .push_bind(recipient.clone())
+                .push_bind(recipient.id.clone())
                 .push_bind(t.actor.clone())
                 .push_bind(t.tenant.clone())
                 .push_bind(data.clone())
@@ -215,7 +240,8 @@ pub(super) async fn insert_runs(
                 .push_bind(0_i64)
                 .push_bind(now)
                 .push_bind(now)
-                .push_bind(state.clone());
+                .push_bind(state.clone())
+                .push_bind(recipient.collection.clone().unwrap_or_default());
         });
         qb.build()
             .execute(&mut **tx)
@@ -412,7 +438,8 @@ impl RunStore for SqlStore {
             qb.push_bind(cancellation_key.to_string());
             qb.push(" AND status IN ('queued', 'processing', 'paused')");
             if let Some(ids) = recipients {
-                qb.push(" AND recipient_id IN (");
+                // Named recipients are users: an object sharing an id keeps its run.
+                qb.push(" AND recipient_collection = '' AND recipient_id IN (");
                 let mut list = qb.separated(", ");
                 for id in ids {
                     list.push_bind(id.clone());
