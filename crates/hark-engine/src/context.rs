@@ -300,19 +300,19 @@ impl RunContext {
         let audiences = self
             .audiences
             .get_or_try_init(|| async {
+                // Audience members are users: an object (even one sharing a user's id) is
+                // in no audience, static or dynamic.
+                if self.run.recipient_collection.is_some() {
+                    return Ok::<_, StoreError>(Vec::new());
+                }
                 let store = &engine.inner.store;
-                // Audience members are users: an object sharing a user's id is not one.
-                let mut keys = if self.run.recipient_collection.is_some() {
-                    Vec::new()
-                } else {
-                    store
-                        .audiences_of(
-                            &self.run.environment_id,
-                            &self.run.recipient_id,
-                            self.run.tenant.as_deref(),
-                        )
-                        .await?
-                };
+                let mut keys = store
+                    .audiences_of(
+                        &self.run.environment_id,
+                        &self.run.recipient_id,
+                        self.run.tenant.as_deref(),
+                    )
+                    .await?;
                 let now = engine.inner.clock.now_ms();
                 for audience in store.dynamic_audiences(&self.run.environment_id).await? {
                     // Stored segments were validated when written; one that no longer

@@ -197,6 +197,32 @@ async fn dynamic_membership_follows_current_properties(backend: Backend) {
     small.sort();
     assert_eq!(small, vec!["Pro perk", "Upgrade"]);
 
+    // Objects are in no audience, even with a member's properties and a member's id.
+    s.call(
+        "PUT",
+        "/v1/objects/teams/team",
+        Some(json!({"plan": "pro", "seats": 10, "vip": true})),
+    )
+    .await;
+    s.trigger(
+        "perk",
+        json!({"recipients": [{"collection": "teams", "id": "team"}]}),
+    )
+    .await;
+    s.run_engine().await;
+    let (status, listed) = s.call("GET", "/v1/objects/teams/team/messages", None).await;
+    assert_eq!(status, 200, "{listed}");
+    let refs: Vec<&str> = listed["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|m| m["source"]["step_ref"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(refs, vec!["out"], "{listed}");
+
     // An archived audience has no members.
     s.mgmt("DELETE", "/v1/audiences/pro?environment=development", None)
         .await;
