@@ -118,7 +118,21 @@ impl Caller {
                 "The API key is invalid",
             ));
         };
-        let Some((environment, kind)) = state.store.find_api_key(&hash_secret(key)).await? else {
+        let key_hash = hash_secret(key);
+        let found = match state.lookups.api_key(&key_hash) {
+            Some(found) => Some(found),
+            None => {
+                let found = state.store.find_api_key(&key_hash).await?;
+                // Only secret keys: a public key's environment decides per request
+                // whether a user token is required (enhanced security), which can
+                // change at any time.
+                if let Some(found @ (_, KeyKind::Secret)) = &found {
+                    state.lookups.remember_api_key(key_hash, found.clone());
+                }
+                found
+            }
+        };
+        let Some((environment, kind)) = found else {
             return Err(ApiError::new(
                 ErrorCode::InvalidApiKey,
                 "The API key is invalid",

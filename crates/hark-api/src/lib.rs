@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod lookups;
 mod mgmt;
 pub mod out;
 pub mod prometheus;

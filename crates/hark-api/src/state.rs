@@ -12,6 +12,8 @@ pub struct AppState {
     pub engine: Engine,
     /// Group commit for triggers.
     pub triggers: TriggerCommitter,
+    /// API keys and workflow versions seen in the last second.
+    pub lookups: Arc<crate::lookups::Lookups>,
 }
 
 impl AppState {

@@ -101,6 +101,16 @@ async fn wait_healthy(http: &reqwest::Client, base: &str) -> anyhow::Result<()> 
 impl Cluster {
     /// Starts `nodes` servers on the prepared store (more than one only on PostgreSQL).
     pub async fn start(hark: &str, prepared: Prepared, nodes: usize) -> anyhow::Result<Self> {
+        Self::start_with_role(hark, prepared, nodes, "all").await
+    }
+
+    /// Like [`Cluster::start`], every node in `role` (`all`, `api`: no workers).
+    pub async fn start_with_role(
+        hark: &str,
+        prepared: Prepared,
+        nodes: usize,
+        role: &str,
+    ) -> anyhow::Result<Self> {
         if nodes > 1 && prepared.url.starts_with("sqlite:") {
             bail!("several nodes need PostgreSQL");
         }
@@ -132,6 +142,7 @@ impl Cluster {
             let child = Command::new(hark)
                 .arg("serve")
                 .args(["--listen", &format!("127.0.0.1:{port}")])
+                .args(["--role", role])
                 .args(&store_args)
                 .env("HARK_LOG", "warn")
                 .stdout(Stdio::null())

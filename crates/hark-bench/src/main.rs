@@ -48,8 +48,12 @@ fn line(kind: &str, label: &str, value: String) {
 }
 
 async fn cluster(args: &Args) -> anyhow::Result<Arc<Cluster>> {
+    cluster_with_role(args, "all").await
+}
+
+async fn cluster_with_role(args: &Args, role: &str) -> anyhow::Result<Arc<Cluster>> {
     let prepared = Prepared::new(&args.store).await?;
-    let cluster = Cluster::start(&args.hark, prepared, args.nodes).await?;
+    let cluster = Cluster::start_with_role(&args.hark, prepared, args.nodes, role).await?;
     cluster.put_workflow("feed", feed_step()).await?;
     Ok(Arc::new(cluster))
 }
@@ -102,6 +106,18 @@ async fn main() -> anyhow::Result<()> {
     );
     peak_rss = peak_rss.max(accept.peak_rss_mib());
     drop(accept);
+
+    // The same with the workers off: what accepting alone costs, runs left queued.
+    let api_only = cluster_with_role(&args, "api").await?;
+    line(
+        "figure",
+        "trigger accept rate, 1 recipient, API only (no workers)",
+        trigger_accept_rate(&api_only, "feed", c, s)
+            .await
+            .describe(),
+    );
+    peak_rss = peak_rss.max(api_only.peak_rss_mib());
+    drop(api_only);
 
     let visible = cluster(&args).await?;
     line(

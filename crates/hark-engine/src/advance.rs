@@ -2,6 +2,7 @@
 //! committing each node's outcome (and its message, pause or data change) atomically with
 //! the cursor.
 
+use crate::prefetch::Prefetched;
 use std::sync::Arc;
 
 use hark_core::new_id;
@@ -139,9 +140,17 @@ impl Engine {
         }
     }
 
-    pub(crate) async fn advance_run(&self, job: &ClaimedJob) -> Result<(), StoreError> {
+    pub(crate) async fn advance_run(
+        &self,
+        job: &ClaimedJob,
+        prefetched: Option<&Prefetched>,
+    ) -> Result<(), StoreError> {
         let store = &self.inner.store;
-        let Some(run) = store.load_run_for_job(&job.ref_id).await? else {
+        let run = match prefetched.and_then(|p| p.run(&job.ref_id)) {
+            Some(run) => Some(run),
+            None => store.load_run_for_job(&job.ref_id).await?,
+        };
+        let Some(run) = run else {
             store.complete_job(job).await?;
             return Ok(());
         };
@@ -163,7 +172,7 @@ impl Engine {
                 return Ok(());
             }
         };
-        let mut ctx = RunContext::load(self, run, workflow.clone()).await?;
+        let mut ctx = RunContext::load(self, run, workflow.clone(), prefetched).await?;
         let mut pc = ctx.run.step_cursor as usize;
         let mut workflow = workflow;
         if ctx.run.status == RunStatus::Queued && ctx.state.get("batch").is_some() {

@@ -12,12 +12,14 @@ use hark_core::time::rfc3339;
 use hark_core::workflow::WorkflowDefinition;
 use hark_core::Millis;
 use hark_store::{
-    DocumentKind, MessageFilter, Owner, PageRequest, RecipientRun, StoreError, TENANTS_COLLECTION,
+    Document, DocumentKind, MessageFilter, Owner, PageRequest, RecipientRun, StoreError,
+    TENANTS_COLLECTION,
 };
 use hark_template::{RenderContext, Renderer};
 use serde_json::{json, Map, Value};
 use tokio::sync::OnceCell;
 
+use crate::prefetch::Prefetched;
 use crate::render::StepRenderError;
 use crate::Engine;
 
@@ -32,6 +34,19 @@ pub(crate) fn user_value(id: &str, properties: Option<&Map<String, Value>>) -> V
     map.insert("id".into(), Value::String(id.to_string()));
     map.insert("__typename".into(), Value::String("User".into()));
     Value::Object(map)
+}
+
+/// Stored sets that no longer parse are ignored rather than blocking sends.
+fn parse_preference_sets(docs: &[Document]) -> Vec<(String, PreferenceSet)> {
+    docs.iter()
+        .filter_map(|d| parse_preference_set(d).map(|set| (d.key.clone(), set)))
+        .collect()
+}
+
+fn parse_preference_set(doc: &Document) -> Option<PreferenceSet> {
+    PreferenceSet::parse(&doc.data, "preferences")
+        .ok()
+        .map(|(set, _)| set)
 }
 
 pub(crate) struct RunContext {
@@ -57,11 +72,15 @@ pub(crate) struct RunContext {
 }
 
 impl RunContext {
+    /// Builds the context, from `prefetched` where the batch read ahead.
     pub async fn load(
         engine: &Engine,
         run: RecipientRun,
         workflow: Arc<WorkflowDefinition>,
+        prefetched: Option<&Prefetched>,
     ) -> Result<Self, StoreError> {
+        let environment_id = run.environment_id.clone();
+        let user = |id: &str| prefetched.and_then(|p| p.user(&environment_id, id));
         let store = &engine.inner.store;
         let mut recipient = match &run.recipient_collection {
             // An object recipient: its properties with `id` and `collection`, as Knock
@@ -76,15 +95,18 @@ impl RunContext {
                 map.insert("__typename".into(), Value::String("Object".into()));
                 Value::Object(map)
             }
-            None => {
-                let recipient_user = store
-                    .get_user(&run.environment_id, &run.recipient_id)
-                    .await?;
-                user_value(
-                    &run.recipient_id,
-                    recipient_user.as_ref().map(|u| &u.properties),
-                )
-            }
+            None => match user(&run.recipient_id) {
+                Some(properties) => user_value(&run.recipient_id, properties),
+                None => {
+                    let recipient_user = store
+                        .get_user(&run.environment_id, &run.recipient_id)
+                        .await?;
+                    user_value(
+                        &run.recipient_id,
+                        recipient_user.as_ref().map(|u| &u.properties),
+                    )
+                }
+            },
         };
         // A run reached through a subscription sees it as `recipient.subscription`.
         if let (Value::Object(map), Some(subscription)) =
@@ -93,10 +115,13 @@ impl RunContext {
             map.insert("subscription".into(), subscription.clone());
         }
         let actor = match &run.actor {
-            Some(actor_id) => {
-                let user = store.get_user(&run.environment_id, actor_id).await?;
-                user_value(actor_id, user.as_ref().map(|u| &u.properties))
-            }
+            Some(actor_id) => match user(actor_id) {
+                Some(properties) => user_value(actor_id, properties),
+                None => {
+                    let user = store.get_user(&run.environment_id, actor_id).await?;
+                    user_value(actor_id, user.as_ref().map(|u| &u.properties))
+                }
+            },
             None => Value::Null,
         };
         let tenant = match &run.tenant {
@@ -110,10 +135,21 @@ impl RunContext {
             }
             None => Value::Null,
         };
+        let owner = Owner::recipient(run.recipient_collection.as_deref(), &run.recipient_id);
+        let preference_sets =
+            match prefetched.and_then(|p| p.preference_documents(&environment_id, &owner)) {
+                Some(docs) => OnceCell::new_with(Some(parse_preference_sets(docs))),
+                None => OnceCell::new(),
+            };
+        let environment_preferences =
+            match prefetched.and_then(|p| p.environment_preferences(&environment_id)) {
+                Some(doc) => OnceCell::new_with(Some(doc.and_then(parse_preference_set))),
+                None => OnceCell::new(),
+            };
         let mut ctx = Self {
             audiences: OnceCell::new(),
-            preference_sets: OnceCell::new(),
-            environment_preferences: OnceCell::new(),
+            preference_sets,
+            environment_preferences,
             tenant,
             data: run.data.clone(),
             state: run.state.clone(),
@@ -251,15 +287,7 @@ impl RunContext {
                         DocumentKind::Preferences,
                     )
                     .await?;
-                Ok::<_, StoreError>(
-                    docs.into_iter()
-                        .filter_map(|d| {
-                            PreferenceSet::parse(&d.data, "preferences")
-                                .ok()
-                                .map(|(set, _)| (d.key, set))
-                        })
-                        .collect(),
-                )
+                Ok::<_, StoreError>(parse_preference_sets(&docs))
             })
             .await?;
         Ok(sets)
@@ -283,11 +311,7 @@ impl RunContext {
                         "default",
                     )
                     .await?;
-                Ok::<_, StoreError>(doc.and_then(|d| {
-                    PreferenceSet::parse(&d.data, "preferences")
-                        .ok()
-                        .map(|(set, _)| set)
-                }))
+                Ok::<_, StoreError>(doc.as_ref().and_then(parse_preference_set))
             })
             .await?;
         Ok(set.as_ref())

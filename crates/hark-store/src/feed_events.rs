@@ -35,6 +35,17 @@ pub struct FeedEvent {
     pub message_id: String,
 }
 
+impl FeedEvent {
+    pub fn of(message: &crate::model::NewMessage) -> Self {
+        FeedEvent {
+            environment_id: message.environment_id.clone(),
+            channel_key: message.channel_key.clone(),
+            recipient_id: message.recipient_id.clone(),
+            message_id: message.id.clone(),
+        }
+    }
+}
+
 /// The per-node broadcast of [`FeedEvent`]s. Cheap to clone.
 #[derive(Clone)]
 pub struct FeedEventHub {

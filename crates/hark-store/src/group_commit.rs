@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::error::StoreError;
 use crate::model::{ClaimedJob, StepCommit, TriggerOutcome, TriggerWrite};
@@ -41,23 +41,36 @@ impl<I, O> Clone for GroupCommitter<I, O> {
 }
 
 /// Limits for one transaction: at most `max_items` items and `max_weight` total weight.
-#[derive(Clone, Copy)]
 pub struct BatchLimits<I> {
     pub max_items: usize,
     pub max_weight: usize,
     pub weight: fn(&I) -> usize,
 }
 
+// By hand: a derive would require `I: Copy`, though only a function pointer over `I` is held.
+impl<I> Clone for BatchLimits<I> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<I> Copy for BatchLimits<I> {}
+
 impl<I: Send + 'static, O: Send + 'static> GroupCommitter<I, O> {
-    /// Starts the committing task on the current runtime. `commit` stores a batch in one
+    /// Starts `lanes` committing tasks on the current runtime, sharing one queue: while
+    /// one lane commits, the next collects what is waiting. `commit` stores a batch in one
     /// transaction and returns one outcome per item, in order.
-    pub fn batched<F, Fut>(limits: BatchLimits<I>, commit: F) -> Self
+    pub fn batched<F, Fut>(limits: BatchLimits<I>, lanes: usize, commit: F) -> Self
     where
-        F: Fn(Vec<I>) -> Fut + Send + 'static,
+        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = StoreResult<Vec<StoreResult<O>>>> + Send + 'static,
     {
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(commit_loop(rx, limits, commit));
+        let rx = Arc::new(Mutex::new(rx));
+        let commit = Arc::new(commit);
+        for _ in 0..lanes.max(1) {
+            tokio::spawn(commit_loop(rx.clone(), limits, commit.clone()));
+        }
         GroupCommitter::Batched(queue)
     }
 
@@ -90,27 +103,36 @@ fn stopped() -> StoreError {
     StoreError::Unavailable("the group committer stopped".into())
 }
 
-async fn commit_loop<I, O, F, Fut>(
-    mut rx: mpsc::Receiver<(I, Reply<O>)>,
-    limits: BatchLimits<I>,
-    commit: F,
-) where
+type SharedQueue<I, O> = Arc<Mutex<mpsc::Receiver<(I, Reply<O>)>>>;
+
+/// Takes the next batch: waits for one item, then takes what queued up while the previous
+/// commit ran, never waiting for more. `None` once every sender is gone.
+async fn next_batch<I, O>(
+    rx: &SharedQueue<I, O>,
+    limits: &BatchLimits<I>,
+) -> Option<Vec<(I, Reply<O>)>> {
+    let mut rx = rx.lock().await;
+    let first = rx.recv().await?;
+    let mut weight = (limits.weight)(&first.0);
+    let mut batch = vec![first];
+    while batch.len() < limits.max_items && weight < limits.max_weight {
+        match rx.try_recv() {
+            Ok(item) => {
+                weight += (limits.weight)(&item.0);
+                batch.push(item);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+async fn commit_loop<I, O, F, Fut>(rx: SharedQueue<I, O>, limits: BatchLimits<I>, commit: Arc<F>)
+where
     F: Fn(Vec<I>) -> Fut,
     Fut: Future<Output = StoreResult<Vec<StoreResult<O>>>>,
 {
-    while let Some(first) = rx.recv().await {
-        let mut weight = (limits.weight)(&first.0);
-        let mut batch = vec![first];
-        // Take what queued up while the previous commit ran; never wait for more.
-        while batch.len() < limits.max_items && weight < limits.max_weight {
-            match rx.try_recv() {
-                Ok(item) => {
-                    weight += (limits.weight)(&item.0);
-                    batch.push(item);
-                }
-                Err(_) => break,
-            }
-        }
+    while let Some(batch) = next_batch(&rx, &limits).await {
         let (items, replies): (Vec<I>, Vec<Reply<O>>) = batch.into_iter().unzip();
         match commit(items).await {
             Ok(outcomes) => {
@@ -132,9 +154,25 @@ async fn commit_loop<I, O, F, Fut>(
 pub type TriggerCommitter = GroupCommitter<TriggerWrite, TriggerOutcome>;
 pub type StepCommitter = GroupCommitter<(ClaimedJob, StepCommit), bool>;
 
+/// How many batches of triggers commit at once on a database that takes parallel writers
+/// (PostgreSQL); SQLite has one writer and one lane.
+fn trigger_lanes() -> usize {
+    std::env::var("HARK_TRIGGER_LANES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4)
+}
+
+fn step_lanes() -> usize {
+    std::env::var("HARK_STEP_LANES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4)
+}
+
 /// Triggers of concurrent requests, committed together (up to 4000 recipients per commit).
 pub fn trigger_committer(store: Arc<dyn Store>) -> TriggerCommitter {
-    let store_prefers_batches = store.single_writer();
+    let single_writer = store.single_writer();
     let limits = BatchLimits {
         max_items: 256,
         max_weight: 4000,
@@ -144,10 +182,15 @@ pub fn trigger_committer(store: Arc<dyn Store>) -> TriggerCommitter {
         let store = store.clone();
         async move { store.create_triggers(&batch).await }
     };
-    if store_prefers_batches {
-        GroupCommitter::batched(limits, commit)
+    if single_writer {
+        GroupCommitter::batched(limits, 1, commit)
     } else {
-        GroupCommitter::direct(commit)
+        let lanes = trigger_lanes();
+        if lanes == 0 {
+            GroupCommitter::direct(commit)
+        } else {
+            GroupCommitter::batched(limits, lanes, commit)
+        }
     }
 }
 
@@ -164,8 +207,13 @@ pub fn step_committer(store: Arc<dyn Store>) -> StepCommitter {
         async move { store.commit_steps(&batch).await }
     };
     if store_prefers_batches {
-        GroupCommitter::batched(limits, commit)
+        GroupCommitter::batched(limits, 1, commit)
     } else {
-        GroupCommitter::direct(commit)
+        let lanes = step_lanes();
+        if lanes == 0 {
+            GroupCommitter::direct(commit)
+        } else {
+            GroupCommitter::batched(limits, lanes, commit)
+        }
     }
 }

@@ -640,7 +640,7 @@ pub struct ObjectRecord {
 pub const TENANTS_COLLECTION: &str = "$tenants";
 
 /// Who a recipient document belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Owner {
     User(String),
     Object {

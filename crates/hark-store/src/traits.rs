@@ -127,6 +127,13 @@ pub trait WorkflowStore {
         environment_id: &str,
         key: &str,
     ) -> StoreResult<Option<CommittedWorkflow>>;
+    /// The committed version of a workflow and whether it is active, without its
+    /// definition (which callers keep parsed per version).
+    async fn committed_version(
+        &self,
+        environment_id: &str,
+        key: &str,
+    ) -> StoreResult<Option<(i64, bool)>>;
     async fn workflow_version(
         &self,
         environment_id: &str,
@@ -236,6 +243,8 @@ pub trait JobStore {
     ) -> StoreResult<Vec<ClaimedJob>>;
     /// Loads a run for the worker that holds its job (any environment).
     async fn load_run_for_job(&self, run_id: &str) -> StoreResult<Option<RecipientRun>>;
+    /// The runs of a claimed batch of jobs in one read (those that exist, in any order).
+    async fn load_runs_for_jobs(&self, run_ids: &[String]) -> StoreResult<Vec<RecipientRun>>;
     /// Commits step outcomes of many jobs in one transaction (group commit). For each:
     /// `false` (and nothing written for it) when its job lost the lease; when its run
     /// finishes, its job is deleted.

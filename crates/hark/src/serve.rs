@@ -104,6 +104,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         clock: Arc::new(SystemClock),
         engine,
         triggers: hark_store::trigger_committer(store.clone()),
+        lookups: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -126,6 +126,9 @@ async fn upsert_workflow(
             state.now(),
         )
         .await?;
+    state
+        .lookups
+        .forget_workflow_head(&caller.environment.id, &key);
     Ok(Json(
         json!({"workflow": render(&state, &caller, &workflow)}),
     ))
@@ -172,6 +175,9 @@ async fn activate_workflow(
         .set_workflow_active(&caller.environment.id, &key, status, state.now())
         .await?
         .ok_or_else(|| ApiError::not_found("workflow"))?;
+    state
+        .lookups
+        .forget_workflow_head(&caller.environment.id, &key);
     Ok(Json(
         json!({"workflow": render(&state, &caller, &workflow)}),
     ))

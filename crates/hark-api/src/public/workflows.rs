@@ -258,17 +258,25 @@ async fn trigger(
         },
     };
     let input = parse_trigger(&body).map_err(ApiError::invalid)?;
-    let Some(workflow) = state
-        .store
-        .committed_workflow(caller.env_id(), &key)
-        .await?
-    else {
+    let head = match state.lookups.workflow_head(caller.env_id(), &key) {
+        Some(head) => Some(head),
+        None => {
+            let head = state.store.committed_version(caller.env_id(), &key).await?;
+            if let Some(head) = head {
+                state
+                    .lookups
+                    .remember_workflow_head(caller.env_id(), &key, head);
+            }
+            head
+        }
+    };
+    let Some((version, active)) = head else {
         return Err(ApiError::new(
             ErrorCode::WorkflowMissing,
             format!("The workflow `{key}` was not found or has no committed version"),
         ));
     };
-    if !workflow.active {
+    if !active {
         return Err(ApiError::new(
             ErrorCode::WorkflowInactive,
             format!("The workflow `{key}` is inactive"),
@@ -276,7 +284,7 @@ async fn trigger(
     }
     let definition = match state
         .engine
-        .pinned_workflow(caller.env_id(), &key, workflow.version)
+        .pinned_workflow(caller.env_id(), &key, version)
         .await?
     {
         Ok(definition) => definition,
@@ -299,7 +307,7 @@ async fn trigger(
     let write = TriggerWrite {
         environment_id: caller.env_id().to_string(),
         workflow_key: key,
-        workflow_version: workflow.version,
+        workflow_version: version,
         workflow_run_id,
         actor: input.actor,
         tenant: input.tenant,

@@ -1,5 +1,6 @@
 //! The job table: claiming, fenced step and delivery commits.
 
+use super::step_batch::{is_plain, write_plain_steps};
 use super::*;
 
 /// Records a new in-app message for realtime subscribers. On PostgreSQL the `NOTIFY` is
@@ -9,12 +10,7 @@ async fn announce_feed_message(
     m: &NewMessage,
     feed: &mut Vec<FeedEvent>,
 ) -> StoreResult<()> {
-    let event = FeedEvent {
-        environment_id: m.environment_id.clone(),
-        channel_key: m.channel_key.clone(),
-        recipient_id: m.recipient_id.clone(),
-        message_id: m.id.clone(),
-    };
+    let event = FeedEvent::of(m);
     if let Some(notify) = FEED_NOTIFY_SQL {
         let payload = serde_json::to_string(&event).map_err(|e| StoreError::Corrupt {
             operation: "announce feed message",
@@ -193,30 +189,105 @@ async fn write_step(
         .map_err(StoreError::db(OP))?;
     }
     if let (Some(RunStatus::Completed), Some(row)) = (step.finished, updated) {
-        let environment_id: String = get(&row, "environment_id", OP)?;
-        let workflow_key: String = get(&row, "workflow_key", OP)?;
-        let workflow_run_id: String = get(&row, "workflow_run_id", OP)?;
-        let tenant: Option<String> = get(&row, "tenant", OP)?;
-        signal_workflow_waits(
-            tx,
-            &WorkflowSignal {
-                environment_id: &environment_id,
-                workflow_key: &workflow_key,
-                event_key: "completed",
-                payload: serde_json::json!({
-                    "workflow_key": workflow_key,
-                    "workflow_run_id": workflow_run_id,
-                    "status": "completed",
-                    "tenant_id": tenant,
-                }),
-                recipients_sql: "SELECT recipient_id FROM recipient_runs WHERE id = $4",
-                selector: &step.run_id,
-            },
-            step.now,
-        )
-        .await?;
+        signal_completed_from_row(tx, &row, &step.run_id, step.now).await?;
     }
     Ok(true)
+}
+
+/// `workflow.completed` for runs waiting on the workflow of `run_id`, from the run's row
+/// (`environment_id`, `workflow_key`, `workflow_run_id`, `tenant`).
+async fn signal_completed_from_row(
+    tx: &mut Tx<'_>,
+    row: &DbRow,
+    run_id: &str,
+    now: Millis,
+) -> StoreResult<()> {
+    const OP: &str = "signal run completed";
+    let environment_id: String = get(row, "environment_id", OP)?;
+    let workflow_key: String = get(row, "workflow_key", OP)?;
+    let workflow_run_id: String = get(row, "workflow_run_id", OP)?;
+    let tenant: Option<String> = get(row, "tenant", OP)?;
+    signal_workflow_waits(
+        tx,
+        &WorkflowSignal {
+            environment_id: &environment_id,
+            workflow_key: &workflow_key,
+            event_key: "completed",
+            payload: serde_json::json!({
+                "workflow_key": workflow_key,
+                "workflow_run_id": workflow_run_id,
+                "status": "completed",
+                "tenant_id": tenant,
+            }),
+            recipients_sql: "SELECT recipient_id FROM recipient_runs WHERE id = $4",
+            selector: run_id,
+        },
+        now,
+    )
+    .await
+}
+
+/// `workflow.completed` for runs waiting on the workflow of `run_id`.
+pub(super) async fn signal_run_completed(
+    tx: &mut Tx<'_>,
+    run_id: &str,
+    now: Millis,
+) -> StoreResult<()> {
+    let row = sqlx::query(
+        "SELECT environment_id, workflow_key, workflow_run_id, tenant FROM recipient_runs WHERE id = $1",
+    )
+    .bind(run_id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(StoreError::db("signal run completed"))?;
+    match row {
+        Some(row) => signal_completed_from_row(tx, &row, run_id, now).await,
+        None => Ok(()),
+    }
+}
+
+/// Group commit of step outcomes: the plain ones together in a few statements; every
+/// other one (and the plain ones again, one by one, if writing them together failed) in
+/// its own savepoint, so that a failing step is rolled back alone.
+async fn write_step_batch(
+    tx: &mut Tx<'_>,
+    steps: &[(ClaimedJob, StepCommit)],
+    feed: &mut Vec<FeedEvent>,
+) -> StoreResult<Vec<StoreResult<bool>>> {
+    let plain: Vec<&(ClaimedJob, StepCommit)> = steps.iter().filter(|(_, s)| is_plain(s)).collect();
+    let mut plain_held: Option<std::collections::VecDeque<bool>> = None;
+    if plain.len() > 1 {
+        let mut savepoint = sqlx::Acquire::begin(&mut **tx)
+            .await
+            .map_err(StoreError::db("savepoint"))?;
+        let mut plain_feed = Vec::new();
+        let written = write_plain_steps(&mut savepoint, &plain, &mut plain_feed).await;
+        end_savepoint(savepoint, written.is_ok()).await?;
+        if let Ok(held) = written {
+            plain_held = Some(held.into());
+            feed.append(&mut plain_feed);
+        }
+    }
+    let mut outcomes = Vec::with_capacity(steps.len());
+    for (job, step) in steps {
+        if let Some(held) = plain_held.as_mut().filter(|_| is_plain(step)) {
+            outcomes.push(Ok(held.pop_front().unwrap_or(false)));
+            continue;
+        }
+        let mut savepoint = sqlx::Acquire::begin(&mut **tx)
+            .await
+            .map_err(StoreError::db("savepoint"))?;
+        let mut step_feed = Vec::new();
+        let outcome = write_step(&mut savepoint, job, step, &mut step_feed).await;
+        end_savepoint(savepoint, outcome.is_ok()).await?;
+        // A step rolled back to its savepoint created no message (its NOTIFY is
+        // discarded with it).
+        if outcome.is_ok() {
+            feed.append(&mut step_feed);
+        }
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
 }
 
 #[async_trait]
@@ -255,6 +326,29 @@ impl JobStore for SqlStore {
             .collect()
     }
 
+    async fn load_runs_for_jobs(&self, run_ids: &[String]) -> StoreResult<Vec<RecipientRun>> {
+        let mut runs = Vec::with_capacity(run_ids.len());
+        for chunk in run_ids.chunks(500) {
+            let mut qb = QueryBuilder::<Db>::new(format!(
+                "SELECT {RUN_COLUMNS} FROM recipient_runs WHERE id IN ("
+            ));
+            let mut ids = qb.separated(", ");
+            for id in chunk {
+                ids.push_bind(id.clone());
+            }
+            qb.push(")");
+            let rows = qb
+                .build()
+                .fetch_all(&self.reader)
+                .await
+                .map_err(StoreError::db("load runs for jobs"))?;
+            for row in &rows {
+                runs.push(run_from_row(row)?);
+            }
+        }
+        Ok(runs)
+    }
+
     async fn load_run_for_job(&self, run_id: &str) -> StoreResult<Option<RecipientRun>> {
         let row = sqlx::query(&format!(
             "SELECT {RUN_COLUMNS} FROM recipient_runs WHERE id = $1"
@@ -276,20 +370,7 @@ impl JobStore for SqlStore {
         if let [(job, step)] = steps {
             outcomes.push(write_step(&mut tx, job, step, &mut feed).await);
         } else {
-            for (job, step) in steps {
-                let mut savepoint = sqlx::Acquire::begin(&mut tx)
-                    .await
-                    .map_err(StoreError::db("savepoint"))?;
-                let mut step_feed = Vec::new();
-                let outcome = write_step(&mut savepoint, job, step, &mut step_feed).await;
-                end_savepoint(savepoint, outcome.is_ok()).await?;
-                // A step rolled back to its savepoint created no message (its NOTIFY is
-                // discarded with it).
-                if outcome.is_ok() {
-                    feed.append(&mut step_feed);
-                }
-                outcomes.push(outcome);
-            }
+            outcomes = write_step_batch(&mut tx, steps, &mut feed).await?;
         }
         if outcomes.iter().any(|o| o.is_ok()) {
             tx.commit().await.map_err(StoreError::db("commit steps"))?;

@@ -11,7 +11,9 @@ mod messages;
 mod objects;
 mod provider_status;
 mod runs;
+mod step_batch;
 mod subscriptions;
+mod trigger_batch;
 mod users;
 mod workflows;
 

@@ -1,5 +1,6 @@
 //! Triggers, cancellation and recipient runs.
 
+use super::trigger_batch::{is_plain, write_plain_triggers};
 use super::*;
 
 /// How long a cancel that matched nothing waits for its trigger. Knock warns that a cancel
@@ -141,23 +142,37 @@ pub(super) async fn write_trigger(
         }
     }
     insert_runs(tx, &RunTemplate::of(t), &runs, t.now).await?;
-    if let Some(key) = &t.cancellation_key {
-        // A cancel that arrived before this trigger still applies to it.
-        sqlx::query(
-            "UPDATE recipient_runs SET status = 'cancelled' WHERE workflow_run_id = $1 AND EXISTS \
-             (SELECT 1 FROM early_cancellations c WHERE c.environment_id = $2 AND c.workflow_key = $3 \
-             AND c.cancellation_key = $4 AND c.expires_at > $5 \
-             AND (c.recipient_id = '' OR c.recipient_id = recipient_runs.recipient_id))",
-        )
-        .bind(&t.workflow_run_id)
-        .bind(&t.environment_id)
-        .bind(&t.workflow_key)
-        .bind(key)
-        .bind(t.now)
-        .execute(&mut **tx)
-        .await
-        .map_err(StoreError::db(OP))?;
+    if t.cancellation_key.is_some() {
+        apply_early_cancellation(tx, t).await?;
     }
+    signal_trigger_started(tx, t).await?;
+    Ok(TriggerOutcome::Accepted)
+}
+
+/// Cancels the trigger's runs that a cancel, arriving before the trigger, still applies to.
+pub(super) async fn apply_early_cancellation(tx: &mut Tx<'_>, t: &TriggerWrite) -> StoreResult<()> {
+    let Some(key) = &t.cancellation_key else {
+        return Ok(());
+    };
+    sqlx::query(
+        "UPDATE recipient_runs SET status = 'cancelled' WHERE workflow_run_id = $1 AND EXISTS \
+         (SELECT 1 FROM early_cancellations c WHERE c.environment_id = $2 AND c.workflow_key = $3 \
+         AND c.cancellation_key = $4 AND c.expires_at > $5 \
+         AND (c.recipient_id = '' OR c.recipient_id = recipient_runs.recipient_id))",
+    )
+    .bind(&t.workflow_run_id)
+    .bind(&t.environment_id)
+    .bind(&t.workflow_key)
+    .bind(key)
+    .bind(t.now)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::db("create trigger"))?;
+    Ok(())
+}
+
+/// Hands `workflow.started` to runs waiting for this workflow.
+pub(super) async fn signal_trigger_started(tx: &mut Tx<'_>, t: &TriggerWrite) -> StoreResult<()> {
     signal_workflow_waits(
         tx,
         &WorkflowSignal {
@@ -175,8 +190,7 @@ pub(super) async fn write_trigger(
         },
         t.now,
     )
-    .await?;
-    Ok(TriggerOutcome::Accepted)
+    .await
 }
 
 /// What every run of one trigger shares; fan-outs keep it to create runs later.
@@ -194,7 +208,7 @@ pub(super) struct RunTemplate {
 }
 
 impl RunTemplate {
-    fn of(t: &TriggerWrite) -> Self {
+    pub(super) fn of(t: &TriggerWrite) -> Self {
         Self {
             environment_id: t.environment_id.clone(),
             workflow_run_id: t.workflow_run_id.clone(),
@@ -209,39 +223,66 @@ impl RunTemplate {
     }
 }
 
-/// Inserts one queued run and its job per `(recipient, state JSON)`, in multi-row
-/// statements chunked to stay under SQLite's bound-parameter limit.
+/// Inserts one queued run and its job per `(recipient, state JSON)` of one trigger.
 pub(super) async fn insert_runs(
     tx: &mut Tx<'_>,
     t: &RunTemplate,
     runs: &[(RecipientKey, String)],
     now: Millis,
 ) -> StoreResult<()> {
-    const OP: &str = "insert runs";
     let data = to_json_text(&t.data);
-    let run_ids: Vec<String> = runs.iter().map(|_| new_id()).collect();
-    let rows: Vec<(&(RecipientKey, String), &String)> = runs.iter().zip(run_ids.iter()).collect();
-    for chunk in rows.chunks(200) {
+    let rows: Vec<RunRow<'_>> = runs
+        .iter()
+        .map(|(recipient, state)| RunRow {
+            template: t,
+            data: &data,
+            recipient: recipient.clone(),
+            state,
+            now,
+        })
+        .collect();
+    insert_run_rows(tx, &rows).await
+}
+
+/// One run to insert.
+pub(super) struct RunRow<'a> {
+    pub template: &'a RunTemplate,
+    /// The template's `data` as JSON text, serialised once per trigger.
+    pub data: &'a str,
+    pub recipient: RecipientKey,
+    /// The run's initial state as JSON text.
+    pub state: &'a str,
+    pub now: Millis,
+}
+
+/// Inserts one queued run and its job per row, in multi-row statements chunked to stay
+/// under SQLite's bound-parameter limit (17 per run row).
+pub(super) async fn insert_run_rows(tx: &mut Tx<'_>, rows: &[RunRow<'_>]) -> StoreResult<()> {
+    const OP: &str = "insert runs";
+    let run_ids: Vec<String> = rows.iter().map(|_| new_id()).collect();
+    let rows: Vec<(&RunRow<'_>, &String)> = rows.iter().zip(run_ids.iter()).collect();
+    for chunk in rows.chunks(500) {
         let mut qb =
             QueryBuilder::<Db>::new(format!("INSERT INTO recipient_runs ({RUN_COLUMNS}) "));
-        qb.push_values(chunk.iter(), |mut b, ((recipient, state), run_id)| {
+        qb.push_values(chunk.iter(), |mut b, (row, run_id)| {
+            let t = row.template;
             b.push_bind((*run_id).clone())
                 .push_bind(t.environment_id.clone())
                 .push_bind(t.workflow_run_id.clone())
                 .push_bind(t.workflow_key.clone())
                 .push_bind(t.workflow_version)
-                .push_bind(recipient.id.clone())
+                .push_bind(row.recipient.id.clone())
                 .push_bind(t.actor.clone())
                 .push_bind(t.tenant.clone())
-                .push_bind(data.clone())
+                .push_bind(row.data.to_string())
                 .push_bind(t.cancellation_key.clone())
                 .push_bind(RunStatus::Queued.as_str())
                 .push_bind(0_i64)
                 .push_bind(0_i64)
-                .push_bind(now)
-                .push_bind(now)
-                .push_bind(state.clone())
-                .push_bind(recipient.collection.clone().unwrap_or_default());
+                .push_bind(row.now)
+                .push_bind(row.now)
+                .push_bind(row.state.to_string())
+                .push_bind(row.recipient.collection.clone().unwrap_or_default());
         });
         qb.build()
             .execute(&mut **tx)
@@ -250,15 +291,15 @@ pub(super) async fn insert_runs(
         let mut qb = QueryBuilder::<Db>::new(
             "INSERT INTO jobs (id, environment_id, kind, ref_id, run_at, lease, attempts, created_at) ",
         );
-        qb.push_values(chunk.iter(), |mut b, (_, run_id)| {
+        qb.push_values(chunk.iter(), |mut b, (row, run_id)| {
             b.push_bind(new_id())
-                .push_bind(t.environment_id.clone())
+                .push_bind(row.template.environment_id.clone())
                 .push_bind(JobKind::AdvanceRun.as_str())
                 .push_bind((*run_id).clone())
-                .push_bind(now)
+                .push_bind(row.now)
                 .push_bind(None::<String>)
                 .push_bind(0_i64)
-                .push_bind(now);
+                .push_bind(row.now);
         });
         qb.build()
             .execute(&mut **tx)
@@ -387,6 +428,38 @@ async fn first_time_recipients(tx: &mut Tx<'_>, t: &TriggerWrite) -> StoreResult
         .collect())
 }
 
+/// Group commit: the plain triggers together in a few statements; every other trigger
+/// (and the plain ones again, one by one, if writing them together failed) in its own
+/// savepoint, so that a failing trigger is rolled back alone.
+async fn write_trigger_batch(
+    tx: &mut Tx<'_>,
+    triggers: &[TriggerWrite],
+) -> StoreResult<Vec<StoreResult<TriggerOutcome>>> {
+    let plain: Vec<&TriggerWrite> = triggers.iter().filter(|t| is_plain(t)).collect();
+    let mut plain_written = false;
+    if plain.len() > 1 {
+        let mut savepoint = sqlx::Acquire::begin(&mut **tx)
+            .await
+            .map_err(StoreError::db("savepoint"))?;
+        plain_written = write_plain_triggers(&mut savepoint, &plain).await.is_ok();
+        end_savepoint(savepoint, plain_written).await?;
+    }
+    let mut outcomes = Vec::with_capacity(triggers.len());
+    for t in triggers {
+        if plain_written && is_plain(t) {
+            outcomes.push(Ok(TriggerOutcome::Accepted));
+            continue;
+        }
+        let mut savepoint = sqlx::Acquire::begin(&mut **tx)
+            .await
+            .map_err(StoreError::db("savepoint"))?;
+        let outcome = write_trigger(&mut savepoint, t).await;
+        end_savepoint(savepoint, outcome.is_ok()).await?;
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
 #[async_trait]
 impl RunStore for SqlStore {
     async fn create_triggers(
@@ -394,21 +467,11 @@ impl RunStore for SqlStore {
         triggers: &[TriggerWrite],
     ) -> StoreResult<Vec<StoreResult<TriggerOutcome>>> {
         let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
-        let mut outcomes = Vec::with_capacity(triggers.len());
-        if let [single] = triggers {
-            outcomes.push(write_trigger(&mut tx, single).await);
+        let outcomes = if let [single] = triggers {
+            vec![write_trigger(&mut tx, single).await]
         } else {
-            // Group commit: one transaction, one savepoint per trigger so that a failing
-            // trigger is rolled back alone.
-            for t in triggers {
-                let mut savepoint = sqlx::Acquire::begin(&mut tx)
-                    .await
-                    .map_err(StoreError::db("savepoint"))?;
-                let outcome = write_trigger(&mut savepoint, t).await;
-                end_savepoint(savepoint, outcome.is_ok()).await?;
-                outcomes.push(outcome);
-            }
-        }
+            write_trigger_batch(&mut tx, triggers).await?
+        };
         if outcomes.iter().any(|o| o.is_ok()) {
             tx.commit()
                 .await

@@ -172,6 +172,30 @@ impl WorkflowStore for SqlStore {
         }))
     }
 
+    async fn committed_version(
+        &self,
+        environment_id: &str,
+        key: &str,
+    ) -> StoreResult<Option<(i64, bool)>> {
+        const OP: &str = "committed version";
+        let row = sqlx::query(
+            "SELECT committed_version, active FROM workflows \
+             WHERE environment_id = $1 AND key = $2 AND committed_version IS NOT NULL",
+        )
+        .bind(environment_id)
+        .bind(key)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(StoreError::db(OP))?;
+        row.map(|row| {
+            Ok((
+                get(&row, "committed_version", OP)?,
+                get(&row, "active", OP)?,
+            ))
+        })
+        .transpose()
+    }
+
     async fn workflow_version(
         &self,
         environment_id: &str,

@@ -80,6 +80,7 @@ impl TestServer {
             clock: clock.clone(),
             engine: engine.clone(),
             triggers: hark_store::trigger_committer(store.clone()),
+            lookups: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -1,0 +1,128 @@
+//! What a claimed batch of runs reads before its steps run: the runs themselves, their
+//! recipients and actors, the recipients' preference sets and each environment's default
+//! set — one query per kind for the whole batch instead of one per run. Reads are taken
+//! right after the claim, where each run would otherwise have read them itself.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use hark_store::{
+    ClaimedJob, Document, DocumentKind, JobKind, Owner, RecipientRun, Store, StoreError,
+};
+use serde_json::{Map, Value};
+
+/// Environment and id (of a user, or an owner key for documents).
+type Scoped = (String, String);
+
+#[derive(Default)]
+pub(crate) struct Prefetched {
+    runs: HashMap<String, RecipientRun>,
+    /// Users by environment and id; `None` for an id asked for that does not exist.
+    users: HashMap<Scoped, Option<Map<String, Value>>>,
+    /// Recipients' preference documents by environment and owner key.
+    preferences: HashMap<Scoped, Vec<Document>>,
+    /// Each environment's default preference document (`None`: none stored).
+    environment_preferences: HashMap<String, Option<Document>>,
+}
+
+impl Prefetched {
+    /// Reads ahead for the batch's `advance_run` jobs.
+    pub async fn load(store: &Arc<dyn Store>, jobs: &[ClaimedJob]) -> Result<Self, StoreError> {
+        let run_ids: Vec<String> = jobs
+            .iter()
+            .filter(|j| j.kind == JobKind::AdvanceRun)
+            .map(|j| j.ref_id.clone())
+            .collect();
+        let mut prefetched = Prefetched::default();
+        if run_ids.is_empty() {
+            return Ok(prefetched);
+        }
+        let runs = store.load_runs_for_jobs(&run_ids).await?;
+        let mut by_environment: BTreeMap<&str, Vec<&RecipientRun>> = BTreeMap::new();
+        for run in &runs {
+            by_environment
+                .entry(run.environment_id.as_str())
+                .or_default()
+                .push(run);
+        }
+        for (environment_id, runs) in by_environment {
+            let user_ids: BTreeSet<String> = runs
+                .iter()
+                .filter(|r| r.recipient_collection.is_none())
+                .map(|r| r.recipient_id.clone())
+                .chain(runs.iter().filter_map(|r| r.actor.clone()))
+                .collect();
+            let user_ids: Vec<String> = user_ids.into_iter().collect();
+            let found: HashMap<String, Map<String, Value>> = store
+                .get_users(environment_id, &user_ids)
+                .await?
+                .into_iter()
+                .map(|u| (u.id, u.properties))
+                .collect();
+            for id in user_ids {
+                let properties = found.get(&id).cloned();
+                prefetched
+                    .users
+                    .insert((environment_id.to_string(), id), properties);
+            }
+
+            let owners: BTreeSet<Owner> = runs
+                .iter()
+                .map(|r| Owner::recipient(r.recipient_collection.as_deref(), &r.recipient_id))
+                .collect();
+            let owners: Vec<Owner> = owners.into_iter().collect();
+            for owner in &owners {
+                prefetched
+                    .preferences
+                    .insert((environment_id.to_string(), owner.key()), Vec::new());
+            }
+            for (owner_key, document) in store
+                .list_documents_of(environment_id, &owners, DocumentKind::Preferences)
+                .await?
+            {
+                prefetched
+                    .preferences
+                    .entry((environment_id.to_string(), owner_key))
+                    .or_default()
+                    .push(document);
+            }
+            let default_set = store
+                .get_document(
+                    environment_id,
+                    &Owner::Environment,
+                    DocumentKind::Preferences,
+                    "default",
+                )
+                .await?;
+            prefetched
+                .environment_preferences
+                .insert(environment_id.to_string(), default_set);
+        }
+        prefetched.runs = runs.into_iter().map(|r| (r.id.clone(), r)).collect();
+        Ok(prefetched)
+    }
+
+    pub fn run(&self, run_id: &str) -> Option<RecipientRun> {
+        self.runs.get(run_id).cloned()
+    }
+
+    /// `Some(properties)` when the user was read ahead (`Some(None)`: no such user).
+    pub fn user(&self, environment_id: &str, id: &str) -> Option<Option<&Map<String, Value>>> {
+        self.users
+            .get(&(environment_id.to_string(), id.to_string()))
+            .map(Option::as_ref)
+    }
+
+    pub fn preference_documents(&self, environment_id: &str, owner: &Owner) -> Option<&[Document]> {
+        self.preferences
+            .get(&(environment_id.to_string(), owner.key()))
+            .map(Vec::as_slice)
+    }
+
+    /// `Some(default set)` when the environment was read ahead.
+    pub fn environment_preferences(&self, environment_id: &str) -> Option<Option<&Document>> {
+        self.environment_preferences
+            .get(environment_id)
+            .map(Option::as_ref)
+    }
+}

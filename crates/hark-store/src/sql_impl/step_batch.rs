@@ -1,0 +1,427 @@
+//! Plain step outcomes of one group commit, written together: one multi-row statement per
+//! table for the whole batch instead of a savepoint and about a dozen statements per step.
+//!
+//! A step is plain when it only creates a message, records events and moves or finishes
+//! its run: no workflows started, no waits opened or closed, no pause. Runs and messages
+//! that other runs wait on are rare, so the batch first asks whether such waits exist and
+//! hands only the rows they concern to the per-step statements.
+
+use std::collections::{HashMap, HashSet};
+
+use super::jobs::signal_run_completed;
+use super::*;
+
+/// Rows per multi-row statement: 25 parameters per message row stays far below SQLite's
+/// bound-parameter limit.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// Whether `step` may be written by [`write_plain_steps`].
+pub(super) fn is_plain(step: &StepCommit) -> bool {
+    step.triggers.is_empty()
+        && step.new_wait.is_none()
+        && step.close_wait.is_none()
+        && step.drop_wait_events.is_empty()
+        && step.resume_at.is_none()
+}
+
+/// Writes every step of `batch` (all plain) inside `tx` whose job still holds its lease,
+/// and says per step whether it did. Nothing is committed here; an error means none of
+/// them may be reported as written.
+pub(super) async fn write_plain_steps(
+    tx: &mut Tx<'_>,
+    batch: &[&(ClaimedJob, StepCommit)],
+    feed: &mut Vec<FeedEvent>,
+) -> StoreResult<Vec<bool>> {
+    let held = hold_leases(tx, batch).await?;
+    let steps: Vec<&(ClaimedJob, StepCommit)> = batch
+        .iter()
+        .zip(&held)
+        .filter(|(_, held)| **held)
+        .map(|(step, _)| *step)
+        .collect();
+    let messages: Vec<&NewMessage> = steps
+        .iter()
+        .filter_map(|(_, s)| s.message.as_ref())
+        .collect();
+    let created = insert_messages(tx, &messages).await?;
+    let created: Vec<(&NewMessage, bool)> = steps
+        .iter()
+        .filter_map(|(_, s)| s.message.as_ref().map(|m| (m, s.enqueue_delivery)))
+        .filter(|(m, _)| created.contains(&m.id))
+        .collect();
+    announce_feed_messages(tx, &created, feed).await?;
+    insert_message_events(tx, &created).await?;
+    insert_delivery_jobs(tx, &created).await?;
+    insert_step_run_events(tx, &steps).await?;
+    let updated = update_runs(tx, &steps).await?;
+    let finished: Vec<String> = steps
+        .iter()
+        .filter(|(_, s)| s.finished.is_some())
+        .map(|(job, _)| job.id.clone())
+        .collect();
+    for chunk in finished.chunks(ROWS_PER_STATEMENT) {
+        let mut qb = QueryBuilder::<Db>::new("DELETE FROM jobs WHERE id IN (");
+        let mut ids = qb.separated(", ");
+        for id in chunk {
+            ids.push_bind(id.clone());
+        }
+        qb.push(")");
+        qb.build()
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::db("finish jobs"))?;
+    }
+    signal_completed_runs(tx, &steps, &updated).await?;
+    Ok(held)
+}
+
+/// New in-app messages for realtime feeds (per user; an object's feed is read over HTTP
+/// only): one `NOTIFY` statement for the batch on PostgreSQL, sent on commit.
+async fn announce_feed_messages(
+    tx: &mut Tx<'_>,
+    created: &[(&NewMessage, bool)],
+    feed: &mut Vec<FeedEvent>,
+) -> StoreResult<()> {
+    const OP: &str = "announce feed messages";
+    let events: Vec<FeedEvent> = created
+        .iter()
+        .filter(|(m, _)| {
+            m.channel_type == hark_core::workflow::ChannelType::InAppFeed.as_str()
+                && m.recipient_collection.is_none()
+        })
+        .map(|(m, _)| FeedEvent::of(m))
+        .collect();
+    if FEED_NOTIFY_SQL.is_some() {
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::<Db>::new("SELECT pg_notify(");
+            qb.push_bind(FEED_CHANNEL);
+            qb.push(", t.p) FROM (");
+            let mut payloads = Vec::with_capacity(chunk.len());
+            for event in chunk {
+                payloads.push(
+                    serde_json::to_string(event).map_err(|e| StoreError::Corrupt {
+                        operation: OP,
+                        detail: e.to_string(),
+                    })?,
+                );
+            }
+            qb.push_values(payloads, |mut b, payload| {
+                b.push_bind(payload);
+            });
+            qb.push(") AS t(p)");
+            qb.build()
+                .execute(&mut **tx)
+                .await
+                .map_err(StoreError::db(OP))?;
+        }
+    }
+    feed.extend(events);
+    Ok(())
+}
+
+/// The fencing check of every job in the batch in one statement (row-locking them on
+/// PostgreSQL): a job holds when its lease is still the one this worker claimed.
+async fn hold_leases(
+    tx: &mut Tx<'_>,
+    batch: &[&(ClaimedJob, StepCommit)],
+) -> StoreResult<Vec<bool>> {
+    const OP: &str = "check job leases";
+    let mut current: HashMap<String, Option<String>> = HashMap::new();
+    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+        let mut qb = QueryBuilder::<Db>::new("UPDATE jobs SET lease = lease WHERE id IN (");
+        let mut ids = qb.separated(", ");
+        for (job, _) in chunk {
+            ids.push_bind(job.id.clone());
+        }
+        qb.push(") RETURNING id, lease");
+        for row in qb
+            .build()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(StoreError::db(OP))?
+        {
+            current.insert(get(&row, "id", OP)?, get(&row, "lease", OP)?);
+        }
+    }
+    Ok(batch
+        .iter()
+        .map(|(job, _)| current.get(&job.id).and_then(|l| l.as_deref()) == Some(job.lease.as_str()))
+        .collect())
+}
+
+/// Inserts the messages; returns the ids of those created (architecture invariant: the
+/// unique key makes a replayed step insert nothing).
+async fn insert_messages(
+    tx: &mut Tx<'_>,
+    messages: &[&NewMessage],
+) -> StoreResult<HashSet<String>> {
+    const OP: &str = "commit step";
+    let mut created = HashSet::new();
+    for chunk in messages.chunks(ROWS_PER_STATEMENT) {
+        let mut qb = QueryBuilder::<Db>::new(format!("INSERT INTO messages ({MESSAGE_COLUMNS}) "));
+        qb.push_values(chunk.iter(), |mut b, m| {
+            b.push_bind(m.id.clone())
+                .push_bind(m.environment_id.clone())
+                .push_bind(m.recipient_run_id.clone())
+                .push_bind(m.workflow_run_id.clone())
+                .push_bind(m.step_ref.clone())
+                .push_bind(m.workflow_key.clone())
+                .push_bind(m.workflow_version)
+                .push_bind(serde_json::to_string(&m.categories).unwrap_or_else(|_| "[]".into()))
+                .push_bind(m.channel_key.clone())
+                .push_bind(m.channel_type.clone())
+                .push_bind(m.recipient_id.clone())
+                .push_bind(serde_json::to_string(&m.actors).unwrap_or_else(|_| "[]".into()))
+                .push_bind(m.tenant.clone())
+                .push_bind(m.status.clone())
+                .push_bind(to_json_text(&m.content))
+                .push_bind(to_json_text(&m.data))
+                .push_bind(None::<i64>)
+                .push_bind(None::<i64>)
+                .push_bind(None::<i64>)
+                .push_bind(None::<i64>)
+                .push_bind(None::<i64>)
+                .push_bind(m.now)
+                .push_bind(m.now)
+                .push_bind(m.batch.as_ref().map(to_json_text))
+                .push_bind(m.recipient_collection.clone().unwrap_or_default());
+        });
+        qb.push(" ON CONFLICT (recipient_run_id, step_ref) DO NOTHING RETURNING id");
+        for row in qb
+            .build()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(StoreError::db(OP))?
+        {
+            created.insert(get(&row, "id", OP)?);
+        }
+    }
+    Ok(created)
+}
+
+/// The first event of each new message (`message.{status}`), and the waits it signals.
+async fn insert_message_events(
+    tx: &mut Tx<'_>,
+    created: &[(&NewMessage, bool)],
+) -> StoreResult<()> {
+    for chunk in created.chunks(ROWS_PER_STATEMENT) {
+        let mut qb = QueryBuilder::<Db>::new(
+            "INSERT INTO message_events (id, environment_id, message_id, recipient_id, event_type, data, inserted_at) ",
+        );
+        qb.push_values(chunk.iter(), |mut b, (m, _)| {
+            b.push_bind(new_id())
+                .push_bind(m.environment_id.clone())
+                .push_bind(m.id.clone())
+                .push_bind(m.recipient_id.clone())
+                .push_bind(format!("message.{}", m.status))
+                .push_bind(to_json_text(&Value::Null))
+                .push_bind(m.now);
+        });
+        qb.build()
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::db("insert message event"))?;
+    }
+    let environments: HashSet<&str> = created
+        .iter()
+        .map(|(m, _)| m.environment_id.as_str())
+        .collect();
+    for environment_id in environments {
+        if !any_open_waits(tx, environment_id, "message", None).await? {
+            continue;
+        }
+        for (m, _) in created
+            .iter()
+            .filter(|(m, _)| m.environment_id == environment_id)
+        {
+            signal_message_waits(
+                tx,
+                &m.environment_id,
+                &m.id,
+                &m.recipient_id,
+                &format!("message.{}", m.status),
+                m.now,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn insert_delivery_jobs(tx: &mut Tx<'_>, created: &[(&NewMessage, bool)]) -> StoreResult<()> {
+    let deliveries: Vec<&NewMessage> = created
+        .iter()
+        .filter(|(_, enqueue)| *enqueue)
+        .map(|(m, _)| *m)
+        .collect();
+    for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
+        let mut qb = QueryBuilder::<Db>::new(
+            "INSERT INTO jobs (id, environment_id, kind, ref_id, run_at, lease, attempts, created_at) ",
+        );
+        qb.push_values(chunk.iter(), |mut b, m| {
+            b.push_bind(new_id())
+                .push_bind(m.environment_id.clone())
+                .push_bind(JobKind::DeliverMessage.as_str())
+                .push_bind(m.id.clone())
+                .push_bind(m.now)
+                .push_bind(None::<String>)
+                .push_bind(0_i64)
+                .push_bind(m.now);
+        });
+        qb.build()
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::db("enqueue deliveries"))?;
+    }
+    Ok(())
+}
+
+async fn insert_step_run_events(
+    tx: &mut Tx<'_>,
+    steps: &[&(ClaimedJob, StepCommit)],
+) -> StoreResult<()> {
+    let events: Vec<(&str, &RunEvent)> = steps
+        .iter()
+        .flat_map(|(_, s)| s.events.iter().map(|e| (s.run_id.as_str(), e)))
+        .collect();
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let mut qb = QueryBuilder::<Db>::new(
+            "INSERT INTO run_events (id, recipient_run_id, event, status, step_ref, step_type, attempt, data, inserted_at) ",
+        );
+        qb.push_values(chunk.iter(), |mut b, (run_id, e)| {
+            b.push_bind(e.id.clone())
+                .push_bind(run_id.to_string())
+                .push_bind(e.event.clone())
+                .push_bind(e.status.clone())
+                .push_bind(e.step_ref.clone())
+                .push_bind(e.step_type.clone())
+                .push_bind(e.attempt)
+                .push_bind(to_json_text(&e.data))
+                .push_bind(e.inserted_at);
+        });
+        qb.push(" ON CONFLICT (id) DO NOTHING");
+        qb.build()
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::db("insert run events"))?;
+    }
+    Ok(())
+}
+
+/// A run the batch moved, as the database reports it.
+struct UpdatedRun {
+    environment_id: String,
+    workflow_key: String,
+}
+
+/// Moves every run to its step's cursor and status in one statement per chunk (a
+/// cancelled run stays cancelled); returns the runs it changed, by id.
+async fn update_runs(
+    tx: &mut Tx<'_>,
+    steps: &[&(ClaimedJob, StepCommit)],
+) -> StoreResult<HashMap<String, UpdatedRun>> {
+    const OP: &str = "commit step";
+    let mut updated = HashMap::new();
+    for chunk in steps.chunks(ROWS_PER_STATEMENT) {
+        let mut qb = QueryBuilder::<Db>::new(
+            "WITH v (id, step_cursor, status, updated_at, errors, data, state, workflow_version) AS (",
+        );
+        qb.push_values(chunk.iter(), |mut b, (_, s)| {
+            let status = s.finished.unwrap_or(RunStatus::Processing);
+            b.push_bind(s.run_id.clone())
+                .push_bind(s.next_cursor)
+                .push_bind(status.as_str())
+                .push_bind(s.now)
+                .push_bind(i64::from(s.error))
+                .push_bind(s.data.as_ref().map(to_json_text))
+                .push_bind(s.state.as_ref().map(to_json_text))
+                .push_bind(s.workflow_version);
+        });
+        qb.push(
+            ") UPDATE recipient_runs SET step_cursor = v.step_cursor, status = v.status, \
+             updated_at = v.updated_at, error_count = recipient_runs.error_count + v.errors, \
+             data = COALESCE(v.data, recipient_runs.data), state = COALESCE(v.state, recipient_runs.state), \
+             workflow_version = COALESCE(v.workflow_version, recipient_runs.workflow_version) \
+             FROM v WHERE recipient_runs.id = v.id AND recipient_runs.status <> 'cancelled' \
+             RETURNING recipient_runs.id, recipient_runs.environment_id, recipient_runs.workflow_key",
+        );
+        for row in qb
+            .build()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(StoreError::db(OP))?
+        {
+            updated.insert(
+                get(&row, "id", OP)?,
+                UpdatedRun {
+                    environment_id: get(&row, "environment_id", OP)?,
+                    workflow_key: get(&row, "workflow_key", OP)?,
+                },
+            );
+        }
+    }
+    Ok(updated)
+}
+
+/// `workflow.completed` for runs other runs wait on.
+async fn signal_completed_runs(
+    tx: &mut Tx<'_>,
+    steps: &[&(ClaimedJob, StepCommit)],
+    updated: &HashMap<String, UpdatedRun>,
+) -> StoreResult<()> {
+    let completed: Vec<(&StepCommit, &UpdatedRun)> = steps
+        .iter()
+        .filter(|(_, s)| s.finished == Some(RunStatus::Completed))
+        .filter_map(|(_, s)| updated.get(&s.run_id).map(|u| (s, u)))
+        .collect();
+    let workflows: HashSet<(&str, &str)> = completed
+        .iter()
+        .map(|(_, u)| (u.environment_id.as_str(), u.workflow_key.as_str()))
+        .collect();
+    for (environment_id, workflow_key) in workflows {
+        if !any_open_waits(
+            tx,
+            environment_id,
+            "workflow",
+            Some((workflow_key, "completed")),
+        )
+        .await?
+        {
+            continue;
+        }
+        for (step, _) in completed
+            .iter()
+            .filter(|(_, u)| u.environment_id == environment_id && u.workflow_key == workflow_key)
+        {
+            signal_run_completed(tx, &step.run_id, step.now).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether any run of the environment waits on events of `event_type` (optionally only
+/// `(source workflow, event key)`); unexpired or not, so the answer errs towards signalling.
+pub(super) async fn any_open_waits(
+    tx: &mut Tx<'_>,
+    environment_id: &str,
+    event_type: &str,
+    source: Option<(&str, &str)>,
+) -> StoreResult<bool> {
+    let mut qb = QueryBuilder::<Db>::new("SELECT 1 AS found FROM waits WHERE environment_id = ");
+    qb.push_bind(environment_id.to_string());
+    qb.push(" AND status = 'open' AND event_type = ");
+    qb.push_bind(event_type.to_string());
+    if let Some((source_key, event_key)) = source {
+        qb.push(" AND source_key = ");
+        qb.push_bind(source_key.to_string());
+        qb.push(" AND event_key = ");
+        qb.push_bind(event_key.to_string());
+    }
+    qb.push(" LIMIT 1");
+    Ok(qb
+        .build()
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(StoreError::db("find open waits"))?
+        .is_some())
+}

@@ -1,0 +1,380 @@
+//! Group commits write plain triggers and plain step outcomes with a few multi-row
+//! statements; these tests hold that path to what the per-item statements do, on both
+//! backends.
+
+mod common;
+
+use common::*;
+use hark_store::*;
+use serde_json::json;
+
+contract!(
+    plain_triggers_commit_together,
+    plain_triggers_honour_early_cancels_and_start_waits,
+    step_batch_matches_per_step_commits,
+);
+
+fn plain_trigger(env: &str, recipients: &[&str], now: i64) -> TriggerWrite {
+    TriggerWrite {
+        environment_id: env.to_string(),
+        workflow_key: "w".into(),
+        workflow_version: 1,
+        workflow_run_id: hark_core::new_id(),
+        actor: Some("boss".into()),
+        tenant: Some("t1".into()),
+        data: json!({"k": 1}),
+        cancellation_key: None,
+        recipients: recipients.iter().map(|s| s.to_string()).collect(),
+        inline_users: Vec::new(),
+        inline_objects: Vec::new(),
+        inline_documents: Vec::new(),
+        fan_outs: Vec::new(),
+        idempotency: None,
+        state: json!({"settings": {}}),
+        frequency: TriggerFrequency::EveryTrigger,
+        now,
+    }
+}
+
+fn page(page_size: i64) -> PageRequest {
+    PageRequest {
+        after: None,
+        before: None,
+        page_size,
+    }
+}
+
+async fn runs_of(f: &Fixture) -> Vec<RecipientRun> {
+    let page = f
+        .store
+        .list_recipient_runs(&f.env, &RunFilter::default(), &page(100))
+        .await
+        .expect("runs");
+    page.entries
+}
+
+async fn plain_triggers_commit_together(f: Fixture) {
+    let a = plain_trigger(&f.env, &["a"], 10);
+    let b = plain_trigger(&f.env, &["b1", "b2"], 10);
+    let c = plain_trigger(&f.env, &["c"], 10);
+    let outcomes = f
+        .store
+        .create_triggers(&[a.clone(), b.clone(), c])
+        .await
+        .expect("batch");
+    assert!(outcomes
+        .iter()
+        .all(|o| o.as_ref().ok() == Some(&TriggerOutcome::Accepted)));
+    assert_eq!(f.store.pending_job_count().await.expect("count"), 4);
+    let runs = runs_of(&f).await;
+    assert_eq!(runs.len(), 4);
+    let b1 = runs
+        .iter()
+        .find(|r| r.recipient_id == "b1")
+        .expect("b1 run");
+    assert_eq!(b1.workflow_run_id, b.workflow_run_id);
+    assert_eq!(b1.actor.as_deref(), Some("boss"));
+    assert_eq!(b1.tenant.as_deref(), Some("t1"));
+    assert_eq!(b1.data, json!({"k": 1}));
+    assert_eq!(b1.status, RunStatus::Queued);
+    // The same workflow run id again: the batch fails as a whole and is retried one
+    // trigger at a time, so only the duplicate fails.
+    let mut dup = plain_trigger(&f.env, &["x"], 11);
+    dup.workflow_run_id = a.workflow_run_id.clone();
+    let d = plain_trigger(&f.env, &["d"], 11);
+    let outcomes = f.store.create_triggers(&[dup, d]).await.expect("batch");
+    assert!(outcomes[0].is_err());
+    assert_eq!(outcomes[1].as_ref().ok(), Some(&TriggerOutcome::Accepted));
+    assert_eq!(f.store.pending_job_count().await.expect("count"), 5);
+}
+
+async fn plain_triggers_honour_early_cancels_and_start_waits(f: Fixture) {
+    // A cancel that arrives before its trigger is kept and applies on arrival.
+    let cancelled = f
+        .store
+        .cancel_runs(&f.env, "w", "ck", None, 5)
+        .await
+        .expect("cancel");
+    assert_eq!(cancelled, 0);
+    // A run of another workflow waits for `w` to start for recipient `a`.
+    let mut waiter = plain_trigger(&f.env, &["a"], 5);
+    waiter.workflow_key = "waiter".into();
+    f.store.create_trigger(&waiter).await.expect("waiter");
+    let job = f
+        .store
+        .claim_due_jobs(5, 1, 1_000)
+        .await
+        .expect("claim")
+        .remove(0);
+    let wait_id = hark_core::new_id();
+    let paused = StepCommit {
+        run_id: job.ref_id.clone(),
+        next_cursor: 0,
+        new_wait: Some(NewWait {
+            id: wait_id.clone(),
+            environment_id: f.env.clone(),
+            recipient_id: "a".into(),
+            event_type: "workflow".into(),
+            event_key: "started".into(),
+            source_key: "w".into(),
+            expires_at: 1_000_000,
+        }),
+        resume_at: Some(1_000_000),
+        now: 6,
+        ..StepCommit::default()
+    };
+    assert!(f.store.commit_step(&job, &paused).await.expect("wait"));
+
+    let mut keyed = plain_trigger(&f.env, &["a"], 10);
+    keyed.cancellation_key = Some("ck".into());
+    let other = plain_trigger(&f.env, &["b"], 10);
+    let outcomes = f
+        .store
+        .create_triggers(&[keyed.clone(), other.clone()])
+        .await
+        .expect("batch");
+    assert!(outcomes.iter().all(|o| o.is_ok()));
+    let runs = runs_of(&f).await;
+    let status_of = |workflow_run_id: &str| {
+        runs.iter()
+            .find(|r| r.workflow_run_id == workflow_run_id)
+            .map(|r| r.status)
+    };
+    assert_eq!(
+        status_of(&keyed.workflow_run_id),
+        Some(RunStatus::Cancelled)
+    );
+    assert_eq!(status_of(&other.workflow_run_id), Some(RunStatus::Queued));
+    // Both triggers started `w`; only the one for `a` is a candidate for a's wait.
+    let candidates = f.store.wait_candidates(&wait_id).await.expect("candidates");
+    assert_eq!(candidates.len(), 1, "{candidates:?}");
+    assert_eq!(
+        candidates[0].payload["workflow_run_id"],
+        json!(keyed.workflow_run_id)
+    );
+}
+
+fn feed_message(env: &str, run_id: &str, recipient: &str, step_ref: &str) -> NewMessage {
+    NewMessage {
+        id: hark_core::new_id(),
+        environment_id: env.to_string(),
+        recipient_run_id: run_id.to_string(),
+        workflow_run_id: "wr".into(),
+        step_ref: step_ref.into(),
+        workflow_key: "w".into(),
+        workflow_version: 1,
+        categories: vec!["alerts".into()],
+        channel_key: "in-app-feed".into(),
+        channel_type: "in_app_feed".into(),
+        recipient_id: recipient.to_string(),
+        recipient_collection: None,
+        actors: vec!["boss".into()],
+        tenant: None,
+        status: "delivered".into(),
+        content: json!({"blocks": []}),
+        data: json!({"n": 1}),
+        batch: None,
+        now: 20,
+    }
+}
+
+fn event(name: &str) -> RunEvent {
+    RunEvent {
+        id: hark_core::new_id(),
+        event: name.into(),
+        status: "ok".into(),
+        step_ref: Some("s1".into()),
+        step_type: Some("channel".into()),
+        attempt: 1,
+        data: json!({"n": 1}),
+        inserted_at: 20,
+    }
+}
+
+async fn step_batch_matches_per_step_commits(f: Fixture) {
+    let recipients = ["a", "b", "c", "d", "e", "g"];
+    for r in recipients {
+        f.store
+            .create_trigger(&plain_trigger(&f.env, &[r], 10))
+            .await
+            .expect("trigger");
+    }
+    let jobs = f.store.claim_due_jobs(10, 10, 1_000).await.expect("claim");
+    assert_eq!(jobs.len(), 6);
+    let runs = runs_of(&f).await;
+    let job_of = |recipient: &str| {
+        let run = runs
+            .iter()
+            .find(|r| r.recipient_id == recipient)
+            .expect("run");
+        jobs.iter()
+            .find(|j| j.ref_id == run.id)
+            .cloned()
+            .expect("job")
+    };
+    let (a, b, c, d, e, g) = (
+        job_of("a"),
+        job_of("b"),
+        job_of("c"),
+        job_of("d"),
+        job_of("e"),
+        job_of("g"),
+    );
+    // g waits for `w` runs of recipient `a` to complete.
+    let wait_id = hark_core::new_id();
+    let waiting = StepCommit {
+        run_id: g.ref_id.clone(),
+        next_cursor: 0,
+        new_wait: Some(NewWait {
+            id: wait_id.clone(),
+            environment_id: f.env.clone(),
+            recipient_id: "a".into(),
+            event_type: "workflow".into(),
+            event_key: "completed".into(),
+            source_key: "w".into(),
+            expires_at: 1_000_000,
+        }),
+        resume_at: Some(1_000_000),
+        now: 15,
+        ..StepCommit::default()
+    };
+    assert!(f.store.commit_step(&g, &waiting).await.expect("wait"));
+    // d's step was committed before (a replay follows in the batch).
+    let first_d = feed_message(&f.env, &d.ref_id, "d", "s1");
+    let d_step = StepCommit {
+        run_id: d.ref_id.clone(),
+        next_cursor: 1,
+        message: Some(first_d.clone()),
+        events: vec![event("message_enqueued")],
+        now: 20,
+        ..StepCommit::default()
+    };
+    assert!(f.store.commit_step(&d, &d_step).await.expect("d"));
+    // c's lease was taken over by another worker.
+    let mut stale_c = c.clone();
+    stale_c.lease = "someone-else".into();
+
+    let a_message = feed_message(&f.env, &a.ref_id, "a", "s1");
+    let mut b_message = feed_message(&f.env, &b.ref_id, "b", "s1");
+    b_message.channel_key = "email".into();
+    b_message.channel_type = "email".into();
+    b_message.status = "queued".into();
+    let mut d_replay = d_step.clone();
+    d_replay.message = Some(feed_message(&f.env, &d.ref_id, "d", "s1"));
+    d_replay.events = vec![event("message_enqueued")];
+    let batch = vec![
+        (
+            a.clone(),
+            StepCommit {
+                run_id: a.ref_id.clone(),
+                next_cursor: 1,
+                message: Some(a_message.clone()),
+                events: vec![event("message_enqueued"), event("workflow_run_completed")],
+                finished: Some(RunStatus::Completed),
+                state: Some(json!({"seen": true})),
+                now: 20,
+                ..StepCommit::default()
+            },
+        ),
+        (
+            b.clone(),
+            StepCommit {
+                run_id: b.ref_id.clone(),
+                next_cursor: 1,
+                message: Some(b_message.clone()),
+                enqueue_delivery: true,
+                events: vec![event("message_enqueued")],
+                error: true,
+                data: Some(json!({"k": 2})),
+                now: 20,
+                ..StepCommit::default()
+            },
+        ),
+        (
+            stale_c,
+            StepCommit {
+                run_id: c.ref_id.clone(),
+                next_cursor: 1,
+                message: Some(feed_message(&f.env, &c.ref_id, "c", "s1")),
+                finished: Some(RunStatus::Completed),
+                now: 20,
+                ..StepCommit::default()
+            },
+        ),
+        (d.clone(), d_replay),
+        // Not plain (a pause): written by the per-step statements in the same commit.
+        (
+            e.clone(),
+            StepCommit {
+                run_id: e.ref_id.clone(),
+                next_cursor: 1,
+                resume_at: Some(5_000),
+                now: 20,
+                ..StepCommit::default()
+            },
+        ),
+    ];
+    let outcomes = f.store.commit_steps(&batch).await.expect("batch");
+    let held: Vec<bool> = outcomes.into_iter().map(|o| o.expect("ok")).collect();
+    assert_eq!(held, vec![true, true, false, true, true]);
+
+    let run = |job: &ClaimedJob| {
+        let store = f.store.clone();
+        let (env, id) = (f.env.clone(), job.ref_id.clone());
+        async move {
+            store
+                .get_recipient_run(&env, &id)
+                .await
+                .expect("q")
+                .expect("run")
+        }
+    };
+    let run_a = run(&a).await;
+    assert_eq!(run_a.status, RunStatus::Completed);
+    assert_eq!(run_a.step_cursor, 1);
+    assert_eq!(run_a.state["seen"], json!(true));
+    let run_b = run(&b).await;
+    assert_eq!(run_b.status, RunStatus::Processing);
+    assert_eq!(run_b.error_count, 1);
+    assert_eq!(run_b.data, json!({"k": 2}));
+    assert_eq!(
+        run(&c).await.status,
+        RunStatus::Queued,
+        "the stale step wrote nothing"
+    );
+    assert_eq!(run(&e).await.status, RunStatus::Paused);
+    assert_eq!(
+        f.store.run_events(&a.ref_id).await.expect("events").len(),
+        2
+    );
+    // One message per (run, step): d kept its first message.
+    let messages = f
+        .store
+        .list_messages(&f.env, &MessageFilter::default(), &page(50))
+        .await
+        .expect("messages");
+    let mut ids: Vec<&str> = messages.entries.iter().map(|m| m.id.as_str()).collect();
+    ids.sort();
+    let mut expected = vec![
+        a_message.id.as_str(),
+        b_message.id.as_str(),
+        first_d.id.as_str(),
+    ];
+    expected.sort();
+    assert_eq!(ids, expected);
+    let events = f
+        .store
+        .message_events(&f.env, &a_message.id, &page(10))
+        .await
+        .expect("events")
+        .entries;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, "message.delivered");
+    // Jobs left: b's advance job and its delivery, c's (stale), d's, e's (paused) and g's;
+    // a's finished job is gone.
+    assert_eq!(f.store.pending_job_count().await.expect("count"), 6);
+    // g's wait saw a's run complete.
+    let candidates = f.store.wait_candidates(&wait_id).await.expect("candidates");
+    assert_eq!(candidates.len(), 1, "{candidates:?}");
+    assert_eq!(candidates[0].payload["status"], json!("completed"));
+}
