@@ -1,14 +1,12 @@
 //! Group commit: concurrent writers share one transaction, so one durable commit (one
 //! fsync) answers many of them. A caller waits only for the commit its item is in, and
 //! nothing is acknowledged before that commit. Used for triggers (API) and step outcomes
-//! (engine), which on SQLite share the one writer connection. On PostgreSQL, where many
-//! connections commit in parallel, a single batching task was measured to be slower (it
-//! serialises every statement on one connection), so there items commit directly.
+//! (engine), which on SQLite share the one writer connection; on PostgreSQL a few lanes
+//! commit batches in parallel. The store writes the plain items of a batch with one
+//! multi-row statement per table (`sql_impl::trigger_batch`, `sql_impl::step_batch`).
 
 use std::future::Future;
 use std::sync::Arc;
-
-use futures::future::BoxFuture;
 
 use tokio::sync::{mpsc, oneshot, Mutex};
 
@@ -21,21 +19,15 @@ const QUEUE_DEPTH: usize = 4096;
 
 type Reply<O> = oneshot::Sender<StoreResult<O>>;
 
-type CommitFn<I, O> =
-    Arc<dyn Fn(Vec<I>) -> BoxFuture<'static, StoreResult<Vec<StoreResult<O>>>> + Send + Sync>;
-
-pub enum GroupCommitter<I, O> {
-    /// One task collects what is waiting and commits it together.
-    Batched(mpsc::Sender<(I, Reply<O>)>),
-    /// Every item commits on its own (in parallel with others).
-    Direct(CommitFn<I, O>),
+/// Hands items to the committing lanes. Cheap to clone.
+pub struct GroupCommitter<I, O> {
+    queue: mpsc::Sender<(I, Reply<O>)>,
 }
 
 impl<I, O> Clone for GroupCommitter<I, O> {
     fn clone(&self) -> Self {
-        match self {
-            GroupCommitter::Batched(queue) => GroupCommitter::Batched(queue.clone()),
-            GroupCommitter::Direct(commit) => GroupCommitter::Direct(commit.clone()),
+        GroupCommitter {
+            queue: self.queue.clone(),
         }
     }
 }
@@ -71,31 +63,17 @@ impl<I: Send + 'static, O: Send + 'static> GroupCommitter<I, O> {
         for _ in 0..lanes.max(1) {
             tokio::spawn(commit_loop(rx.clone(), limits, commit.clone()));
         }
-        GroupCommitter::Batched(queue)
-    }
-
-    /// Commits each item on its own with `commit`.
-    pub fn direct<F, Fut>(commit: F) -> Self
-    where
-        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = StoreResult<Vec<StoreResult<O>>>> + Send + 'static,
-    {
-        GroupCommitter::Direct(Arc::new(move |items| Box::pin(commit(items))))
+        GroupCommitter { queue }
     }
 
     /// Stores the item durably (with whatever else is waiting, when batched).
     pub async fn submit(&self, item: I) -> StoreResult<O> {
-        match self {
-            GroupCommitter::Batched(queue) => {
-                let (reply, answer) = oneshot::channel();
-                queue.send((item, reply)).await.map_err(|_| stopped())?;
-                answer.await.map_err(|_| stopped())?
-            }
-            GroupCommitter::Direct(commit) => commit(vec![item])
-                .await?
-                .pop()
-                .unwrap_or_else(|| Err(stopped())),
-        }
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((item, reply))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 }
 
@@ -154,21 +132,11 @@ where
 pub type TriggerCommitter = GroupCommitter<TriggerWrite, TriggerOutcome>;
 pub type StepCommitter = GroupCommitter<(ClaimedJob, StepCommit), bool>;
 
-/// How many batches of triggers commit at once on a database that takes parallel writers
-/// (PostgreSQL); SQLite has one writer and one lane.
-fn trigger_lanes() -> usize {
-    std::env::var("HARK_TRIGGER_LANES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4)
-}
-
-fn step_lanes() -> usize {
-    std::env::var("HARK_STEP_LANES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4)
-}
+/// How many batches commit at once on a database that takes parallel writers
+/// (PostgreSQL); SQLite has one writer and one lane. With batches written by multi-row
+/// statements, 4 lanes beat committing every item on its own: on 2 cores, 2,127 against
+/// 1,507 accepted triggers/s and 2,037 against 839 fanned-out messages/s (hark-bench).
+const PARALLEL_LANES: usize = 4;
 
 /// Triggers of concurrent requests, committed together (up to 4000 recipients per commit).
 pub fn trigger_committer(store: Arc<dyn Store>) -> TriggerCommitter {
@@ -182,16 +150,8 @@ pub fn trigger_committer(store: Arc<dyn Store>) -> TriggerCommitter {
         let store = store.clone();
         async move { store.create_triggers(&batch).await }
     };
-    if single_writer {
-        GroupCommitter::batched(limits, 1, commit)
-    } else {
-        let lanes = trigger_lanes();
-        if lanes == 0 {
-            GroupCommitter::direct(commit)
-        } else {
-            GroupCommitter::batched(limits, lanes, commit)
-        }
-    }
+    let lanes = if single_writer { 1 } else { PARALLEL_LANES };
+    GroupCommitter::batched(limits, lanes, commit)
 }
 
 /// Step outcomes of concurrent jobs, committed together.
@@ -206,14 +166,10 @@ pub fn step_committer(store: Arc<dyn Store>) -> StepCommitter {
         let store = store.clone();
         async move { store.commit_steps(&batch).await }
     };
-    if store_prefers_batches {
-        GroupCommitter::batched(limits, 1, commit)
+    let lanes = if store_prefers_batches {
+        1
     } else {
-        let lanes = step_lanes();
-        if lanes == 0 {
-            GroupCommitter::direct(commit)
-        } else {
-            GroupCommitter::batched(limits, lanes, commit)
-        }
-    }
+        PARALLEL_LANES
+    };
+    GroupCommitter::batched(limits, lanes, commit)
 }
