@@ -46,8 +46,8 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            concurrency: 64,
-            claim_batch: 64,
+            concurrency: 256,
+            claim_batch: 128,
             lease_ms: 60_000,
             poll_interval: Duration::from_millis(250),
         }

@@ -22,6 +22,11 @@ pub const FOR_UPDATE: &str = " FOR UPDATE";
 /// The run's `state` (JSON text) with `batch` set to the JSON text bound to `$4`.
 pub const STATE_WITH_BATCH_SQL: &str = "(jsonb_set(state::jsonb, '{batch}', ($4)::jsonb))::text";
 
+/// A claim needs no fsync of its own: lost to a crash, it leaves the job unclaimed, as if
+/// never taken. Its transaction commits without waiting for the WAL flush; the next
+/// synchronous commit flushes it along with itself.
+pub const CLAIM_WITHOUT_FSYNC: (&str, Option<&str>) = ("SET LOCAL synchronous_commit = off", None);
+
 pub const CLAIM_JOBS_SQL: &str = "UPDATE jobs SET lease = $1, run_at = $2, attempts = attempts + 1 \
      WHERE id IN (SELECT id FROM jobs WHERE run_at <= $3 ORDER BY run_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
      RETURNING id, environment_id, kind, ref_id, attempts, lease";

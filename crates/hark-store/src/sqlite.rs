@@ -23,6 +23,15 @@ pub const FOR_UPDATE: &str = "";
 /// The run's `state` (JSON text) with `batch` set to the JSON text bound to `$4`.
 pub const STATE_WITH_BATCH_SQL: &str = "json_set(state, '$.batch', json($4))";
 
+/// A claim needs no fsync of its own: lost to a crash, it leaves the job unclaimed, as if
+/// never taken. The writer runs claims with `synchronous = NORMAL` (a WAL append without
+/// fsync) and goes back to `FULL`; the next durable commit carries the claim with it.
+/// The second statement puts the connection back; see `claim_due_jobs`.
+pub const CLAIM_WITHOUT_FSYNC: (&str, Option<&str>) = (
+    "PRAGMA synchronous = NORMAL",
+    Some("PRAGMA synchronous = FULL"),
+);
+
 pub const CLAIM_JOBS_SQL: &str =
     "UPDATE jobs SET lease = $1, run_at = $2, attempts = attempts + 1 \
      WHERE id IN (SELECT id FROM jobs WHERE run_at <= $3 ORDER BY run_at LIMIT $4) \
@@ -80,5 +89,27 @@ impl SqliteStore {
             .await
             .map_err(StoreError::db("open sqlite readers"))?;
         Ok(Self::from_pools(writer, reader))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::traits::JobStore;
+
+    #[tokio::test]
+    async fn claims_leave_the_writer_fully_synchronous() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store =
+            SqliteStore::connect(&format!("sqlite://{}/hark.db", dir.path().display())).await?;
+        for _ in 0..3 {
+            store.claim_due_jobs(0, 10, 1_000).await?;
+        }
+        // 2 is FULL: every later commit of the writer is fsync'd again.
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(store.writer_pool())
+            .await?;
+        assert_eq!(synchronous, 2);
+        Ok(())
     }
 }

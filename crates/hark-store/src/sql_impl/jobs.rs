@@ -290,6 +290,52 @@ async fn write_step_batch(
     Ok(outcomes)
 }
 
+/// The writer connection with a durability setting relaxed for one statement. Unless
+/// [`RelaxedWriter::restore`] succeeds, the connection is closed instead of going back to
+/// the pool, so no later commit can run with the relaxed setting.
+struct RelaxedWriter {
+    connection: Option<sqlx::pool::PoolConnection<Db>>,
+}
+
+impl RelaxedWriter {
+    async fn acquire(pool: &Pool<Db>, relax: &str) -> StoreResult<Self> {
+        const OP: &str = "relax writer durability";
+        let connection = pool.acquire().await.map_err(StoreError::db(OP))?;
+        let mut writer = RelaxedWriter {
+            connection: Some(connection),
+        };
+        sqlx::query(relax)
+            .execute(writer.connection()?)
+            .await
+            .map_err(StoreError::db(OP))?;
+        Ok(writer)
+    }
+
+    fn connection(&mut self) -> StoreResult<&mut <Db as sqlx::Database>::Connection> {
+        self.connection
+            .as_deref_mut()
+            .ok_or_else(|| StoreError::Unavailable("the writer connection was released".into()))
+    }
+
+    async fn restore(mut self, restore: &str) -> StoreResult<()> {
+        sqlx::query(restore)
+            .execute(self.connection()?)
+            .await
+            .map_err(StoreError::db("restore writer durability"))?;
+        // Restored: back to the pool as usual.
+        self.connection.take();
+        Ok(())
+    }
+}
+
+impl Drop for RelaxedWriter {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            drop(connection.detach());
+        }
+    }
+}
+
 #[async_trait]
 impl JobStore for SqlStore {
     async fn claim_due_jobs(
@@ -300,14 +346,29 @@ impl JobStore for SqlStore {
     ) -> StoreResult<Vec<ClaimedJob>> {
         const OP: &str = "claim due jobs";
         let lease = new_id();
-        let rows = sqlx::query(CLAIM_JOBS_SQL)
+        let claim = sqlx::query(CLAIM_JOBS_SQL)
             .bind(&lease)
             .bind(now + lease_ms)
             .bind(now)
-            .bind(limit)
-            .fetch_all(&self.writer)
-            .await
-            .map_err(StoreError::db(OP))?;
+            .bind(limit);
+        let rows = match CLAIM_WITHOUT_FSYNC {
+            (relax, Some(restore)) => {
+                let mut writer = RelaxedWriter::acquire(&self.writer, relax).await?;
+                let rows = claim.fetch_all(writer.connection()?).await;
+                writer.restore(restore).await?;
+                rows.map_err(StoreError::db(OP))?
+            }
+            (relax, None) => {
+                let mut tx = self.writer.begin().await.map_err(StoreError::db(OP))?;
+                sqlx::query(relax)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db(OP))?;
+                let rows = claim.fetch_all(&mut *tx).await.map_err(StoreError::db(OP))?;
+                tx.commit().await.map_err(StoreError::db(OP))?;
+                rows
+            }
+        };
         rows.iter()
             .map(|row| {
                 let kind: String = get(row, "kind", OP)?;

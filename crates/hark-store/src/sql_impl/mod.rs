@@ -23,7 +23,10 @@ use serde_json::{Map, Value};
 use sqlx::{Pool, QueryBuilder, Row};
 
 use super::{feed_event_hub, FEED_NOTIFY_SQL};
-use super::{Db, BACKEND_NAME, CLAIM_JOBS_SQL, FOR_UPDATE, SINGLE_WRITER, STATE_WITH_BATCH_SQL};
+use super::{
+    Db, BACKEND_NAME, CLAIM_JOBS_SQL, CLAIM_WITHOUT_FSYNC, FOR_UPDATE, SINGLE_WRITER,
+    STATE_WITH_BATCH_SQL,
+};
 use crate::cursor;
 use crate::error::StoreError;
 use crate::feed_events::{FeedEvent, FeedEventHub, FEED_CHANNEL};
@@ -45,6 +48,12 @@ pub struct SqlStore {
 }
 
 impl SqlStore {
+    /// The writer pool, for tests of connection state.
+    #[cfg(test)]
+    pub(crate) fn writer_pool(&self) -> &Pool<Db> {
+        &self.writer
+    }
+
     pub(super) fn from_pools(writer: Pool<Db>, reader: Pool<Db>) -> Self {
         let feed_events = feed_event_hub(&writer);
         Self {
