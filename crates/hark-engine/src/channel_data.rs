@@ -272,6 +272,7 @@ mod tests {
             provider: provider.into(),
             sender: Sender::Webhook,
             status_callbacks: None,
+            tracking: Default::default(),
         }
     }
 

@@ -15,6 +15,7 @@ pub mod layout;
 pub mod push_chat;
 pub mod registry;
 pub mod render;
+pub mod tracking;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,9 @@ pub struct EngineConfig {
     pub lease_ms: i64,
     /// Longest sleep between claims when nothing wakes the worker.
     pub poll_interval: Duration,
+    /// Where link and open tracking URLs point and how they are signed; without it no
+    /// message is rewritten, whatever the channels say.
+    pub tracking: Option<tracking::Tracking>,
 }
 
 impl Default for EngineConfig {
@@ -48,6 +52,7 @@ impl Default for EngineConfig {
             claim_batch: 64,
             lease_ms: 60_000,
             poll_interval: Duration::from_millis(250),
+            tracking: None,
         }
     }
 }
@@ -108,6 +113,11 @@ impl Engine {
 
     pub fn channels(&self) -> &Arc<ChannelRegistry> {
         &self.inner.channels
+    }
+
+    /// The tracking URL settings, when this server rewrites links.
+    pub fn tracking(&self) -> Option<&tracking::Tracking> {
+        self.inner.config.tracking.as_ref()
     }
 
     /// Tells idle workers that new jobs are due (called after a trigger commits): this

@@ -14,6 +14,7 @@ use hark_channels::webhook::WebhookSender;
 use hark_core::workflow::ChannelType;
 
 use crate::push_chat::{ChatSender, PushSender, CHAT_PROVIDERS, PUSH_PROVIDERS};
+use crate::tracking::TrackingSwitches;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -85,6 +86,8 @@ pub struct Channel {
     /// How the provider's status callbacks to this channel are authenticated; `None`
     /// when the settings configure no callback secret.
     pub status_callbacks: Option<CallbackVerifier>,
+    /// Link and open tracking as the channel's settings set them (steps may override).
+    pub tracking: TrackingSwitches,
 }
 
 pub struct ChannelRegistry {
@@ -140,6 +143,7 @@ impl ChannelRegistry {
                 provider: "knock".to_string(),
                 sender: Sender::InAppFeed,
                 status_callbacks: None,
+                tracking: TrackingSwitches::default(),
             })?;
         }
         Ok(registry)
@@ -265,6 +269,11 @@ fn build_channel(
         config.settings.as_ref().unwrap_or(&Value::Null),
     )
     .map_err(bad_settings)?;
+    let tracking = TrackingSwitches::from_channel_settings(
+        channel_type,
+        config.settings.as_ref().unwrap_or(&Value::Null),
+    )
+    .map_err(bad_settings)?;
     Ok(Channel {
         id: channel_id_for_key(&config.key),
         key: config.key.clone(),
@@ -273,6 +282,7 @@ fn build_channel(
         provider,
         sender,
         status_callbacks,
+        tracking,
     })
 }
 

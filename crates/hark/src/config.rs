@@ -25,6 +25,36 @@ pub struct FileConfig {
     pub channels: Vec<ChannelConfig>,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub tracking: TrackingFileConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingFileConfig {
+    /// This server as recipients reach it (e.g. `https://hark.example.com`): link and
+    /// open tracking URLs start with it. Default: `http://` and the listen address.
+    pub public_url: Option<String>,
+}
+
+/// The base of tracking URLs: the configured public URL, which must be an absolute
+/// `http(s)` URL, or the listen address.
+pub fn tracking_public_url(
+    config: &TrackingFileConfig,
+    listen: SocketAddr,
+) -> anyhow::Result<String> {
+    let Some(configured) = config.public_url.as_deref() else {
+        return Ok(format!("http://{listen}"));
+    };
+    let parsed = url::Url::parse(configured)
+        .with_context(|| format!("[tracking] public_url `{configured}` is not a URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        anyhow::bail!("[tracking] public_url `{configured}` must be an http or https URL");
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        anyhow::bail!("[tracking] public_url `{configured}` must not have a query or fragment");
+    }
+    Ok(configured.trim_end_matches('/').to_string())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,6 +252,29 @@ mod tests {
             .expect("channels build");
         assert_eq!(registry.by_key("push").expect("push").provider, "expo");
         assert_eq!(registry.by_key("slack").expect("slack").provider, "slack");
+    }
+
+    #[test]
+    fn tracking_public_url_defaults_to_the_listen_address() {
+        let listen: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
+        let none = TrackingFileConfig::default();
+        assert_eq!(
+            tracking_public_url(&none, listen).expect("default"),
+            "http://127.0.0.1:8080"
+        );
+        let config: FileConfig =
+            toml::from_str("[tracking]\npublic_url = \"https://hark.example.com/\"")
+                .expect("valid config");
+        assert_eq!(
+            tracking_public_url(&config.tracking, listen).expect("configured"),
+            "https://hark.example.com"
+        );
+        for bad in ["hark.example.com", "ftp://x", "https://x/?a=b"] {
+            let config = TrackingFileConfig {
+                public_url: Some(bad.to_string()),
+            };
+            assert!(tracking_public_url(&config, listen).is_err(), "{bad}");
+        }
     }
 
     #[test]

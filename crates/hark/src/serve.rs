@@ -76,7 +76,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let channels = Arc::new(
         ChannelRegistry::build(&file.channels, policy, timeout).context("configuring channels")?,
     );
-    let mut engine_config = EngineConfig::default();
+    let public_url = crate::config::tracking_public_url(&file.tracking, listen)?;
+    let mut engine_config = EngineConfig {
+        tracking: Some(tracking(&store, &public_url).await?),
+        ..EngineConfig::default()
+    };
     if let Some(c) = file.engine.concurrency {
         engine_config.concurrency = c.max(1);
     }
@@ -147,6 +151,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Link and open tracking: URLs under `public_url`, signed with the key every node reads
+/// from the database (the first node to start creates it).
+async fn tracking(
+    store: &Arc<dyn hark_store::Store>,
+    public_url: &str,
+) -> anyhow::Result<hark_engine::tracking::Tracking> {
+    use hark_engine::tracking::{Tracking, TrackingKey, TRACKING_SECRET_NAME};
+    let secret = store
+        .server_secret(
+            TRACKING_SECRET_NAME,
+            &hark_core::ids::random_hex(32),
+            hark_core::Clock::now_ms(&SystemClock),
+        )
+        .await
+        .context("reading the tracking key")?;
+    Ok(Tracking::new(
+        public_url,
+        TrackingKey::new(secret.as_bytes()),
+    ))
 }
 
 async fn shutdown_signal() {

@@ -68,11 +68,31 @@ impl TestServer {
             Duration::from_secs(2),
         )
         .expect("channels");
+        // Bound before the engine exists: tracking URLs point at this address.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let tracking_secret = store
+            .server_secret(
+                hark_engine::tracking::TRACKING_SECRET_NAME,
+                &hark_core::ids::random_hex(32),
+                START_MS,
+            )
+            .await
+            .expect("tracking secret");
+        let tracking = hark_engine::tracking::Tracking::new(
+            &format!("http://{addr}"),
+            hark_engine::tracking::TrackingKey::new(tracking_secret.as_bytes()),
+        );
         let engine = Engine::new(
             store.clone(),
             clock.clone(),
             Arc::new(registry),
-            EngineConfig::default(),
+            EngineConfig {
+                tracking: Some(tracking),
+                ..EngineConfig::default()
+            },
         )
         .expect("engine");
         let state = hark_api::AppState {
@@ -81,10 +101,6 @@ impl TestServer {
             engine: engine.clone(),
             triggers: hark_store::trigger_committer(store.clone()),
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             let _ = axum::serve(listener, hark_api::router(state)).await;
         });
