@@ -29,7 +29,7 @@ impl Engine {
         let Some(channel) = self
             .inner
             .channels
-            .by_key(&channel_step.channel_key)
+            .for_environment(&channel_step.channel_key, &run.environment_id)
             .cloned()
         else {
             commit.events.push(step_event(

@@ -273,6 +273,7 @@ mod tests {
             sender: Sender::Webhook,
             status_callbacks: None,
             tracking: Default::default(),
+            environments: Default::default(),
         }
     }
 

@@ -255,6 +255,53 @@ mod tests {
     }
 
     #[test]
+    fn environment_settings_are_merged_and_each_variant_is_checked() {
+        let config: FileConfig = toml::from_str(
+            r#"
+            [[channels]]
+            key = "sms"
+            type = "sms"
+            provider = "twilio"
+            [channels.settings]
+            account_sid = "AC1"
+            auth_token = "t"
+            from_number = "+15555550100"
+            [channels.environments.development]
+            sandbox = true
+            [channels.environments.production]
+            from_number = ""
+            "#,
+        )
+        .expect("valid config");
+        assert_eq!(
+            config.channels[0].environments["development"]["sandbox"],
+            serde_json::json!(true)
+        );
+        let policy = hark_channels::outbound::OutboundPolicy::default();
+        let timeout = std::time::Duration::from_secs(15);
+        let err = hark_engine::ChannelRegistry::build(&config.channels, policy, timeout)
+            .err()
+            .expect("production's blank sender refused");
+        assert_eq!(
+            err.to_string(),
+            "channel `sms`, environment `production`: invalid settings: `from_number` can't be blank"
+        );
+        let mut fixed = config.channels.clone();
+        fixed[0].environments.remove("production");
+        let registry =
+            hark_engine::ChannelRegistry::build(&fixed, policy, timeout).expect("channels build");
+        let sms = registry.by_key("sms").expect("sms");
+        assert_eq!(
+            registry
+                .configured_environments()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            vec!["development".to_string()]
+        );
+        assert!(sms.environments.contains_key("development"));
+    }
+
+    #[test]
     fn tracking_public_url_defaults_to_the_listen_address() {
         let listen: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
         let none = TrackingFileConfig::default();

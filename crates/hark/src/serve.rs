@@ -73,9 +73,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         allow_private_networks: file.outbound.allow_private_networks,
     };
     let timeout = Duration::from_secs(file.outbound.timeout_seconds.unwrap_or(15));
-    let channels = Arc::new(
-        ChannelRegistry::build(&file.channels, policy, timeout).context("configuring channels")?,
-    );
+    let mut channels =
+        ChannelRegistry::build(&file.channels, policy, timeout).context("configuring channels")?;
+    bind_environments(&store, &mut channels).await?;
+    let channels = Arc::new(channels);
     let public_url = crate::config::tracking_public_url(&file.tracking, listen)?;
     let mut engine_config = EngineConfig {
         tracking: Some(tracking(&store, &public_url).await?),
@@ -150,6 +151,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// Gives the registry the ids of the environments its channels have settings for; an
+/// environment the configuration names but the database lacks stops the start.
+async fn bind_environments(
+    store: &Arc<dyn hark_store::Store>,
+    channels: &mut ChannelRegistry,
+) -> anyhow::Result<()> {
+    for slug in channels.configured_environments() {
+        let environment = store
+            .environment_by_slug(&slug)
+            .await
+            .context("reading environments")?
+            .with_context(|| {
+                format!("[channels.environments.{slug}]: there is no environment `{slug}`")
+            })?;
+        channels.bind_environment(&environment.id, &slug);
+    }
     Ok(())
 }
 

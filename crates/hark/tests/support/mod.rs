@@ -60,7 +60,7 @@ impl TestServer {
             .await
             .expect("environments");
         let clock = Arc::new(ManualClock::new(START_MS));
-        let registry = ChannelRegistry::build(
+        let mut registry = ChannelRegistry::build(
             &channels,
             OutboundPolicy {
                 allow_private_networks,
@@ -68,6 +68,14 @@ impl TestServer {
             Duration::from_secs(2),
         )
         .expect("channels");
+        for slug in ["development", "production"] {
+            let environment = store
+                .environment_by_slug(slug)
+                .await
+                .expect("q")
+                .expect("environment");
+            registry.bind_environment(&environment.id, slug);
+        }
         // Bound before the engine exists: tracking URLs point at this address.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
