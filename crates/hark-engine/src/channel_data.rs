@@ -274,6 +274,7 @@ mod tests {
             status_callbacks: None,
             tracking: Default::default(),
             environments: Default::default(),
+            sandbox: false,
         }
     }
 

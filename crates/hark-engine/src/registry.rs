@@ -100,6 +100,16 @@ pub struct Channel {
     pub tracking: TrackingSwitches,
     /// The same channel with its `[channels.environments.<slug>]` settings, by slug.
     pub environments: HashMap<String, Arc<Channel>>,
+    /// `sandbox = true`: messages are recorded as `not_sent` and the provider is not called.
+    pub sandbox: bool,
+}
+
+impl Channel {
+    /// The channel as an environment's runs use it, by slug (the base channel when the
+    /// configuration has no settings for that environment).
+    pub fn variant<'a>(self: &'a Arc<Self>, slug: &str) -> &'a Arc<Channel> {
+        self.environments.get(slug).unwrap_or(self)
+    }
 }
 
 pub struct ChannelRegistry {
@@ -184,6 +194,7 @@ impl ChannelRegistry {
                 status_callbacks: None,
                 tracking: TrackingSwitches::default(),
                 environments: HashMap::new(),
+                sandbox: false,
             })?;
         }
         Ok(registry)
@@ -350,6 +361,12 @@ fn build_channel(
         status_callbacks,
         tracking,
         environments: HashMap::new(),
+        sandbox: config
+            .settings
+            .as_ref()
+            .and_then(|s| s.get("sandbox"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     })
 }
 

@@ -144,4 +144,26 @@ async fn runs_use_their_environments_settings(backend: Backend) {
         .and_then(|items| items.iter().find(|m| m["channel"]["key"] == "email"))
         .expect("production email message");
     assert_eq!(prod_email["status"], "sent");
+
+    // The Management API shows each environment's sandbox and tracking switches.
+    let (status, channel) = s.mgmt("GET", "/v1/channels/email", None).await;
+    assert_eq!(status, 200, "{channel}");
+    let settings = &channel["environment_settings"];
+    assert_eq!(settings["development"]["is_sandbox"], true);
+    assert_eq!(
+        settings["development"]["provider_settings"]["link_tracking"],
+        false
+    );
+    assert_eq!(settings["production"]["is_sandbox"], false);
+    assert_eq!(
+        settings["production"]["provider_settings"],
+        json!({"link_tracking": true, "open_tracking": false})
+    );
+    assert!(!channel.to_string().contains("\"pm\""), "no credentials");
+    let (status, sms) = s.mgmt("GET", "/v1/channels/sms", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        sms["environment_settings"]["development"]["is_sandbox"],
+        false
+    );
 }
