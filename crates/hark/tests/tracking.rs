@@ -16,6 +16,7 @@ on_both_stores!(
     sms_links_are_tracked,
     link_clicks_satisfy_step_conditions,
     valid_tokens_for_unknown_messages_still_work,
+    in_app_feed_links_are_tracked,
 );
 
 const HOUR: i64 = 3_600_000;
@@ -383,4 +384,38 @@ async fn valid_tokens_for_unknown_messages_still_work(backend: Backend) {
     let forged = foreign.url(TokenKind::Click, &link(Some("https://evil.example")));
     let resp = http.get(&forged).send().await.expect("forged");
     assert_eq!(resp.status(), 404);
+}
+
+async fn in_app_feed_links_are_tracked(backend: Backend) {
+    // The built-in feed channel has tracking off; the step turns link tracking on.
+    let s = TestServer::start(backend, vec![]).await;
+    s.put_workflow(
+        "feed",
+        json!([{"type": "channel", "ref": "feed", "channel_key": "in-app-feed",
+                "template": {"markdown_body": "See [your order](https://app.example/o/1) or http://plain.example",
+                             "action_url": "https://app.example/o/1",
+                             "settings": {"link_tracking": true}}}]),
+    )
+    .await;
+    s.trigger("feed", json!({"recipients": ["ada"]})).await;
+    s.run_engine().await;
+    let feed = s.feed("ada", "").await;
+    let item = &feed["entries"][0];
+    let markdown = item["blocks"][0]["content"].as_str().unwrap_or_default();
+    let clicks = tracking_urls(&s, markdown, "c");
+    assert_eq!(clicks.len(), 1, "{markdown}");
+    assert_eq!(
+        markdown,
+        format!("See [your order]({}) or http://plain.example", clicks[0])
+    );
+    let html = item["blocks"][0]["rendered"].as_str().unwrap_or_default();
+    assert!(html.contains(&format!("href=\"{}\"", clicks[0])), "{html}");
+    let resp = no_redirects().get(&clicks[0]).send().await.expect("click");
+    assert_eq!(resp.status(), 302);
+    assert_eq!(
+        resp.headers().get("location").and_then(|v| v.to_str().ok()),
+        Some("https://app.example/o/1")
+    );
+    let m = &s.messages_of("ada").await[0];
+    assert!(m["link_clicked_at"].is_string(), "{m}");
 }
