@@ -17,6 +17,7 @@ on_both_stores!(
     link_clicks_satisfy_step_conditions,
     valid_tokens_for_unknown_messages_still_work,
     in_app_feed_links_are_tracked,
+    chat_links_are_tracked,
 );
 
 const HOUR: i64 = 3_600_000;
@@ -416,6 +417,58 @@ async fn in_app_feed_links_are_tracked(backend: Backend) {
         resp.headers().get("location").and_then(|v| v.to_str().ok()),
         Some("https://app.example/o/1")
     );
+    let m = &s.messages_of("ada").await[0];
+    assert!(m["link_clicked_at"].is_string(), "{m}");
+}
+
+async fn chat_links_are_tracked(backend: Backend) {
+    let sink = HttpSink::start().await.expect("sink");
+    let slack = channel(
+        "slack",
+        "chat",
+        "slack",
+        json!({"base_url": sink.url(""), "link_tracking": true}),
+    );
+    let s = TestServer::start(backend, vec![slack]).await;
+    let blocks = json!({"blocks": [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "See <https://status.example/1|details>"},
+         "accessory": {"type": "image", "image_url": "https://status.example/logo.png", "alt_text": "logo"}},
+        {"type": "actions", "elements": [{"type": "button", "text": {"type": "plain_text", "text": "Open"},
+                                          "url": "https://status.example/1"}]}
+    ]});
+    s.put_workflow(
+        "alert",
+        json!([{"type": "channel", "ref": "chat", "channel_key": "slack",
+                "template": {"markdown_body": "Open [the alert](https://status.example/1)",
+                             "json_body": blocks.to_string()}}]),
+    )
+    .await;
+    let (status, _) = s
+        .call(
+            "PUT",
+            "/v1/users/ada/channel_data/slack",
+            Some(json!({"data": {"connections": [{"access_token": "xoxb", "channel_id": "C1"}]}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    sink.push_response(200, vec![], json!({"ok": true, "ts": "1.2"}).to_string());
+    s.trigger("alert", json!({"recipients": ["ada"]})).await;
+    s.run_engine().await;
+    let body = last_body(&sink);
+    let text = body["text"].as_str().unwrap_or_default();
+    let clicks = tracking_urls(&s, text, "c");
+    assert_eq!(text, format!("Open [the alert]({})", clicks[0]));
+    let mrkdwn = body["blocks"][0]["text"]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(mrkdwn, format!("See <{}|details>", clicks[0]));
+    assert_eq!(body["blocks"][1]["elements"][0]["url"], clicks[0].as_str());
+    assert_eq!(
+        body["blocks"][0]["accessory"]["image_url"], "https://status.example/logo.png",
+        "images are loaded, not clicked"
+    );
+    let resp = no_redirects().get(&clicks[0]).send().await.expect("click");
+    assert_eq!(resp.status(), 302);
     let m = &s.messages_of("ada").await[0];
     assert!(m["link_clicked_at"].is_string(), "{m}");
 }
