@@ -219,11 +219,10 @@ impl ChannelRegistry {
     /// environment's settings when the configuration has any, the base channel otherwise.
     pub fn for_environment(&self, key: &str, environment_id: &str) -> Option<&Arc<Channel>> {
         let channel = self.by_key.get(key)?;
-        let variant = self
-            .environment_slugs
-            .get(environment_id)
-            .and_then(|slug| channel.environments.get(slug));
-        Some(variant.unwrap_or(channel))
+        Some(match self.environment_slugs.get(environment_id) {
+            Some(slug) => channel.variant(slug),
+            None => channel,
+        })
     }
 
     /// Tells the registry which environment id a slug has (ids live in the database;
