@@ -1,6 +1,7 @@
 //! Wire shapes (Knock's JSON) built from store records.
 
 use hark_core::time::rfc3339;
+use hark_core::workflow::ChannelType;
 use hark_engine::registry::Channel;
 use hark_store::{
     BulkOperation, DeliveryLog, MessageEvent, MessageRecord, Page, RecipientRun, RunEvent,
@@ -323,6 +324,44 @@ pub fn channel_out(c: &Channel) -> Value {
         "created_at": rfc3339(0),
         "updated_at": rfc3339(0),
     })
+}
+
+/// Hark's environments; a channel's settings differ between them only as the
+/// configuration's `[channels.environments.<slug>]` says.
+const ENVIRONMENT_SLUGS: [&str; 2] = ["development", "production"];
+
+/// A channel for the Management API, with Knock's `environment_settings` per
+/// environment. Only settings that are not secrets are shown (the tracking switches);
+/// credentials stay in the configuration file.
+pub fn channel_with_environments_out(c: &std::sync::Arc<Channel>) -> Value {
+    let mut out = channel_out(c);
+    let settings: Map<String, Value> = ENVIRONMENT_SLUGS
+        .iter()
+        .map(|slug| {
+            let variant = c.variant(slug);
+            let id = uuid::Uuid::new_v5(
+                &uuid::Uuid::NAMESPACE_OID,
+                format!("{}/{slug}", c.id).as_bytes(),
+            );
+            let mut provider_settings = Map::new();
+            if c.channel_type != ChannelType::Http && c.channel_type != ChannelType::Push {
+                provider_settings.insert("link_tracking".into(), json!(variant.tracking.links));
+            }
+            if c.channel_type == ChannelType::Email {
+                provider_settings.insert("open_tracking".into(), json!(variant.tracking.opens));
+            }
+            let entry = json!({
+                "id": id.to_string(),
+                "is_valid": true,
+                "is_sandbox": variant.sandbox,
+                "provider_settings": provider_settings,
+                "channel_settings": null,
+            });
+            (slug.to_string(), entry)
+        })
+        .collect();
+    out["environment_settings"] = Value::Object(settings);
+    out
 }
 
 pub fn workflow_out(

@@ -10,7 +10,8 @@ use crate::channel_data::{chat_connections, push_tokens};
 use crate::context::RunContext;
 use crate::layout::{layout_key, DEFAULT_LAYOUT_KEY};
 use crate::registry::{Channel, Sender};
-use crate::render::render_step;
+use crate::render::{render_step, StepRenderError};
+use crate::tracking;
 use crate::Engine;
 
 impl Engine {
@@ -28,7 +29,7 @@ impl Engine {
         let Some(channel) = self
             .inner
             .channels
-            .by_key(&channel_step.channel_key)
+            .for_environment(&channel_step.channel_key, &run.environment_id)
             .cloned()
         else {
             commit.events.push(step_event(
@@ -163,13 +164,20 @@ impl Engine {
             }
         }
         let variables = ctx.variables(now);
+        // The id is known before rendering: tracking URLs carry it.
+        let message_id = new_id();
+        let tracking = self.inner.config.tracking.clone().map(|tracking| {
+            let switches = channel.tracking.for_step(&channel_step.template);
+            let environment_id = run.environment_id.clone();
+            (tracking, switches, message_id.clone(), environment_id)
+        });
         let renderer = self.inner.renderer.clone();
         let step_owned = channel_step.clone();
         let channel_type = channel.channel_type;
         let email_owned = email.map(str::to_string);
         // Liquid is synchronous and user-controlled: keep it off the async workers.
         let rendered = tokio::task::spawn_blocking(move || {
-            render_step(
+            let mut content = render_step(
                 &renderer,
                 &step_owned,
                 channel_type,
@@ -177,7 +185,20 @@ impl Engine {
                 email_owned.as_deref(),
                 from_address.as_deref(),
                 layout.as_ref(),
-            )
+            )?;
+            if let Some((tracking, switches, message_id, environment_id)) = tracking {
+                if switches.links || switches.opens {
+                    tracking::apply(
+                        &mut content,
+                        channel_type,
+                        switches,
+                        &tracking,
+                        &message_id,
+                        &environment_id,
+                    );
+                }
+            }
+            Ok::<_, StepRenderError>(content)
         })
         .await;
         let content = match rendered {
@@ -220,7 +241,6 @@ impl Engine {
             .pointer("/settings/sandbox_mode")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        let message_id = new_id();
         commit.message = Some(NewMessage {
             id: message_id.clone(),
             environment_id: run.environment_id.clone(),

@@ -272,6 +272,9 @@ mod tests {
             provider: provider.into(),
             sender: Sender::Webhook,
             status_callbacks: None,
+            tracking: Default::default(),
+            environments: Default::default(),
+            sandbox: false,
         }
     }
 

@@ -114,7 +114,12 @@ impl Engine {
     /// The provider requests made for the message: one for most channels, one per token
     /// or connection for push and chat.
     async fn attempt_delivery(&self, message: &MessageRecord) -> Vec<DeliveryAttempt> {
-        let Some(channel) = self.inner.channels.by_key(&message.channel_key).cloned() else {
+        let Some(channel) = self
+            .inner
+            .channels
+            .for_environment(&message.channel_key, &message.environment_id)
+            .cloned()
+        else {
             return vec![DeliveryAttempt {
                 outcome: Outcome::Permanent {
                     reason: format!("channel `{}` is no longer configured", message.channel_key),

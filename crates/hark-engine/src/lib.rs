@@ -16,6 +16,7 @@ mod prefetch;
 pub mod push_chat;
 pub mod registry;
 pub mod render;
+pub mod tracking;
 
 use crate::prefetch::Prefetched;
 use std::sync::Arc;
@@ -41,6 +42,9 @@ pub struct EngineConfig {
     pub lease_ms: i64,
     /// Longest sleep between claims when nothing wakes the worker.
     pub poll_interval: Duration,
+    /// Where link and open tracking URLs point and how they are signed; without it no
+    /// message is rewritten, whatever the channels say.
+    pub tracking: Option<tracking::Tracking>,
 }
 
 impl Default for EngineConfig {
@@ -50,6 +54,7 @@ impl Default for EngineConfig {
             claim_batch: 128,
             lease_ms: 60_000,
             poll_interval: Duration::from_millis(250),
+            tracking: None,
         }
     }
 }
@@ -110,6 +115,11 @@ impl Engine {
 
     pub fn channels(&self) -> &Arc<ChannelRegistry> {
         &self.inner.channels
+    }
+
+    /// The tracking URL settings, when this server rewrites links.
+    pub fn tracking(&self) -> Option<&tracking::Tracking> {
+        self.inner.config.tracking.as_ref()
     }
 
     /// Tells idle workers that new jobs are due (called after a trigger commits): this

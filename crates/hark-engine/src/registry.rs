@@ -1,6 +1,6 @@
 //! The channels this server can send through, built once from configuration.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use hark_channels::webhook::WebhookSender;
 use hark_core::workflow::ChannelType;
 
 use crate::push_chat::{ChatSender, PushSender, CHAT_PROVIDERS, PUSH_PROVIDERS};
+use crate::tracking::TrackingSwitches;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -38,6 +39,10 @@ pub struct ChannelConfig {
     pub name: Option<String>,
     #[serde(default)]
     pub settings: Option<Value>,
+    /// `[channels.environments.<slug>]`: settings for runs in that environment, merged
+    /// key by key over `settings` (sandbox in development, other credentials…).
+    #[serde(default)]
+    pub environments: BTreeMap<String, Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +59,12 @@ pub enum ChannelConfigError {
     BadSettings { key: String, detail: String },
     #[error("channel key `{0}` is configured twice")]
     Duplicate(String),
+    #[error("channel `{key}`, environment `{environment}`: invalid settings: {detail}")]
+    BadEnvironmentSettings {
+        key: String,
+        environment: String,
+        detail: String,
+    },
 }
 
 /// How a channel delivers.
@@ -85,6 +96,20 @@ pub struct Channel {
     /// How the provider's status callbacks to this channel are authenticated; `None`
     /// when the settings configure no callback secret.
     pub status_callbacks: Option<CallbackVerifier>,
+    /// Link and open tracking as the channel's settings set them (steps may override).
+    pub tracking: TrackingSwitches,
+    /// The same channel with its `[channels.environments.<slug>]` settings, by slug.
+    pub environments: HashMap<String, Arc<Channel>>,
+    /// `sandbox = true`: messages are recorded as `not_sent` and the provider is not called.
+    pub sandbox: bool,
+}
+
+impl Channel {
+    /// The channel as an environment's runs use it, by slug (the base channel when the
+    /// configuration has no settings for that environment).
+    pub fn variant<'a>(self: &'a Arc<Self>, slug: &str) -> &'a Arc<Channel> {
+        self.environments.get(slug).unwrap_or(self)
+    }
 }
 
 pub struct ChannelRegistry {
@@ -93,6 +118,9 @@ pub struct ChannelRegistry {
     by_id: HashMap<String, Arc<Channel>>,
     /// Shared by every webhook channel: one connection pool, one SSRF policy.
     pub webhook: WebhookSender,
+    /// Environment slugs by environment id, for picking a channel's environment
+    /// settings (see [`ChannelRegistry::bind_environment`]).
+    environment_slugs: HashMap<String, String>,
 }
 
 pub fn channel_id_for_key(key: &str) -> String {
@@ -122,9 +150,33 @@ impl ChannelRegistry {
             by_key: HashMap::new(),
             by_id: HashMap::new(),
             webhook,
+            environment_slugs: HashMap::new(),
         };
         for config in configs {
-            let channel = build_channel(config, delivery_timeout, &providers, policy)?;
+            let mut channel = build_channel(config, delivery_timeout, &providers, policy)?;
+            // Every variant is built now, so bad settings stop the start, not a send.
+            for (environment, overrides) in &config.environments {
+                let bad = |detail: String| ChannelConfigError::BadEnvironmentSettings {
+                    key: config.key.clone(),
+                    environment: environment.clone(),
+                    detail,
+                };
+                let merged = ChannelConfig {
+                    settings: Some(
+                        merge_settings(config.settings.as_ref(), overrides).map_err(bad)?,
+                    ),
+                    environments: BTreeMap::new(),
+                    ..config.clone()
+                };
+                let variant = build_channel(&merged, delivery_timeout, &providers, policy)
+                    .map_err(|e| match e {
+                        ChannelConfigError::BadSettings { detail, .. } => bad(detail),
+                        other => other,
+                    })?;
+                channel
+                    .environments
+                    .insert(environment.clone(), Arc::new(variant));
+            }
             registry.insert(channel)?;
         }
         if !registry
@@ -140,6 +192,9 @@ impl ChannelRegistry {
                 provider: "knock".to_string(),
                 sender: Sender::InAppFeed,
                 status_callbacks: None,
+                tracking: TrackingSwitches::default(),
+                environments: HashMap::new(),
+                sandbox: false,
             })?;
         }
         Ok(registry)
@@ -158,6 +213,31 @@ impl ChannelRegistry {
 
     pub fn by_key(&self, key: &str) -> Option<&Arc<Channel>> {
         self.by_key.get(key)
+    }
+
+    /// The channel `key` as runs in environment `environment_id` use it: with that
+    /// environment's settings when the configuration has any, the base channel otherwise.
+    pub fn for_environment(&self, key: &str, environment_id: &str) -> Option<&Arc<Channel>> {
+        let channel = self.by_key.get(key)?;
+        Some(match self.environment_slugs.get(environment_id) {
+            Some(slug) => channel.variant(slug),
+            None => channel,
+        })
+    }
+
+    /// Tells the registry which environment id a slug has (ids live in the database;
+    /// the configuration names environments by slug).
+    pub fn bind_environment(&mut self, environment_id: &str, slug: &str) {
+        self.environment_slugs
+            .insert(environment_id.to_string(), slug.to_string());
+    }
+
+    /// The environment slugs the configuration gives channel settings for.
+    pub fn configured_environments(&self) -> std::collections::BTreeSet<String> {
+        self.channels
+            .iter()
+            .flat_map(|c| c.environments.keys().cloned())
+            .collect()
     }
 
     /// Finds a channel by id or, as a convenience for hand-written requests, by key.
@@ -265,6 +345,11 @@ fn build_channel(
         config.settings.as_ref().unwrap_or(&Value::Null),
     )
     .map_err(bad_settings)?;
+    let tracking = TrackingSwitches::from_channel_settings(
+        channel_type,
+        config.settings.as_ref().unwrap_or(&Value::Null),
+    )
+    .map_err(bad_settings)?;
     Ok(Channel {
         id: channel_id_for_key(&config.key),
         key: config.key.clone(),
@@ -273,7 +358,30 @@ fn build_channel(
         provider,
         sender,
         status_callbacks,
+        tracking,
+        environments: HashMap::new(),
+        sandbox: config
+            .settings
+            .as_ref()
+            .and_then(|s| s.get("sandbox"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     })
+}
+
+/// `overrides` (an environment's table) merged key by key over the base settings.
+fn merge_settings(base: Option<&Value>, overrides: &Value) -> Result<Value, String> {
+    let Value::Object(overrides) = overrides else {
+        return Err("the environment's settings must be a table".into());
+    };
+    let mut merged = match base {
+        Some(Value::Object(map)) => map.clone(),
+        _ => serde_json::Map::new(),
+    };
+    for (key, value) in overrides {
+        merged.insert(key.clone(), value.clone());
+    }
+    Ok(Value::Object(merged))
 }
 
 /// The channel's own `timeout_seconds`, when valid (checked by [`channel_http`]).

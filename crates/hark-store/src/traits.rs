@@ -34,6 +34,9 @@ pub trait EnvironmentStore {
         now: Millis,
     ) -> StoreResult<()>;
     async fn signing_keys(&self, environment_id: &str) -> StoreResult<Vec<String>>;
+    /// The server-wide secret called `name`: `candidate` is stored if there is none yet,
+    /// and the stored one is returned, so nodes starting together agree on one secret.
+    async fn server_secret(&self, name: &str, candidate: &str, now: Millis) -> StoreResult<String>;
 }
 
 #[async_trait]

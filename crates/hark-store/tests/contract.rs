@@ -22,7 +22,30 @@ contract!(
     delivery_commit_retries_and_logs,
     trigger_data_filter_compares_json_values,
     group_commit_isolates_each_trigger,
+    server_secrets_are_created_once,
 );
+
+async fn server_secrets_are_created_once(f: Fixture) {
+    let first = f
+        .store
+        .server_secret("tracking", "first", 1)
+        .await
+        .expect("created");
+    assert_eq!(first, "first");
+    // A later start (or a node racing the first) offers its own and gets the stored one.
+    let again = f
+        .store
+        .server_secret("tracking", "second", 2)
+        .await
+        .expect("read");
+    assert_eq!(again, "first");
+    let other = f
+        .store
+        .server_secret("other", "third", 3)
+        .await
+        .expect("another name");
+    assert_eq!(other, "third");
+}
 
 async fn environments_and_credentials(f: Fixture) {
     f.store

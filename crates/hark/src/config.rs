@@ -25,6 +25,36 @@ pub struct FileConfig {
     pub channels: Vec<ChannelConfig>,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub tracking: TrackingFileConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingFileConfig {
+    /// This server as recipients reach it (e.g. `https://hark.example.com`): link and
+    /// open tracking URLs start with it. Default: `http://` and the listen address.
+    pub public_url: Option<String>,
+}
+
+/// The base of tracking URLs: the configured public URL, which must be an absolute
+/// `http(s)` URL, or the listen address.
+pub fn tracking_public_url(
+    config: &TrackingFileConfig,
+    listen: SocketAddr,
+) -> anyhow::Result<String> {
+    let Some(configured) = config.public_url.as_deref() else {
+        return Ok(format!("http://{listen}"));
+    };
+    let parsed = url::Url::parse(configured)
+        .with_context(|| format!("[tracking] public_url `{configured}` is not a URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        anyhow::bail!("[tracking] public_url `{configured}` must be an http or https URL");
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        anyhow::bail!("[tracking] public_url `{configured}` must not have a query or fragment");
+    }
+    Ok(configured.trim_end_matches('/').to_string())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,6 +252,76 @@ mod tests {
             .expect("channels build");
         assert_eq!(registry.by_key("push").expect("push").provider, "expo");
         assert_eq!(registry.by_key("slack").expect("slack").provider, "slack");
+    }
+
+    #[test]
+    fn environment_settings_are_merged_and_each_variant_is_checked() {
+        let config: FileConfig = toml::from_str(
+            r#"
+            [[channels]]
+            key = "sms"
+            type = "sms"
+            provider = "twilio"
+            [channels.settings]
+            account_sid = "AC1"
+            auth_token = "t"
+            from_number = "+15555550100"
+            [channels.environments.development]
+            sandbox = true
+            [channels.environments.production]
+            from_number = ""
+            "#,
+        )
+        .expect("valid config");
+        assert_eq!(
+            config.channels[0].environments["development"]["sandbox"],
+            serde_json::json!(true)
+        );
+        let policy = hark_channels::outbound::OutboundPolicy::default();
+        let timeout = std::time::Duration::from_secs(15);
+        let err = hark_engine::ChannelRegistry::build(&config.channels, policy, timeout)
+            .err()
+            .expect("production's blank sender refused");
+        assert_eq!(
+            err.to_string(),
+            "channel `sms`, environment `production`: invalid settings: `from_number` can't be blank"
+        );
+        let mut fixed = config.channels.clone();
+        fixed[0].environments.remove("production");
+        let registry =
+            hark_engine::ChannelRegistry::build(&fixed, policy, timeout).expect("channels build");
+        let sms = registry.by_key("sms").expect("sms");
+        assert_eq!(
+            registry
+                .configured_environments()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            vec!["development".to_string()]
+        );
+        assert!(sms.environments.contains_key("development"));
+    }
+
+    #[test]
+    fn tracking_public_url_defaults_to_the_listen_address() {
+        let listen: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
+        let none = TrackingFileConfig::default();
+        assert_eq!(
+            tracking_public_url(&none, listen).expect("default"),
+            "http://127.0.0.1:8080"
+        );
+        let config: FileConfig =
+            toml::from_str("[tracking]\npublic_url = \"https://hark.example.com/\"")
+                .expect("valid config");
+        assert_eq!(
+            tracking_public_url(&config.tracking, listen).expect("configured"),
+            "https://hark.example.com"
+        );
+        for bad in ["hark.example.com", "ftp://x", "https://x/?a=b"] {
+            let config = TrackingFileConfig {
+                public_url: Some(bad.to_string()),
+            };
+            assert!(tracking_public_url(&config, listen).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -73,10 +73,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         allow_private_networks: file.outbound.allow_private_networks,
     };
     let timeout = Duration::from_secs(file.outbound.timeout_seconds.unwrap_or(15));
-    let channels = Arc::new(
-        ChannelRegistry::build(&file.channels, policy, timeout).context("configuring channels")?,
-    );
-    let mut engine_config = EngineConfig::default();
+    let mut channels =
+        ChannelRegistry::build(&file.channels, policy, timeout).context("configuring channels")?;
+    bind_environments(&store, &mut channels).await?;
+    let channels = Arc::new(channels);
+    let public_url = crate::config::tracking_public_url(&file.tracking, listen)?;
+    let mut engine_config = EngineConfig {
+        tracking: Some(tracking(&store, &public_url).await?),
+        ..EngineConfig::default()
+    };
     if let Some(c) = file.engine.concurrency {
         engine_config.concurrency = c.max(1);
     }
@@ -148,6 +153,46 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Gives the registry the ids of the environments its channels have settings for; an
+/// environment the configuration names but the database lacks stops the start.
+async fn bind_environments(
+    store: &Arc<dyn hark_store::Store>,
+    channels: &mut ChannelRegistry,
+) -> anyhow::Result<()> {
+    for slug in channels.configured_environments() {
+        let environment = store
+            .environment_by_slug(&slug)
+            .await
+            .context("reading environments")?
+            .with_context(|| {
+                format!("[channels.environments.{slug}]: there is no environment `{slug}`")
+            })?;
+        channels.bind_environment(&environment.id, &slug);
+    }
+    Ok(())
+}
+
+/// Link and open tracking: URLs under `public_url`, signed with the key every node reads
+/// from the database (the first node to start creates it).
+async fn tracking(
+    store: &Arc<dyn hark_store::Store>,
+    public_url: &str,
+) -> anyhow::Result<hark_engine::tracking::Tracking> {
+    use hark_engine::tracking::{Tracking, TrackingKey, TRACKING_SECRET_NAME};
+    let secret = store
+        .server_secret(
+            TRACKING_SECRET_NAME,
+            &hark_core::ids::random_hex(32),
+            hark_core::Clock::now_ms(&SystemClock),
+        )
+        .await
+        .context("reading the tracking key")?;
+    Ok(Tracking::new(
+        public_url,
+        TrackingKey::new(secret.as_bytes()),
+    ))
 }
 
 async fn shutdown_signal() {

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::auth::MgmtCaller;
 use crate::error::{ApiError, ApiResult};
-use crate::out::channel_out;
+use crate::out::channel_with_environments_out;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -23,7 +23,7 @@ async fn list_channels(
         .channels()
         .all()
         .iter()
-        .map(|c| channel_out(c))
+        .map(channel_with_environments_out)
         .collect();
     let size = entries.len().max(1);
     Ok(Json(json!({
@@ -41,5 +41,5 @@ async fn get_channel(
         .channels()
         .by_id_or_key(&channel_key)
         .ok_or_else(|| ApiError::not_found("channel"))?;
-    Ok(Json(channel_out(channel)))
+    Ok(Json(channel_with_environments_out(channel)))
 }

@@ -9,6 +9,7 @@ pub(crate) mod preferences;
 mod provider_callbacks;
 mod runs;
 pub(crate) mod tenants;
+mod tracking;
 mod users;
 mod workflows;
 
@@ -29,4 +30,5 @@ pub fn router() -> Router<AppState> {
         .merge(preferences::router())
         .merge(channel_data::router())
         .merge(provider_callbacks::router())
+        .merge(tracking::router())
 }

@@ -129,4 +129,27 @@ impl EnvironmentStore for SqlStore {
             .map(|r| get(r, "public_key_pem", "list signing keys"))
             .collect()
     }
+
+    async fn server_secret(&self, name: &str, candidate: &str, now: Millis) -> StoreResult<String> {
+        const OP: &str = "server secret";
+        // Insert-then-read rather than read-then-insert: two nodes racing on the first
+        // start both end up with the row that won.
+        sqlx::query(
+            "INSERT INTO server_secrets (name, secret, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(candidate)
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .map_err(StoreError::db(OP))?;
+        // Read on the writer: on SQLite the reader pool may not see the insert yet.
+        let row = sqlx::query("SELECT secret FROM server_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.writer)
+            .await
+            .map_err(StoreError::db(OP))?;
+        get(&row, "secret", OP)
+    }
 }

@@ -60,7 +60,7 @@ impl TestServer {
             .await
             .expect("environments");
         let clock = Arc::new(ManualClock::new(START_MS));
-        let registry = ChannelRegistry::build(
+        let mut registry = ChannelRegistry::build(
             &channels,
             OutboundPolicy {
                 allow_private_networks,
@@ -68,11 +68,39 @@ impl TestServer {
             Duration::from_secs(2),
         )
         .expect("channels");
+        for slug in ["development", "production"] {
+            let environment = store
+                .environment_by_slug(slug)
+                .await
+                .expect("q")
+                .expect("environment");
+            registry.bind_environment(&environment.id, slug);
+        }
+        // Bound before the engine exists: tracking URLs point at this address.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let tracking_secret = store
+            .server_secret(
+                hark_engine::tracking::TRACKING_SECRET_NAME,
+                &hark_core::ids::random_hex(32),
+                START_MS,
+            )
+            .await
+            .expect("tracking secret");
+        let tracking = hark_engine::tracking::Tracking::new(
+            &format!("http://{addr}"),
+            hark_engine::tracking::TrackingKey::new(tracking_secret.as_bytes()),
+        );
         let engine = Engine::new(
             store.clone(),
             clock.clone(),
             Arc::new(registry),
-            EngineConfig::default(),
+            EngineConfig {
+                tracking: Some(tracking),
+                ..EngineConfig::default()
+            },
         )
         .expect("engine");
         let state = hark_api::AppState {
@@ -82,10 +110,6 @@ impl TestServer {
             triggers: hark_store::trigger_committer(store.clone()),
             lookups: Default::default(),
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             let _ = axum::serve(listener, hark_api::router(state)).await;
         });
