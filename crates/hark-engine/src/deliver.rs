@@ -89,7 +89,7 @@ impl Engine {
             },
             now,
         };
-        if !store.commit_delivery(job, &commit).await? {
+        if !self.inner.deliveries.submit((job.clone(), commit)).await? {
             metrics::counter!("hark_commits_fenced_total").increment(1);
             tracing::info!(job = %job.id, "lease lost before the delivery result was stored");
             return Ok(());

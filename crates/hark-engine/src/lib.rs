@@ -23,7 +23,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hark_core::Clock;
-use hark_store::{step_committer, ClaimedJob, JobKind, StepCommitter, Store, StoreError};
+use hark_store::{
+    delivery_committer, step_committer, ClaimedJob, DeliveryCommitter, JobKind, StepCommitter,
+    Store, StoreError,
+};
 use hark_template::Renderer;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -78,6 +81,8 @@ struct Inner {
     config: EngineConfig,
     /// Step outcomes of concurrent jobs share commits.
     steps: StepCommitter,
+    /// Group commit for delivery outcomes.
+    deliveries: DeliveryCommitter,
     /// Parsed, immutable workflow versions by (environment, key, version).
     workflows: std::sync::Mutex<WorkflowCache>,
 }
@@ -101,6 +106,7 @@ impl Engine {
         Ok(Self {
             inner: Arc::new(Inner {
                 steps: step_committer(store.clone()),
+                deliveries: delivery_committer(store.clone()),
                 workflows: std::sync::Mutex::new(WorkflowCache::new()),
                 wakeups: store.job_wakeups(),
                 store,

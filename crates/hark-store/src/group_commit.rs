@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::error::StoreError;
-use crate::model::{ClaimedJob, StepCommit, TriggerOutcome, TriggerWrite};
+use crate::model::{ClaimedJob, DeliveryCommit, StepCommit, TriggerOutcome, TriggerWrite};
 use crate::traits::{Store, StoreResult};
 
 /// Requests waiting for a commit; beyond this, submitters wait (back-pressure).
@@ -131,6 +131,7 @@ where
 
 pub type TriggerCommitter = GroupCommitter<TriggerWrite, TriggerOutcome>;
 pub type StepCommitter = GroupCommitter<(ClaimedJob, StepCommit), bool>;
+pub type DeliveryCommitter = GroupCommitter<(ClaimedJob, DeliveryCommit), bool>;
 
 /// How many batches commit at once on a database that takes parallel writers
 /// (PostgreSQL); SQLite has one writer and one lane. With batches written by multi-row
@@ -170,6 +171,25 @@ pub fn step_committer(store: Arc<dyn Store>) -> StepCommitter {
         1
     } else {
         PARALLEL_LANES
+    };
+    GroupCommitter::batched(limits, lanes, commit)
+}
+
+/// Delivery outcomes of concurrent jobs, committed together.
+pub fn delivery_committer(store: Arc<dyn Store>) -> DeliveryCommitter {
+    let lanes = if store.single_writer() {
+        1
+    } else {
+        PARALLEL_LANES
+    };
+    let limits = BatchLimits {
+        max_items: 256,
+        max_weight: 256,
+        weight: |_: &(ClaimedJob, DeliveryCommit)| 1,
+    };
+    let commit = move |batch: Vec<(ClaimedJob, DeliveryCommit)>| {
+        let store = store.clone();
+        async move { store.commit_deliveries(&batch).await }
     };
     GroupCommitter::batched(limits, lanes, commit)
 }

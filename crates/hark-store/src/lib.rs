@@ -20,7 +20,8 @@ use std::sync::Arc;
 
 pub use error::StoreError;
 pub use group_commit::{
-    step_committer, trigger_committer, BatchLimits, GroupCommitter, StepCommitter, TriggerCommitter,
+    delivery_committer, step_committer, trigger_committer, BatchLimits, DeliveryCommitter,
+    GroupCommitter, StepCommitter, TriggerCommitter,
 };
 pub use model::*;
 pub use postgres::PostgresStore;

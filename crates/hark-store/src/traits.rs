@@ -268,6 +268,12 @@ pub trait JobStore {
                 })
             })
     }
+    /// Commits delivery attempts of many jobs in one transaction (group commit), each as
+    /// [`JobStore::commit_delivery`] would.
+    async fn commit_deliveries(
+        &self,
+        deliveries: &[(ClaimedJob, DeliveryCommit)],
+    ) -> StoreResult<Vec<StoreResult<bool>>>;
     /// Commits one delivery attempt if `job` still holds its lease.
     async fn commit_delivery(
         &self,

@@ -12,6 +12,7 @@ contract!(
     plain_triggers_commit_together,
     plain_triggers_honour_early_cancels_and_start_waits,
     step_batch_matches_per_step_commits,
+    delivery_batch_fences_each_job,
 );
 
 fn plain_trigger(env: &str, recipients: &[&str], now: i64) -> TriggerWrite {
@@ -377,4 +378,108 @@ async fn step_batch_matches_per_step_commits(f: Fixture) {
     let candidates = f.store.wait_candidates(&wait_id).await.expect("candidates");
     assert_eq!(candidates.len(), 1, "{candidates:?}");
     assert_eq!(candidates[0].payload["status"], json!("completed"));
+}
+
+/// Two queued email messages with their delivery jobs claimed; returns the jobs.
+async fn two_claimed_deliveries(f: &Fixture) -> Vec<(ClaimedJob, NewMessage)> {
+    let mut out = Vec::new();
+    for recipient in ["a", "b"] {
+        f.store
+            .create_trigger(&plain_trigger(&f.env, &[recipient], 10))
+            .await
+            .expect("trigger");
+        let advance = f
+            .store
+            .claim_due_jobs(10, 1, 1_000)
+            .await
+            .expect("claim")
+            .remove(0);
+        let mut message = feed_message(&f.env, &advance.ref_id, recipient, "email");
+        message.channel_key = "email".into();
+        message.channel_type = "email".into();
+        message.status = "queued".into();
+        let step = StepCommit {
+            run_id: advance.ref_id.clone(),
+            next_cursor: 1,
+            message: Some(message.clone()),
+            enqueue_delivery: true,
+            finished: Some(RunStatus::Completed),
+            now: 20,
+            ..StepCommit::default()
+        };
+        assert!(f.store.commit_step(&advance, &step).await.expect("step"));
+        let delivery = f
+            .store
+            .claim_due_jobs(30, 1, 1_000)
+            .await
+            .expect("claim delivery")
+            .remove(0);
+        assert_eq!(delivery.kind, JobKind::DeliverMessage);
+        out.push((delivery, message));
+    }
+    out
+}
+
+async fn delivery_batch_fences_each_job(f: Fixture) {
+    let claimed = two_claimed_deliveries(&f).await;
+    let commit = |message: &NewMessage| DeliveryCommit {
+        message_id: message.id.clone(),
+        status: "sent".into(),
+        logs: vec![DeliveryLog {
+            id: hark_core::new_id(),
+            environment_id: f.env.clone(),
+            message_id: message.id.clone(),
+            service_name: "smtp".into(),
+            request: json!({"to": "x"}),
+            response: json!({"ok": true}),
+            inserted_at: 40,
+        }],
+        event_type: "message.sent".into(),
+        event_data: json!({}),
+        retry_at: None,
+        provider_message_id: None,
+        now: 40,
+    };
+    let (a_job, a_message) = &claimed[0];
+    let (b_job, b_message) = &claimed[1];
+    let mut stale_b = b_job.clone();
+    stale_b.lease = "someone-else".into();
+    let outcomes = f
+        .store
+        .commit_deliveries(&[
+            (a_job.clone(), commit(a_message)),
+            (stale_b, commit(b_message)),
+        ])
+        .await
+        .expect("batch");
+    let held: Vec<bool> = outcomes.into_iter().map(|o| o.expect("ok")).collect();
+    assert_eq!(held, vec![true, false]);
+    let status = |id: &str| {
+        let (store, env, id) = (f.store.clone(), f.env.clone(), id.to_string());
+        async move {
+            store
+                .get_message(&env, &id)
+                .await
+                .expect("q")
+                .expect("message")
+                .status
+        }
+    };
+    assert_eq!(status(&a_message.id).await, "sent");
+    assert_eq!(status(&b_message.id).await, "queued");
+    let logs = |id: &str| {
+        let (store, env, id) = (f.store.clone(), f.env.clone(), id.to_string());
+        async move {
+            store
+                .delivery_logs(&env, &id, &page(10))
+                .await
+                .expect("logs")
+                .entries
+                .len()
+        }
+    };
+    assert_eq!(logs(&a_message.id).await, 1);
+    assert_eq!(logs(&b_message.id).await, 0);
+    // a's delivery job is done; b's stays for the worker that holds it.
+    assert_eq!(f.store.pending_job_count().await.expect("count"), 1);
 }

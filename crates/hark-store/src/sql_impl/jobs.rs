@@ -336,6 +336,81 @@ impl Drop for RelaxedWriter {
     }
 }
 
+/// Writes one delivery attempt's outcome inside `tx` if `job` still holds its lease.
+async fn write_delivery(
+    tx: &mut Tx<'_>,
+    job: &ClaimedJob,
+    d: &DeliveryCommit,
+) -> StoreResult<bool> {
+    const OP: &str = "commit delivery";
+    if !hold_lease(tx, job).await? {
+        return Ok(false);
+    }
+    // A provider's callback may arrive before this commit: `sent` does not overwrite
+    // what the callback already said.
+    let row = sqlx::query(
+        "UPDATE messages SET status = CASE WHEN status IN ('delivered', 'bounced', 'undelivered') \
+             AND $1 = 'sent' THEN status ELSE $1 END, updated_at = $2, \
+             provider_message_id = COALESCE($4, provider_message_id) \
+             WHERE id = $3 RETURNING environment_id, recipient_id",
+    )
+    .bind(&d.status)
+    .bind(d.now)
+    .bind(&d.message_id)
+    .bind(&d.provider_message_id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(StoreError::db(OP))?;
+    if let Some(row) = row {
+        let environment_id: String = get(&row, "environment_id", OP)?;
+        let recipient_id: String = get(&row, "recipient_id", OP)?;
+        for log in &d.logs {
+            sqlx::query(
+                    "INSERT INTO delivery_logs (id, environment_id, message_id, service_name, request, response, inserted_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&log.id)
+                .bind(&environment_id)
+                .bind(&d.message_id)
+                .bind(&log.service_name)
+                .bind(to_json_text(&log.request))
+                .bind(to_json_text(&log.response))
+                .bind(log.inserted_at)
+                .execute(&mut **tx)
+                .await
+                .map_err(StoreError::db(OP))?;
+        }
+        insert_message_event(
+            tx,
+            &environment_id,
+            &d.message_id,
+            &recipient_id,
+            &d.event_type,
+            &d.event_data,
+            d.now,
+        )
+        .await?;
+    }
+    match d.retry_at {
+        Some(at) => {
+            sqlx::query("UPDATE jobs SET run_at = $1, lease = NULL WHERE id = $2")
+                .bind(at)
+                .bind(&job.id)
+                .execute(&mut **tx)
+                .await
+                .map_err(StoreError::db(OP))?;
+        }
+        None => {
+            sqlx::query("DELETE FROM jobs WHERE id = $1")
+                .bind(&job.id)
+                .execute(&mut **tx)
+                .await
+                .map_err(StoreError::db(OP))?;
+        }
+    }
+    Ok(true)
+}
+
 #[async_trait]
 impl JobStore for SqlStore {
     async fn claim_due_jobs(
@@ -364,7 +439,10 @@ impl JobStore for SqlStore {
                     .execute(&mut *tx)
                     .await
                     .map_err(StoreError::db(OP))?;
-                let rows = claim.fetch_all(&mut *tx).await.map_err(StoreError::db(OP))?;
+                let rows = claim
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(StoreError::db(OP))?;
                 tx.commit().await.map_err(StoreError::db(OP))?;
                 rows
             }
@@ -443,75 +521,40 @@ impl JobStore for SqlStore {
     }
 
     async fn commit_delivery(&self, job: &ClaimedJob, d: &DeliveryCommit) -> StoreResult<bool> {
-        const OP: &str = "commit delivery";
         let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
-        if !hold_lease(&mut tx, job).await? {
+        if !write_delivery(&mut tx, job, d).await? {
             return Ok(false);
         }
-        // A provider's callback may arrive before this commit: `sent` does not overwrite
-        // what the callback already said.
-        let row = sqlx::query(
-            "UPDATE messages SET status = CASE WHEN status IN ('delivered', 'bounced', 'undelivered') \
-             AND $1 = 'sent' THEN status ELSE $1 END, updated_at = $2, \
-             provider_message_id = COALESCE($4, provider_message_id) \
-             WHERE id = $3 RETURNING environment_id, recipient_id",
-        )
-        .bind(&d.status)
-        .bind(d.now)
-        .bind(&d.message_id)
-        .bind(&d.provider_message_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(StoreError::db(OP))?;
-        if let Some(row) = row {
-            let environment_id: String = get(&row, "environment_id", OP)?;
-            let recipient_id: String = get(&row, "recipient_id", OP)?;
-            for log in &d.logs {
-                sqlx::query(
-                    "INSERT INTO delivery_logs (id, environment_id, message_id, service_name, request, response, inserted_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(&log.id)
-                .bind(&environment_id)
-                .bind(&d.message_id)
-                .bind(&log.service_name)
-                .bind(to_json_text(&log.request))
-                .bind(to_json_text(&log.response))
-                .bind(log.inserted_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db(OP))?;
-            }
-            insert_message_event(
-                &mut tx,
-                &environment_id,
-                &d.message_id,
-                &recipient_id,
-                &d.event_type,
-                &d.event_data,
-                d.now,
-            )
-            .await?;
-        }
-        match d.retry_at {
-            Some(at) => {
-                sqlx::query("UPDATE jobs SET run_at = $1, lease = NULL WHERE id = $2")
-                    .bind(at)
-                    .bind(&job.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::db(OP))?;
-            }
-            None => {
-                sqlx::query("DELETE FROM jobs WHERE id = $1")
-                    .bind(&job.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::db(OP))?;
-            }
-        }
-        tx.commit().await.map_err(StoreError::db(OP))?;
+        tx.commit()
+            .await
+            .map_err(StoreError::db("commit delivery"))?;
         Ok(true)
+    }
+
+    async fn commit_deliveries(
+        &self,
+        deliveries: &[(ClaimedJob, DeliveryCommit)],
+    ) -> StoreResult<Vec<StoreResult<bool>>> {
+        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut outcomes = Vec::with_capacity(deliveries.len());
+        if let [(job, d)] = deliveries {
+            outcomes.push(write_delivery(&mut tx, job, d).await);
+        } else {
+            for (job, d) in deliveries {
+                let mut savepoint = sqlx::Acquire::begin(&mut tx)
+                    .await
+                    .map_err(StoreError::db("savepoint"))?;
+                let outcome = write_delivery(&mut savepoint, job, d).await;
+                end_savepoint(savepoint, outcome.is_ok()).await?;
+                outcomes.push(outcome);
+            }
+        }
+        if outcomes.iter().any(|o| matches!(o, Ok(true))) {
+            tx.commit()
+                .await
+                .map_err(StoreError::db("commit deliveries"))?;
+        }
+        Ok(outcomes)
     }
 
     async fn complete_job(&self, job: &ClaimedJob) -> StoreResult<bool> {

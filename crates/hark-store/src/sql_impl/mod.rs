@@ -48,8 +48,10 @@ pub struct SqlStore {
 }
 
 impl SqlStore {
-    /// The writer pool, for tests of connection state.
+    /// The writer pool, for tests of connection state (compiled for both backends; only
+    /// the SQLite backend's tests read it).
     #[cfg(test)]
+    #[allow(dead_code)]
     pub(crate) fn writer_pool(&self) -> &Pool<Db> {
         &self.writer
     }
