@@ -140,6 +140,33 @@ impl Engine {
         }
     }
 
+    /// Commits a step outcome through the group committer, wakes workers (here and on
+    /// other nodes) for the jobs it made due, and counts what it did: a run it finished
+    /// (whatever the path: last step, unmet conditions, a halted branch), or a commit
+    /// refused because the lease was lost.
+    pub(crate) async fn submit_step(
+        &self,
+        job: &ClaimedJob,
+        commit: StepCommit,
+    ) -> Result<bool, StoreError> {
+        let finished = commit.finished;
+        // New jobs due now: a delivery, or the runs of workflows this step started.
+        let creates_due_jobs =
+            (commit.enqueue_delivery && commit.message.is_some()) || !commit.triggers.is_empty();
+        let written = self.inner.steps.submit((job.clone(), commit)).await?;
+        if written && creates_due_jobs {
+            // This node's idle workers, and other nodes' through the store's wake-ups.
+            self.wake();
+        }
+        if !written {
+            metrics::counter!("hark_commits_fenced_total").increment(1);
+            tracing::info!(job = %job.id, "lease lost; another worker owns this run now");
+        } else if let Some(status) = finished {
+            metrics::counter!("hark_runs_finished_total", "status" => status.as_str()).increment(1);
+        }
+        Ok(written)
+    }
+
     pub(crate) async fn advance_run(
         &self,
         job: &ClaimedJob,
@@ -168,7 +195,7 @@ impl Engine {
                 // since then makes it unrunnable. Record why and finish the run.
                 let now = self.inner.clock.now_ms();
                 let commit = finish_unrunnable(&run, json!({"errors": errors}), now);
-                self.inner.steps.submit((job.clone(), commit)).await?;
+                self.submit_step(job, commit).await?;
                 return Ok(());
             }
         };
@@ -199,7 +226,7 @@ impl Engine {
                         now,
                     );
                     let commit = ctx.finish(now, vec![ev], false);
-                    self.inner.steps.submit((job.clone(), commit)).await?;
+                    self.submit_step(job, commit).await?;
                     return Ok(());
                 }
             }
@@ -210,7 +237,7 @@ impl Engine {
             let Some(at) = resolve(&workflow.program, pc) else {
                 let done = event("workflow_run_completed", true, None, json!({}), now);
                 let commit = ctx.finish(now, vec![done], false);
-                self.inner.steps.submit((job.clone(), commit)).await?;
+                self.submit_step(job, commit).await?;
                 return Ok(());
             };
             pc = at;
@@ -294,7 +321,7 @@ impl Engine {
                     if commit.finished.is_none() && commit.resume_at.is_none() {
                         commit.next_cursor = pc as i64;
                     }
-                    self.inner.steps.submit((job.clone(), commit)).await?;
+                    self.submit_step(job, commit).await?;
                     return Ok(());
                 }
                 Flow::Continue => {
@@ -324,18 +351,14 @@ impl Engine {
             if let Some(state) = &commit.state {
                 ctx.state = state.clone();
             }
-            if !self.inner.steps.submit((job.clone(), commit)).await? {
-                metrics::counter!("hark_commits_fenced_total").increment(1);
-                tracing::info!(job = %job.id, "lease lost; another worker owns this run now");
+            if !self.submit_step(job, commit).await? {
                 return Ok(());
             }
             if let Some((channel_type, status)) = created {
                 metrics::counter!("hark_messages_total", "channel_type" => channel_type, "status" => status)
                     .increment(1);
             }
-            if let Some(status) = finished {
-                metrics::counter!("hark_runs_finished_total", "status" => status.as_str())
-                    .increment(1);
+            if finished.is_some() {
                 return Ok(());
             }
             pc = next;
@@ -456,7 +479,7 @@ impl Engine {
                 now,
             );
             let commit = ctx.finish(now, vec![ev], false);
-            self.inner.steps.submit((job.clone(), commit)).await?;
+            self.submit_step(job, commit).await?;
             return Ok(AfterBatch::Stop);
         }
         let latest_mode = ctx
@@ -499,7 +522,7 @@ impl Engine {
             json!({"from_version": run.workflow_version, "to_version": latest.version}),
             now,
         ));
-        if !self.inner.steps.submit((job.clone(), commit)).await? {
+        if !self.submit_step(job, commit).await? {
             return Ok(AfterBatch::Stop);
         }
         ctx.run.workflow_version = latest.version;

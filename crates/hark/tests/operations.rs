@@ -130,6 +130,43 @@ async fn metrics_move_after_a_trigger() {
     );
     assert_eq!(metric(&after, "hark_job_queue_depth", &[]), 0.0, "{after}");
 
+    // Runs that end another way count too: a cancel finishes both paused runs.
+    put_workflow(
+        &http,
+        &base,
+        &token,
+        "delayed",
+        json!([{"type": "delay", "ref": "wait", "settings": {"delay_for": {"unit": "hours", "value": 1}}},
+               {"type": "channel", "ref": "feed", "channel_key": "in-app-feed",
+                "template": {"markdown_body": "later"}}]),
+    )
+    .await;
+    for recipient in ["bo", "cy"] {
+        let resp = http
+            .post(format!("{base}/v1/workflows/delayed/trigger"))
+            .bearer_auth(&sk)
+            .json(&json!({"recipients": [recipient], "cancellation_key": "c1"}))
+            .send()
+            .await
+            .expect("trigger");
+        assert!(resp.status().is_success());
+    }
+    let resp = http
+        .post(format!("{base}/v1/workflows/delayed/cancel"))
+        .bearer_auth(&sk)
+        .json(&json!({"cancellation_key": "c1"}))
+        .send()
+        .await
+        .expect("cancel");
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let cancelled = metric(
+        &scrape(&http, &base).await,
+        "hark_runs_finished_total",
+        &[("status", "cancelled")],
+    );
+    // Each trigger's 2xx came after its run was committed, so the cancel found both.
+    assert_eq!(cancelled, 2.0);
+
     server.kill().expect("kill");
     let _ = server.wait();
 }

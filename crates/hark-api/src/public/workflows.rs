@@ -423,7 +423,7 @@ async fn cancel(
         }
         Some(_) => return Err(ApiError::field("recipients", "must be a list")),
     };
-    state
+    let cancelled = state
         .store
         .cancel_runs(
             caller.env_id(),
@@ -433,5 +433,6 @@ async fn cancel(
             state.now(),
         )
         .await?;
+    metrics::counter!("hark_runs_finished_total", "status" => "cancelled").increment(cancelled);
     Ok(StatusCode::NO_CONTENT)
 }
