@@ -10,6 +10,9 @@ use crate::error::StoreError;
 
 pub type Db = sqlx::Postgres;
 
+/// Pooled connections idle at least this long are pinged before use.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(10);
+
 /// Whether every write goes through one connection.
 pub const SINGLE_WRITER: bool = false;
 
@@ -68,6 +71,17 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(60))
+            // A ping on every acquire would double the round trips of single statements;
+            // only a connection idle long enough to have been dropped is checked first.
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                        sqlx::Connection::ping(connection).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(StoreError::db("open postgres pool"))?;
