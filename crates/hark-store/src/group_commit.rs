@@ -139,9 +139,17 @@ pub type DeliveryCommitter = GroupCommitter<(ClaimedJob, DeliveryCommit), bool>;
 /// 1,507 accepted triggers/s and 2,037 against 839 fanned-out messages/s (hark-bench).
 const PARALLEL_LANES: usize = 4;
 
+fn lanes_for(store: &dyn Store) -> usize {
+    if store.single_writer() {
+        1
+    } else {
+        PARALLEL_LANES
+    }
+}
+
 /// Triggers of concurrent requests, committed together (up to 4000 recipients per commit).
 pub fn trigger_committer(store: Arc<dyn Store>) -> TriggerCommitter {
-    let single_writer = store.single_writer();
+    let lanes = lanes_for(store.as_ref());
     let limits = BatchLimits {
         max_items: 256,
         max_weight: 4000,
@@ -151,13 +159,12 @@ pub fn trigger_committer(store: Arc<dyn Store>) -> TriggerCommitter {
         let store = store.clone();
         async move { store.create_triggers(&batch).await }
     };
-    let lanes = if single_writer { 1 } else { PARALLEL_LANES };
     GroupCommitter::batched(limits, lanes, commit)
 }
 
 /// Step outcomes of concurrent jobs, committed together.
 pub fn step_committer(store: Arc<dyn Store>) -> StepCommitter {
-    let store_prefers_batches = store.single_writer();
+    let lanes = lanes_for(store.as_ref());
     let limits = BatchLimits {
         max_items: 256,
         max_weight: 256,
@@ -167,21 +174,12 @@ pub fn step_committer(store: Arc<dyn Store>) -> StepCommitter {
         let store = store.clone();
         async move { store.commit_steps(&batch).await }
     };
-    let lanes = if store_prefers_batches {
-        1
-    } else {
-        PARALLEL_LANES
-    };
     GroupCommitter::batched(limits, lanes, commit)
 }
 
 /// Delivery outcomes of concurrent jobs, committed together.
 pub fn delivery_committer(store: Arc<dyn Store>) -> DeliveryCommitter {
-    let lanes = if store.single_writer() {
-        1
-    } else {
-        PARALLEL_LANES
-    };
+    let lanes = lanes_for(store.as_ref());
     let limits = BatchLimits {
         max_items: 256,
         max_weight: 256,

@@ -1,31 +1,10 @@
 //! The job table: claiming, fenced step and delivery commits.
 
-use super::step_batch::{is_plain, write_plain_steps};
+use super::step_batch::{
+    announce_feed_messages, insert_delivery_jobs, insert_message_events, insert_messages, is_plain,
+    write_plain_steps,
+};
 use super::*;
-
-/// Records a new in-app message for realtime subscribers. On PostgreSQL the `NOTIFY` is
-/// part of `tx`, so the event exists exactly when the message does.
-async fn announce_feed_message(
-    tx: &mut Tx<'_>,
-    m: &NewMessage,
-    feed: &mut Vec<FeedEvent>,
-) -> StoreResult<()> {
-    let event = FeedEvent::of(m);
-    if let Some(notify) = FEED_NOTIFY_SQL {
-        let payload = serde_json::to_string(&event).map_err(|e| StoreError::Corrupt {
-            operation: "announce feed message",
-            detail: e.to_string(),
-        })?;
-        sqlx::query(notify)
-            .bind(FEED_CHANNEL)
-            .bind(payload)
-            .execute(&mut **tx)
-            .await
-            .map_err(StoreError::db("announce feed message"))?;
-    }
-    feed.push(event);
-    Ok(())
-}
 
 /// Writes one step's outcome inside `tx` if `job` still holds its lease. A new in-app
 /// message is announced through `feed` (and `NOTIFY` on PostgreSQL, sent on commit).
@@ -41,64 +20,11 @@ async fn write_step(
     }
     if let Some(m) = &step.message {
         // Architecture invariant: the unique key makes a replayed step a no-op.
-        let created = sqlx::query(&format!(
-            "INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-             $11, $12, $13, $14, $15, $16, NULL, NULL, NULL, NULL, NULL, $17, $17, $18, $19) \
-             ON CONFLICT (recipient_run_id, step_ref) DO NOTHING"
-        ))
-        .bind(&m.id)
-        .bind(&m.environment_id)
-        .bind(&m.recipient_run_id)
-        .bind(&m.workflow_run_id)
-        .bind(&m.step_ref)
-        .bind(&m.workflow_key)
-        .bind(m.workflow_version)
-        .bind(serde_json::to_string(&m.categories).unwrap_or_else(|_| "[]".into()))
-        .bind(&m.channel_key)
-        .bind(&m.channel_type)
-        .bind(&m.recipient_id)
-        .bind(serde_json::to_string(&m.actors).unwrap_or_else(|_| "[]".into()))
-        .bind(&m.tenant)
-        .bind(&m.status)
-        .bind(to_json_text(&m.content))
-        .bind(to_json_text(&m.data))
-        .bind(m.now)
-        .bind(m.batch.as_ref().map(to_json_text))
-        .bind(m.recipient_collection.clone().unwrap_or_default())
-        .execute(&mut **tx)
-        .await
-        .map_err(StoreError::db(OP))?;
-        if created.rows_affected() == 1 {
-            // Realtime feeds are per user; an object's feed is read over HTTP only.
-            if m.channel_type == hark_core::workflow::ChannelType::InAppFeed.as_str()
-                && m.recipient_collection.is_none()
-            {
-                announce_feed_message(tx, m, feed).await?;
-            }
-            insert_message_event(
-                tx,
-                &m.environment_id,
-                &m.id,
-                &m.recipient_id,
-                &format!("message.{}", m.status),
-                &Value::Null,
-                m.now,
-            )
-            .await?;
-            if step.enqueue_delivery {
-                sqlx::query(
-                    "INSERT INTO jobs (id, environment_id, kind, ref_id, run_at, lease, attempts, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, NULL, 0, $5)",
-                )
-                .bind(new_id())
-                .bind(&m.environment_id)
-                .bind(JobKind::DeliverMessage.as_str())
-                .bind(&m.id)
-                .bind(m.now)
-                .execute(&mut **tx)
-                .await
-                .map_err(StoreError::db(OP))?;
-            }
+        if insert_messages(tx, &[m]).await?.contains(&m.id) {
+            let created = [(m, step.enqueue_delivery)];
+            announce_feed_messages(tx, &created, feed).await?;
+            insert_message_events(tx, &created).await?;
+            insert_delivery_jobs(tx, &created).await?;
         }
     }
     insert_run_events(tx, &step.run_id, &step.events).await?;

@@ -456,23 +456,35 @@ async fn insert_run_events(
     run_id: &str,
     events: &[RunEvent],
 ) -> Result<(), StoreError> {
-    for e in events {
-        sqlx::query(
-            "INSERT INTO run_events (id, recipient_run_id, event, status, step_ref, step_type, attempt, data, inserted_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&e.id)
-        .bind(run_id)
-        .bind(&e.event)
-        .bind(&e.status)
-        .bind(&e.step_ref)
-        .bind(&e.step_type)
-        .bind(e.attempt)
-        .bind(to_json_text(&e.data))
-        .bind(e.inserted_at)
-        .execute(&mut **tx)
-        .await
-        .map_err(StoreError::db("insert run events"))?;
+    let rows: Vec<(&str, &RunEvent)> = events.iter().map(|e| (run_id, e)).collect();
+    insert_run_event_rows(tx, &rows).await
+}
+
+/// Run events as `(run id, event)`, in multi-row statements (9 parameters per row).
+async fn insert_run_event_rows(
+    tx: &mut Tx<'_>,
+    rows: &[(&str, &RunEvent)],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(500) {
+        let mut qb = QueryBuilder::<Db>::new(
+            "INSERT INTO run_events (id, recipient_run_id, event, status, step_ref, step_type, attempt, data, inserted_at) ",
+        );
+        qb.push_values(chunk.iter(), |mut b, (run_id, e)| {
+            b.push_bind(e.id.clone())
+                .push_bind(run_id.to_string())
+                .push_bind(e.event.clone())
+                .push_bind(e.status.clone())
+                .push_bind(e.step_ref.clone())
+                .push_bind(e.step_type.clone())
+                .push_bind(e.attempt)
+                .push_bind(to_json_text(&e.data))
+                .push_bind(e.inserted_at);
+        });
+        qb.push(" ON CONFLICT (id) DO NOTHING");
+        qb.build()
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::db("insert run events"))?;
     }
     Ok(())
 }

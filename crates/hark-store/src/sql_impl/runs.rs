@@ -1,6 +1,6 @@
 //! Triggers, cancellation and recipient runs.
 
-use super::trigger_batch::{is_plain, write_plain_triggers};
+use super::trigger_batch::{insert_workflow_runs, is_plain, write_plain_triggers};
 use super::*;
 
 /// How long a cancel that matched nothing waits for its trigger. Knock warns that a cancel
@@ -83,19 +83,7 @@ pub(super) async fn write_trigger(
         super::objects::put_document_tx(tx, &t.environment_id, owner, *kind, key, data, t.now)
             .await?;
     }
-    sqlx::query(
-        "INSERT INTO workflow_runs (id, environment_id, workflow_key, workflow_version, recipient_count, inserted_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&t.workflow_run_id)
-    .bind(&t.environment_id)
-    .bind(&t.workflow_key)
-    .bind(t.workflow_version)
-    .bind(t.recipients.len() as i64)
-    .bind(t.now)
-    .execute(&mut **tx)
-    .await
-    .map_err(StoreError::db(OP))?;
+    insert_workflow_runs(tx, &[t]).await?;
     let state = to_json_text(&t.state);
     let recipients = first_time_recipients(tx, t).await?;
     let mut runs: Vec<(RecipientKey, String)> = recipients

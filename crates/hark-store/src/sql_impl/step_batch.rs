@@ -77,7 +77,7 @@ pub(super) async fn write_plain_steps(
 
 /// New in-app messages for realtime feeds (per user; an object's feed is read over HTTP
 /// only): one `NOTIFY` statement for the batch on PostgreSQL, sent on commit.
-async fn announce_feed_messages(
+pub(super) async fn announce_feed_messages(
     tx: &mut Tx<'_>,
     created: &[(&NewMessage, bool)],
     feed: &mut Vec<FeedEvent>,
@@ -151,7 +151,7 @@ async fn hold_leases(
 
 /// Inserts the messages; returns the ids of those created (architecture invariant: the
 /// unique key makes a replayed step insert nothing).
-async fn insert_messages(
+pub(super) async fn insert_messages(
     tx: &mut Tx<'_>,
     messages: &[&NewMessage],
 ) -> StoreResult<HashSet<String>> {
@@ -200,7 +200,7 @@ async fn insert_messages(
 }
 
 /// The first event of each new message (`message.{status}`), and the waits it signals.
-async fn insert_message_events(
+pub(super) async fn insert_message_events(
     tx: &mut Tx<'_>,
     created: &[(&NewMessage, bool)],
 ) -> StoreResult<()> {
@@ -248,7 +248,10 @@ async fn insert_message_events(
     Ok(())
 }
 
-async fn insert_delivery_jobs(tx: &mut Tx<'_>, created: &[(&NewMessage, bool)]) -> StoreResult<()> {
+pub(super) async fn insert_delivery_jobs(
+    tx: &mut Tx<'_>,
+    created: &[(&NewMessage, bool)],
+) -> StoreResult<()> {
     let deliveries: Vec<&NewMessage> = created
         .iter()
         .filter(|(_, enqueue)| *enqueue)
@@ -284,28 +287,7 @@ async fn insert_step_run_events(
         .iter()
         .flat_map(|(_, s)| s.events.iter().map(|e| (s.run_id.as_str(), e)))
         .collect();
-    for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        let mut qb = QueryBuilder::<Db>::new(
-            "INSERT INTO run_events (id, recipient_run_id, event, status, step_ref, step_type, attempt, data, inserted_at) ",
-        );
-        qb.push_values(chunk.iter(), |mut b, (run_id, e)| {
-            b.push_bind(e.id.clone())
-                .push_bind(run_id.to_string())
-                .push_bind(e.event.clone())
-                .push_bind(e.status.clone())
-                .push_bind(e.step_ref.clone())
-                .push_bind(e.step_type.clone())
-                .push_bind(e.attempt)
-                .push_bind(to_json_text(&e.data))
-                .push_bind(e.inserted_at);
-        });
-        qb.push(" ON CONFLICT (id) DO NOTHING");
-        qb.build()
-            .execute(&mut **tx)
-            .await
-            .map_err(StoreError::db("insert run events"))?;
-    }
-    Ok(())
+    insert_run_event_rows(tx, &events).await
 }
 
 /// A run the batch moved, as the database reports it.

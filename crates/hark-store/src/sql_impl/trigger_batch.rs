@@ -31,25 +31,7 @@ pub(super) async fn write_plain_triggers(
     tx: &mut Tx<'_>,
     batch: &[&TriggerWrite],
 ) -> StoreResult<()> {
-    const OP: &str = "create triggers";
-    // 6 parameters per row: far below either database's bound-parameter limit.
-    for chunk in batch.chunks(1000) {
-        let mut qb = QueryBuilder::<Db>::new(
-            "INSERT INTO workflow_runs (id, environment_id, workflow_key, workflow_version, recipient_count, inserted_at) ",
-        );
-        qb.push_values(chunk.iter(), |mut b, t| {
-            b.push_bind(t.workflow_run_id.clone())
-                .push_bind(t.environment_id.clone())
-                .push_bind(t.workflow_key.clone())
-                .push_bind(t.workflow_version)
-                .push_bind(t.recipients.len() as i64)
-                .push_bind(t.now);
-        });
-        qb.build()
-            .execute(&mut **tx)
-            .await
-            .map_err(StoreError::db(OP))?;
-    }
+    insert_workflow_runs(tx, batch).await?;
     let templates: Vec<(RunTemplate, String, String)> = batch
         .iter()
         .map(|t| {
@@ -88,6 +70,31 @@ pub(super) async fn write_plain_triggers(
         if with_waits.contains(&workflow) {
             signal_trigger_started(tx, t).await?;
         }
+    }
+    Ok(())
+}
+
+/// One `workflow_runs` row per trigger, in multi-row statements (6 parameters per row).
+pub(super) async fn insert_workflow_runs(
+    tx: &mut Tx<'_>,
+    triggers: &[&TriggerWrite],
+) -> StoreResult<()> {
+    for chunk in triggers.chunks(1000) {
+        let mut qb = QueryBuilder::<Db>::new(
+            "INSERT INTO workflow_runs (id, environment_id, workflow_key, workflow_version, recipient_count, inserted_at) ",
+        );
+        qb.push_values(chunk.iter(), |mut b, t| {
+            b.push_bind(t.workflow_run_id.clone())
+                .push_bind(t.environment_id.clone())
+                .push_bind(t.workflow_key.clone())
+                .push_bind(t.workflow_version)
+                .push_bind(t.recipients.len() as i64)
+                .push_bind(t.now);
+        });
+        qb.build()
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::db("create triggers"))?;
     }
     Ok(())
 }
