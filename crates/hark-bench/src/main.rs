@@ -41,6 +41,16 @@ struct Args {
     /// Concurrent feed readers for the feed-read figure.
     #[arg(long, default_value_t = 4)]
     readers: usize,
+    /// Measure only these groups (comma-separated): baselines, accept, api-only,
+    /// visible, webhook, feed, fan-out. All of them when absent.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+impl Args {
+    fn wants(&self, group: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|g| g == group)
+    }
 }
 
 fn line(kind: &str, label: &str, value: String) {
@@ -76,95 +86,102 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(0)
     );
     let (c, s, r) = (args.clients, args.seconds, args.rate);
-    line(
-        "baseline",
-        &format!("empty axum route, {c} clients"),
-        empty_route_baseline(c, s).await?.describe(),
-    );
-    line(
-        "baseline",
-        &format!("raw single-row commits ({})", args.store),
-        raw_commit_baseline(&args.store, c, s).await?.describe(),
-    );
+    if args.wants("baselines") {
+        line(
+            "baseline",
+            &format!("empty axum route, {c} clients"),
+            empty_route_baseline(c, s).await?.describe(),
+        );
+        line(
+            "baseline",
+            &format!("raw single-row commits ({})", args.store),
+            raw_commit_baseline(&args.store, c, s).await?.describe(),
+        );
+    }
 
     // Each figure gets fresh servers, so none is measured behind another's backlog.
     let mut peak_rss: f64 = 0.0;
-    let accept = cluster(&args).await?;
-    line(
-        "figure",
-        "trigger accept rate, 1 recipient",
-        trigger_accept_rate(&accept, "feed", c, s).await.describe(),
-    );
-    line(
-        "figure",
-        "cold start (spawn → healthy), idle RSS",
-        format!(
-            "{:>7.1} ms, {:.1} MiB",
-            accept.cold_start.as_secs_f64() * 1000.0,
-            accept.idle_rss_mib
-        ),
-    );
-    peak_rss = peak_rss.max(accept.peak_rss_mib());
-    drop(accept);
+    if args.wants("accept") {
+        let accept = cluster(&args).await?;
+        line(
+            "figure",
+            "trigger accept rate, 1 recipient",
+            trigger_accept_rate(&accept, "feed", c, s).await.describe(),
+        );
+        line(
+            "figure",
+            "cold start (spawn → healthy), idle RSS",
+            format!(
+                "{:>7.1} ms, {:.1} MiB",
+                accept.cold_start.as_secs_f64() * 1000.0,
+                accept.idle_rss_mib
+            ),
+        );
+        peak_rss = peak_rss.max(accept.peak_rss_mib());
+    }
 
     // The same with the workers off: what accepting alone costs, runs left queued.
-    let api_only = cluster_with_role(&args, "api").await?;
-    line(
-        "figure",
-        "trigger accept rate, 1 recipient, API only (no workers)",
-        trigger_accept_rate(&api_only, "feed", c, s)
-            .await
-            .describe(),
-    );
-    peak_rss = peak_rss.max(api_only.peak_rss_mib());
-    drop(api_only);
+    if args.wants("api-only") {
+        let api_only = cluster_with_role(&args, "api").await?;
+        line(
+            "figure",
+            "trigger accept rate, 1 recipient, API only (no workers)",
+            trigger_accept_rate(&api_only, "feed", c, s)
+                .await
+                .describe(),
+        );
+        peak_rss = peak_rss.max(api_only.peak_rss_mib());
+    }
 
-    let visible = cluster(&args).await?;
-    line(
-        "figure",
-        &format!("trigger → in-app message visible at {r}/s"),
-        trigger_to_feed(&visible, r, s).await.describe(),
-    );
-    peak_rss = peak_rss.max(visible.peak_rss_mib());
-    drop(visible);
+    if args.wants("visible") {
+        let visible = cluster(&args).await?;
+        line(
+            "figure",
+            &format!("trigger → in-app message visible at {r}/s"),
+            trigger_to_feed(&visible, r, s).await.describe(),
+        );
+        peak_rss = peak_rss.max(visible.peak_rss_mib());
+    }
 
-    let hooks = cluster(&args).await?;
-    let sink = WebhookSink::start().await?;
-    hooks
-        .put_workflow("webhook", webhook_step(&sink.url))
-        .await?;
-    line(
-        "figure",
-        &format!("trigger → webhook delivered at {r}/s"),
-        trigger_to_webhook(&hooks, &sink, r, s, 0).await.describe(),
-    );
-    line(
-        "figure",
-        &format!("trigger → webhook delivered, {c} clients flat out"),
-        webhook_throughput(&hooks, &sink, c, s, 10_000_000)
-            .await
-            .describe(),
-    );
-    peak_rss = peak_rss.max(hooks.peak_rss_mib());
-    drop(hooks);
+    if args.wants("webhook") {
+        let hooks = cluster(&args).await?;
+        let sink = WebhookSink::start().await?;
+        hooks
+            .put_workflow("webhook", webhook_step(&sink.url))
+            .await?;
+        line(
+            "figure",
+            &format!("trigger → webhook delivered at {r}/s"),
+            trigger_to_webhook(&hooks, &sink, r, s, 0).await.describe(),
+        );
+        line(
+            "figure",
+            &format!("trigger → webhook delivered, {c} clients flat out"),
+            webhook_throughput(&hooks, &sink, c, s, 10_000_000)
+                .await
+                .describe(),
+        );
+        peak_rss = peak_rss.max(hooks.peak_rss_mib());
+    }
 
-    line(
-        "baseline",
-        &format!("empty axum route, {} clients", args.readers),
-        empty_route_baseline(args.readers, s).await?.describe(),
-    );
-    let reads = cluster(&args).await?;
-    line(
-        "figure",
-        &format!("feed read (50 items + counts) under {r} triggers/s"),
-        feed_read_under_load(&reads, r, args.readers, s)
-            .await?
-            .describe(),
-    );
-    peak_rss = peak_rss.max(reads.peak_rss_mib());
-    drop(reads);
+    if args.wants("feed") {
+        line(
+            "baseline",
+            &format!("empty axum route, {} clients", args.readers),
+            empty_route_baseline(args.readers, s).await?.describe(),
+        );
+        let reads = cluster(&args).await?;
+        line(
+            "figure",
+            &format!("feed read (50 items + counts) under {r} triggers/s"),
+            feed_read_under_load(&reads, r, args.readers, s)
+                .await?
+                .describe(),
+        );
+        peak_rss = peak_rss.max(reads.peak_rss_mib());
+    }
 
-    if args.subscribers > 0 {
+    if args.subscribers > 0 && args.wants("fan-out") {
         let dir = tempfile::tempdir()?;
         line(
             "baseline",

@@ -32,6 +32,14 @@ pub const CLAIM_WITHOUT_FSYNC: (&str, Option<&str>) = (
     Some("PRAGMA synchronous = FULL"),
 );
 
+/// Reads jobs' current leases by id (the list goes between the two parts). A write, so
+/// that a transaction starting with it takes the write lock at once (waiting out another
+/// process's writer) instead of failing to upgrade a read later.
+pub const LOCK_JOBS_SQL: (&str, &str) = (
+    "UPDATE jobs SET lease = lease WHERE id IN (",
+    ") RETURNING id, lease",
+);
+
 pub const CLAIM_JOBS_SQL: &str =
     "UPDATE jobs SET lease = $1, run_at = $2, attempts = attempts + 1 \
      WHERE id IN (SELECT id FROM jobs WHERE run_at <= $3 ORDER BY run_at LIMIT $4) \

@@ -380,12 +380,12 @@ async fn step_batch_matches_per_step_commits(f: Fixture) {
     assert_eq!(candidates[0].payload["status"], json!("completed"));
 }
 
-/// Two queued email messages with their delivery jobs claimed; returns the jobs.
-async fn two_claimed_deliveries(f: &Fixture) -> Vec<(ClaimedJob, NewMessage)> {
+/// Queued email messages, one per recipient, with their delivery jobs claimed.
+async fn claimed_deliveries(f: &Fixture, recipients: &[&str]) -> Vec<(ClaimedJob, NewMessage)> {
     let mut out = Vec::new();
-    for recipient in ["a", "b"] {
+    for recipient in recipients {
         f.store
-            .create_trigger(&plain_trigger(&f.env, &[recipient], 10))
+            .create_trigger(&plain_trigger(&f.env, &[*recipient], 10))
             .await
             .expect("trigger");
         let advance = f
@@ -421,40 +421,50 @@ async fn two_claimed_deliveries(f: &Fixture) -> Vec<(ClaimedJob, NewMessage)> {
 }
 
 async fn delivery_batch_fences_each_job(f: Fixture) {
-    let claimed = two_claimed_deliveries(&f).await;
-    let commit = |message: &NewMessage| DeliveryCommit {
+    let claimed = claimed_deliveries(&f, &["a", "b", "c", "d"]).await;
+    let commit = |message: &NewMessage, retry_at: Option<i64>| DeliveryCommit {
         message_id: message.id.clone(),
-        status: "sent".into(),
+        status: if retry_at.is_some() { "queued" } else { "sent" }.into(),
         logs: vec![DeliveryLog {
             id: hark_core::new_id(),
             environment_id: f.env.clone(),
             message_id: message.id.clone(),
             service_name: "smtp".into(),
             request: json!({"to": "x"}),
-            response: json!({"ok": true}),
+            response: json!({"ok": retry_at.is_none()}),
             inserted_at: 40,
         }],
-        event_type: "message.sent".into(),
-        event_data: json!({}),
-        retry_at: None,
-        provider_message_id: None,
+        event_type: if retry_at.is_some() {
+            "message.queued"
+        } else {
+            "message.sent"
+        }
+        .into(),
+        event_data: json!({"attempt": 1}),
+        retry_at,
+        provider_message_id: retry_at.is_none().then(|| format!("p-{}", message.id)),
         now: 40,
     };
     let (a_job, a_message) = &claimed[0];
     let (b_job, b_message) = &claimed[1];
+    let (c_job, c_message) = &claimed[2];
+    let (d_job, d_message) = &claimed[3];
     let mut stale_b = b_job.clone();
     stale_b.lease = "someone-else".into();
+    // a and d are written together; b lost its lease; c is retried (the per-item path).
     let outcomes = f
         .store
         .commit_deliveries(&[
-            (a_job.clone(), commit(a_message)),
-            (stale_b, commit(b_message)),
+            (a_job.clone(), commit(a_message, None)),
+            (stale_b, commit(b_message, None)),
+            (c_job.clone(), commit(c_message, Some(5_000))),
+            (d_job.clone(), commit(d_message, None)),
         ])
         .await
         .expect("batch");
     let held: Vec<bool> = outcomes.into_iter().map(|o| o.expect("ok")).collect();
-    assert_eq!(held, vec![true, false]);
-    let status = |id: &str| {
+    assert_eq!(held, vec![true, false, true, true]);
+    let message = |id: &str| {
         let (store, env, id) = (f.store.clone(), f.env.clone(), id.to_string());
         async move {
             store
@@ -462,11 +472,16 @@ async fn delivery_batch_fences_each_job(f: Fixture) {
                 .await
                 .expect("q")
                 .expect("message")
-                .status
         }
     };
-    assert_eq!(status(&a_message.id).await, "sent");
-    assert_eq!(status(&b_message.id).await, "queued");
+    for (m, status) in [
+        (a_message, "sent"),
+        (b_message, "queued"),
+        (c_message, "queued"),
+        (d_message, "sent"),
+    ] {
+        assert_eq!(message(&m.id).await.status, status, "{}", m.recipient_id);
+    }
     let logs = |id: &str| {
         let (store, env, id) = (f.store.clone(), f.env.clone(), id.to_string());
         async move {
@@ -475,11 +490,45 @@ async fn delivery_batch_fences_each_job(f: Fixture) {
                 .await
                 .expect("logs")
                 .entries
-                .len()
         }
     };
-    assert_eq!(logs(&a_message.id).await, 1);
-    assert_eq!(logs(&b_message.id).await, 0);
-    // a's delivery job is done; b's stays for the worker that holds it.
-    assert_eq!(f.store.pending_job_count().await.expect("count"), 1);
+    assert_eq!(logs(&a_message.id).await.len(), 1);
+    assert_eq!(logs(&b_message.id).await.len(), 0);
+    assert_eq!(logs(&c_message.id).await.len(), 1);
+    assert_eq!(logs(&d_message.id).await[0].response, json!({"ok": true}));
+    let events = |id: &str| {
+        let (store, env, id) = (f.store.clone(), f.env.clone(), id.to_string());
+        async move {
+            store
+                .message_events(&env, &id, &page(10))
+                .await
+                .expect("events")
+                .entries
+                .into_iter()
+                .map(|e| e.event_type)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(events(&a_message.id)
+        .await
+        .contains(&"message.sent".to_string()));
+    assert!(!events(&b_message.id)
+        .await
+        .contains(&"message.sent".to_string()));
+    assert!(events(&d_message.id)
+        .await
+        .contains(&"message.sent".to_string()));
+    // a's and d's jobs are done; b's stays for the worker that holds it, c's for its retry.
+    assert_eq!(f.store.pending_job_count().await.expect("count"), 2);
+    // Replaying a's outcome with the old lease writes nothing more.
+    let replay = f
+        .store
+        .commit_deliveries(&[
+            (a_job.clone(), commit(a_message, None)),
+            (d_job.clone(), commit(d_message, None)),
+        ])
+        .await
+        .expect("replay");
+    assert!(replay.into_iter().all(|o| !o.expect("ok")));
+    assert_eq!(logs(&a_message.id).await.len(), 1);
 }

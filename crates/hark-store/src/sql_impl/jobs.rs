@@ -1,5 +1,6 @@
 //! The job table: claiming, fenced step and delivery commits.
 
+use super::delivery_batch::{plain_deliveries, write_plain_deliveries};
 use super::step_batch::{
     announce_feed_messages, insert_delivery_jobs, insert_message_events, insert_messages, is_plain,
     write_plain_steps,
@@ -337,6 +338,45 @@ async fn write_delivery(
     Ok(true)
 }
 
+/// Group commit of delivery outcomes: the plain ones together in a few statements; every
+/// other one (and the plain ones again, one by one, if writing them together failed) in
+/// its own savepoint, so that a failing delivery is rolled back alone.
+async fn write_delivery_batch(
+    tx: &mut Tx<'_>,
+    deliveries: &[(ClaimedJob, DeliveryCommit)],
+) -> StoreResult<Vec<StoreResult<bool>>> {
+    let plain = plain_deliveries(deliveries);
+    let mut plain_held: Option<std::collections::VecDeque<bool>> = None;
+    if plain.len() > 1 {
+        let batch: Vec<&(ClaimedJob, DeliveryCommit)> = deliveries
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| plain.contains(i))
+            .map(|(_, d)| d)
+            .collect();
+        let mut savepoint = sqlx::Acquire::begin(&mut **tx)
+            .await
+            .map_err(StoreError::db("savepoint"))?;
+        let written = write_plain_deliveries(&mut savepoint, &batch).await;
+        end_savepoint(savepoint, written.is_ok()).await?;
+        plain_held = written.ok().map(Into::into);
+    }
+    let mut outcomes = Vec::with_capacity(deliveries.len());
+    for (i, (job, d)) in deliveries.iter().enumerate() {
+        if let Some(held) = plain_held.as_mut().filter(|_| plain.contains(&i)) {
+            outcomes.push(Ok(held.pop_front().unwrap_or(false)));
+            continue;
+        }
+        let mut savepoint = sqlx::Acquire::begin(&mut **tx)
+            .await
+            .map_err(StoreError::db("savepoint"))?;
+        let outcome = write_delivery(&mut savepoint, job, d).await;
+        end_savepoint(savepoint, outcome.is_ok()).await?;
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
 #[async_trait]
 impl JobStore for SqlStore {
     async fn claim_due_jobs(
@@ -466,14 +506,7 @@ impl JobStore for SqlStore {
         if let [(job, d)] = deliveries {
             outcomes.push(write_delivery(&mut tx, job, d).await);
         } else {
-            for (job, d) in deliveries {
-                let mut savepoint = sqlx::Acquire::begin(&mut tx)
-                    .await
-                    .map_err(StoreError::db("savepoint"))?;
-                let outcome = write_delivery(&mut savepoint, job, d).await;
-                end_savepoint(savepoint, outcome.is_ok()).await?;
-                outcomes.push(outcome);
-            }
+            outcomes = write_delivery_batch(&mut tx, deliveries).await?;
         }
         if outcomes.iter().any(|o| matches!(o, Ok(true))) {
             tx.commit()

@@ -2,6 +2,7 @@
 // each time with that parent's `Db` and dialect constants. One submodule per trait.
 
 mod audiences;
+mod delivery_batch;
 mod email_layouts;
 mod environments;
 mod fanout;
@@ -24,8 +25,8 @@ use sqlx::{Pool, QueryBuilder, Row};
 
 use super::{feed_event_hub, FEED_NOTIFY_SQL};
 use super::{
-    Db, BACKEND_NAME, CLAIM_JOBS_SQL, CLAIM_WITHOUT_FSYNC, FOR_UPDATE, SINGLE_WRITER,
-    STATE_WITH_BATCH_SQL,
+    Db, BACKEND_NAME, CLAIM_JOBS_SQL, CLAIM_WITHOUT_FSYNC, FOR_UPDATE, LOCK_JOBS_SQL,
+    SINGLE_WRITER, STATE_WITH_BATCH_SQL,
 };
 use crate::cursor;
 use crate::error::StoreError;
@@ -442,13 +443,17 @@ async fn end_savepoint(savepoint: Tx<'_>, keep: bool) -> Result<(), StoreError> 
 /// Re-checks (and on PostgreSQL row-locks) the job so that a worker whose lease expired
 /// writes nothing: the fencing check every job commit starts with.
 async fn hold_lease(tx: &mut Tx<'_>, job: &ClaimedJob) -> Result<bool, StoreError> {
-    let held = sqlx::query("UPDATE jobs SET lease = lease WHERE id = $1 AND lease = $2")
+    const OP: &str = "check job lease";
+    let (head, tail) = LOCK_JOBS_SQL;
+    let row = sqlx::query(&format!("{head}$1{tail}"))
         .bind(&job.id)
-        .bind(&job.lease)
-        .execute(&mut **tx)
+        .fetch_optional(&mut **tx)
         .await
-        .map_err(StoreError::db("check job lease"))?;
-    Ok(held.rows_affected() == 1)
+        .map_err(StoreError::db(OP))?;
+    Ok(match row {
+        Some(row) => get::<Option<String>>(&row, "lease", OP)?.as_deref() == Some(&job.lease),
+        None => false,
+    })
 }
 
 async fn insert_run_events(

@@ -128,12 +128,13 @@ async fn hold_leases(
     const OP: &str = "check job leases";
     let mut current: HashMap<String, Option<String>> = HashMap::new();
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
-        let mut qb = QueryBuilder::<Db>::new("UPDATE jobs SET lease = lease WHERE id IN (");
+        let (head, tail) = LOCK_JOBS_SQL;
+        let mut qb = QueryBuilder::<Db>::new(head);
         let mut ids = qb.separated(", ");
         for (job, _) in chunk {
             ids.push_bind(job.id.clone());
         }
-        qb.push(") RETURNING id, lease");
+        qb.push(tail);
         for row in qb
             .build()
             .fetch_all(&mut **tx)

@@ -1,0 +1,216 @@
+//! Final delivery outcomes of one group commit, written together: the fencing check and
+//! the job's removal in one `DELETE … RETURNING`, then one multi-row statement each for
+//! the messages' status, the delivery logs and the message events, instead of a savepoint
+//! and about eight statements per delivery.
+//!
+//! A delivery is plain when its job is done (no retry to schedule) and no other delivery
+//! in the batch concerns the same message; the others go through the per-delivery path.
+
+use std::collections::{HashMap, HashSet};
+
+use super::step_batch::any_open_waits;
+use super::*;
+
+/// Rows per multi-row statement: 7 parameters per log row keeps far below SQLite's
+/// bound-parameter limit.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// The deliveries of `batch` that [`write_plain_deliveries`] may write, by index.
+pub(super) fn plain_deliveries(batch: &[(ClaimedJob, DeliveryCommit)]) -> HashSet<usize> {
+    let mut per_message: HashMap<&str, usize> = HashMap::new();
+    for (_, d) in batch {
+        *per_message.entry(d.message_id.as_str()).or_default() += 1;
+    }
+    batch
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, d))| d.retry_at.is_none() && per_message[d.message_id.as_str()] == 1)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Writes every delivery of `batch` (all plain) whose job still holds its lease, and says
+/// per delivery whether it did. Nothing is committed here; an error means none of them
+/// may be reported as written.
+pub(super) async fn write_plain_deliveries(
+    tx: &mut Tx<'_>,
+    batch: &[&(ClaimedJob, DeliveryCommit)],
+) -> StoreResult<Vec<bool>> {
+    let finished = finish_held_jobs(tx, batch).await?;
+    let held: Vec<&DeliveryCommit> = batch
+        .iter()
+        .filter(|(job, _)| finished.contains(&job.id))
+        .map(|(_, d)| d)
+        .collect();
+    let messages = update_message_statuses(tx, &held).await?;
+    let written: Vec<(&DeliveryCommit, &MessageOwner)> = held
+        .iter()
+        .filter_map(|d| messages.get(&d.message_id).map(|owner| (*d, owner)))
+        .collect();
+    insert_delivery_logs(tx, &written).await?;
+    insert_delivery_events(tx, &written).await?;
+    Ok(batch
+        .iter()
+        .map(|(job, _)| finished.contains(&job.id))
+        .collect())
+}
+
+/// Deletes the jobs that still hold the lease this worker claimed them with (the fencing
+/// check and the job's end in one statement, row-locking on PostgreSQL); returns their ids.
+async fn finish_held_jobs(
+    tx: &mut Tx<'_>,
+    batch: &[&(ClaimedJob, DeliveryCommit)],
+) -> StoreResult<HashSet<String>> {
+    const OP: &str = "finish delivery jobs";
+    let mut finished = HashSet::new();
+    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+        // `id IN (…)` lets the primary key find the rows; the pairs make the lease exact.
+        let mut qb = QueryBuilder::<Db>::new("DELETE FROM jobs WHERE id IN (");
+        let mut ids = qb.separated(", ");
+        for (job, _) in chunk {
+            ids.push_bind(job.id.clone());
+        }
+        qb.push(") AND (id, lease) IN (");
+        qb.push_values(chunk.iter(), |mut b, (job, _)| {
+            b.push_bind(job.id.clone()).push_bind(job.lease.clone());
+        });
+        qb.push(") RETURNING id");
+        for row in qb
+            .build()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(StoreError::db(OP))?
+        {
+            finished.insert(get(&row, "id", OP)?);
+        }
+    }
+    Ok(finished)
+}
+
+/// Whose message a delivery concerned, as the database reports it.
+struct MessageOwner {
+    environment_id: String,
+    recipient_id: String,
+}
+
+/// Sets each message's status; a provider's callback may have arrived before this
+/// commit, so `sent` does not overwrite what the callback already said.
+async fn update_message_statuses(
+    tx: &mut Tx<'_>,
+    held: &[&DeliveryCommit],
+) -> StoreResult<HashMap<String, MessageOwner>> {
+    const OP: &str = "commit delivery";
+    let mut owners = HashMap::new();
+    for chunk in held.chunks(ROWS_PER_STATEMENT) {
+        let mut qb =
+            QueryBuilder::<Db>::new("WITH v (id, status, updated_at, provider_message_id) AS (");
+        qb.push_values(chunk.iter(), |mut b, d| {
+            b.push_bind(d.message_id.clone())
+                .push_bind(d.status.clone())
+                .push_bind(d.now)
+                .push_bind(d.provider_message_id.clone());
+        });
+        qb.push(
+            ") UPDATE messages SET status = CASE WHEN messages.status IN \
+             ('delivered', 'bounced', 'undelivered') AND v.status = 'sent' \
+             THEN messages.status ELSE v.status END, updated_at = v.updated_at, \
+             provider_message_id = COALESCE(v.provider_message_id, messages.provider_message_id) \
+             FROM v WHERE messages.id = v.id \
+             RETURNING messages.id, messages.environment_id, messages.recipient_id",
+        );
+        for row in qb
+            .build()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(StoreError::db(OP))?
+        {
+            owners.insert(
+                get(&row, "id", OP)?,
+                MessageOwner {
+                    environment_id: get(&row, "environment_id", OP)?,
+                    recipient_id: get(&row, "recipient_id", OP)?,
+                },
+            );
+        }
+    }
+    Ok(owners)
+}
+
+async fn insert_delivery_logs(
+    tx: &mut Tx<'_>,
+    written: &[(&DeliveryCommit, &MessageOwner)],
+) -> StoreResult<()> {
+    let logs: Vec<(&DeliveryCommit, &MessageOwner, &DeliveryLog)> = written
+        .iter()
+        .flat_map(|(d, owner)| d.logs.iter().map(move |log| (*d, *owner, log)))
+        .collect();
+    for chunk in logs.chunks(ROWS_PER_STATEMENT) {
+        let mut qb = QueryBuilder::<Db>::new(
+            "INSERT INTO delivery_logs (id, environment_id, message_id, service_name, request, response, inserted_at) ",
+        );
+        qb.push_values(chunk.iter(), |mut b, (d, owner, log)| {
+            b.push_bind(log.id.clone())
+                .push_bind(owner.environment_id.clone())
+                .push_bind(d.message_id.clone())
+                .push_bind(log.service_name.clone())
+                .push_bind(to_json_text(&log.request))
+                .push_bind(to_json_text(&log.response))
+                .push_bind(log.inserted_at);
+        });
+        qb.build()
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::db("commit delivery"))?;
+    }
+    Ok(())
+}
+
+/// Each delivery's message event (`message.sent`, `message.undelivered`, …), and the
+/// waits it signals: asked once per environment, then per message only where runs wait.
+async fn insert_delivery_events(
+    tx: &mut Tx<'_>,
+    written: &[(&DeliveryCommit, &MessageOwner)],
+) -> StoreResult<()> {
+    for chunk in written.chunks(ROWS_PER_STATEMENT) {
+        let mut qb = QueryBuilder::<Db>::new(
+            "INSERT INTO message_events (id, environment_id, message_id, recipient_id, event_type, data, inserted_at) ",
+        );
+        qb.push_values(chunk.iter(), |mut b, (d, owner)| {
+            b.push_bind(new_id())
+                .push_bind(owner.environment_id.clone())
+                .push_bind(d.message_id.clone())
+                .push_bind(owner.recipient_id.clone())
+                .push_bind(d.event_type.clone())
+                .push_bind(to_json_text(&d.event_data))
+                .push_bind(d.now);
+        });
+        qb.build()
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::db("insert message event"))?;
+    }
+    let environments: HashSet<&str> = written
+        .iter()
+        .map(|(_, owner)| owner.environment_id.as_str())
+        .collect();
+    for environment_id in environments {
+        if !any_open_waits(tx, environment_id, "message", None).await? {
+            continue;
+        }
+        for (d, owner) in written
+            .iter()
+            .filter(|(_, owner)| owner.environment_id == environment_id)
+        {
+            signal_message_waits(
+                tx,
+                &owner.environment_id,
+                &d.message_id,
+                &owner.recipient_id,
+                &d.event_type,
+                d.now,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
