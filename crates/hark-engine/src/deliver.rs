@@ -13,6 +13,7 @@ use hark_store::{ClaimedJob, DeliveryCommit, DeliveryLog, MessageRecord, StoreEr
 use serde_json::{json, Value};
 
 use crate::backoff::{retry_delay_ms, MAX_DELIVERY_ATTEMPTS};
+use crate::prefetch::Prefetched;
 use crate::push_chat::combined_outcome;
 use crate::registry::Sender;
 use crate::render::content_pairs;
@@ -29,9 +30,18 @@ fn text(content: &Value, field: &str) -> String {
 }
 
 impl Engine {
-    pub(crate) async fn deliver_message(&self, job: &ClaimedJob) -> Result<(), StoreError> {
+    pub(crate) async fn deliver_message(
+        &self,
+        job: &ClaimedJob,
+        prefetched: Option<&Prefetched>,
+    ) -> Result<(), StoreError> {
         let store = &self.inner.store;
-        let Some(message) = store.load_message_for_job(&job.ref_id).await? else {
+        // Absent from the read-ahead means absent from the table, unless nothing was read.
+        let message = match prefetched {
+            Some(prefetched) => prefetched.message(&job.ref_id),
+            None => store.load_message_for_job(&job.ref_id).await?,
+        };
+        let Some(message) = message else {
             store.complete_job(job).await?;
             return Ok(());
         };

@@ -241,14 +241,10 @@ impl Engine {
         }
     }
 
-    /// Reads ahead for a claimed batch with more than one run to advance. A failed read
-    /// only costs the speed-up: each run then reads for itself.
+    /// Reads ahead for a claimed batch with more than one run to advance or message to
+    /// deliver. A failed read only costs the speed-up: each job then reads for itself.
     async fn prefetch(&self, jobs: &[ClaimedJob]) -> Option<Arc<Prefetched>> {
-        let runs = jobs
-            .iter()
-            .filter(|j| j.kind == JobKind::AdvanceRun)
-            .count();
-        if runs < 2 {
+        if !prefetch::worth_prefetching(jobs) {
             return None;
         }
         match Prefetched::load(&self.inner.store, jobs).await {
@@ -263,7 +259,7 @@ impl Engine {
     async fn process_job(&self, job: ClaimedJob, prefetched: Option<&Prefetched>) {
         let result = match job.kind {
             JobKind::AdvanceRun => self.advance_run(&job, prefetched).await,
-            JobKind::DeliverMessage => self.deliver_message(&job).await,
+            JobKind::DeliverMessage => self.deliver_message(&job, prefetched).await,
             JobKind::CloseBatch => self.close_batch(&job).await,
             JobKind::FanOut => self.fan_out(&job).await,
         };

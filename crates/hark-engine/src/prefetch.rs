@@ -1,13 +1,15 @@
-//! What a claimed batch of runs reads before its steps run: the runs themselves, their
+//! What a claimed batch of jobs reads before it runs: the runs themselves, their
 //! recipients and actors, the recipients' preference sets and each environment's default
-//! set — one query per kind for the whole batch instead of one per run. Reads are taken
-//! right after the claim, where each run would otherwise have read them itself.
+//! set, and the messages that delivery jobs send — one query per kind for the whole batch
+//! instead of one per job. Reads are taken right after the claim, where each job would
+//! otherwise have read them itself.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use hark_store::{
-    ClaimedJob, Document, DocumentKind, JobKind, Owner, RecipientRun, Store, StoreError,
+    ClaimedJob, Document, DocumentKind, JobKind, MessageRecord, Owner, RecipientRun, Store,
+    StoreError,
 };
 use serde_json::{Map, Value};
 
@@ -23,17 +25,38 @@ pub(crate) struct Prefetched {
     preferences: HashMap<Scoped, Vec<Document>>,
     /// Each environment's default preference document (`None`: none stored).
     environment_preferences: HashMap<String, Option<Document>>,
+    /// Messages of the batch's delivery jobs, by id.
+    messages: HashMap<String, MessageRecord>,
+}
+
+/// Whether reading ahead pays: at least two jobs that would each read for themselves.
+pub(crate) fn worth_prefetching(jobs: &[ClaimedJob]) -> bool {
+    jobs.iter()
+        .filter(|j| matches!(j.kind, JobKind::AdvanceRun | JobKind::DeliverMessage))
+        .count()
+        >= 2
 }
 
 impl Prefetched {
-    /// Reads ahead for the batch's `advance_run` jobs.
+    /// Reads ahead for the batch's `advance_run` and `deliver_message` jobs.
     pub async fn load(store: &Arc<dyn Store>, jobs: &[ClaimedJob]) -> Result<Self, StoreError> {
-        let run_ids: Vec<String> = jobs
-            .iter()
-            .filter(|j| j.kind == JobKind::AdvanceRun)
-            .map(|j| j.ref_id.clone())
-            .collect();
+        let ids_of = |kind: JobKind| -> Vec<String> {
+            jobs.iter()
+                .filter(|j| j.kind == kind)
+                .map(|j| j.ref_id.clone())
+                .collect()
+        };
         let mut prefetched = Prefetched::default();
+        let message_ids = ids_of(JobKind::DeliverMessage);
+        if !message_ids.is_empty() {
+            prefetched.messages = store
+                .load_messages_for_jobs(&message_ids)
+                .await?
+                .into_iter()
+                .map(|m| (m.id.clone(), m))
+                .collect();
+        }
+        let run_ids = ids_of(JobKind::AdvanceRun);
         if run_ids.is_empty() {
             return Ok(prefetched);
         }
@@ -104,6 +127,10 @@ impl Prefetched {
 
     pub fn run(&self, run_id: &str) -> Option<RecipientRun> {
         self.runs.get(run_id).cloned()
+    }
+
+    pub fn message(&self, message_id: &str) -> Option<MessageRecord> {
+        self.messages.get(message_id).cloned()
     }
 
     /// `Some(properties)` when the user was read ahead (`Some(None)`: no such user).

@@ -283,6 +283,10 @@ pub trait JobStore {
     /// Deletes the job if `job` still holds its lease.
     async fn complete_job(&self, job: &ClaimedJob) -> StoreResult<bool>;
     async fn load_message_for_job(&self, message_id: &str) -> StoreResult<Option<MessageRecord>>;
+    /// The messages of a claimed batch of delivery jobs in one read (those that exist, in
+    /// any order).
+    async fn load_messages_for_jobs(&self, message_ids: &[String])
+        -> StoreResult<Vec<MessageRecord>>;
     /// Pending jobs (for tests and metrics).
     async fn pending_job_count(&self) -> StoreResult<i64>;
     /// Jobs due at `now` and the oldest one's due time, in one query (for metrics).

@@ -422,6 +422,21 @@ async fn claimed_deliveries(f: &Fixture, recipients: &[&str]) -> Vec<(ClaimedJob
 
 async fn delivery_batch_fences_each_job(f: Fixture) {
     let claimed = claimed_deliveries(&f, &["a", "b", "c", "d"]).await;
+    // Workers read a claimed batch's messages in one query; a missing id is left out.
+    let mut ids: Vec<String> = claimed.iter().map(|(job, _)| job.ref_id.clone()).collect();
+    ids.push("no-such-message".into());
+    let mut read: Vec<String> = f
+        .store
+        .load_messages_for_jobs(&ids)
+        .await
+        .expect("read ahead")
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    read.sort();
+    let mut expected: Vec<String> = claimed.iter().map(|(_, m)| m.id.clone()).collect();
+    expected.sort();
+    assert_eq!(read, expected);
     let commit = |message: &NewMessage, retry_at: Option<i64>| DeliveryCommit {
         message_id: message.id.clone(),
         status: if retry_at.is_some() { "queued" } else { "sent" }.into(),

@@ -81,7 +81,7 @@ async fn get_feed(
         ..MessageFilter::default()
     };
     // Badge counts ignore the read/seen status filter: they are what the bell shows.
-    let counts = state.store.count_feed(caller.env_id(), &filter).await?;
+    let count_filter = filter.clone();
     match params.get("status") {
         None | Some("all") => {}
         Some(s @ ("unread" | "read" | "unseen" | "seen")) => filter.engagement.push(s.to_string()),
@@ -92,10 +92,12 @@ async fn get_feed(
             ))
         }
     }
-    let result = state
-        .store
-        .list_messages(caller.env_id(), &filter, &page)
-        .await?;
+    // Two independent reads: on separate pooled connections, the page waits for the
+    // slower of them rather than for both in turn.
+    let (counts, result) = tokio::try_join!(
+        state.store.count_feed(caller.env_id(), &count_filter),
+        state.store.list_messages(caller.env_id(), &filter, &page),
+    )?;
     let compact = params.get("mode") == Some("compact");
 
     // Resolve every user the page mentions with one query.

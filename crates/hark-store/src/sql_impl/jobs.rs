@@ -526,6 +526,32 @@ impl JobStore for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn load_messages_for_jobs(
+        &self,
+        message_ids: &[String],
+    ) -> StoreResult<Vec<MessageRecord>> {
+        let mut messages = Vec::with_capacity(message_ids.len());
+        for chunk in message_ids.chunks(500) {
+            let mut qb = QueryBuilder::<Db>::new(format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN ("
+            ));
+            let mut ids = qb.separated(", ");
+            for id in chunk {
+                ids.push_bind(id.clone());
+            }
+            qb.push(")");
+            let rows = qb
+                .build()
+                .fetch_all(&self.reader)
+                .await
+                .map_err(StoreError::db("load messages for jobs"))?;
+            for row in &rows {
+                messages.push(message_from_row(row)?);
+            }
+        }
+        Ok(messages)
+    }
+
     async fn load_message_for_job(&self, message_id: &str) -> StoreResult<Option<MessageRecord>> {
         let row = sqlx::query(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1"
