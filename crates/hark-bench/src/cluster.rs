@@ -38,6 +38,8 @@ pub struct Node {
 pub struct Cluster {
     pub nodes: Vec<Node>,
     pub secret_key: String,
+    /// The publishable key browser clients (and their realtime sockets) use.
+    pub public_key: String,
     pub service_token: String,
     pub url: String,
     /// Spawn → first successful health check of the first node.
@@ -165,6 +167,7 @@ impl Cluster {
         Ok(Self {
             nodes: started,
             secret_key: keys["secret_key"].as_str().unwrap_or_default().to_string(),
+            public_key: keys["public_key"].as_str().unwrap_or_default().to_string(),
             service_token: token["service_token"]
                 .as_str()
                 .unwrap_or_default()

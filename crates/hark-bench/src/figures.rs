@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::cluster::{Cluster, Prepared};
 use crate::measure::{closed_loop, Figure};
+use crate::realtime::FeedSocket;
 
 pub fn feed_step() -> Value {
     json!([{"type": "channel", "ref": "feed", "channel_key": "in-app-feed",
@@ -58,11 +59,22 @@ pub async fn trigger_accept_rate(
     .await
 }
 
-/// Offers triggers at `rate`/s; for each, polls the recipient's feed (on the next node
-/// round-robin, so with several nodes the reader usually asks another node than the one
-/// that accepted the trigger) until the message is visible.
-pub async fn trigger_to_feed(cluster: &Arc<Cluster>, rate: u64, seconds: u64) -> Figure {
+/// Offers triggers at `rate`/s and measures each until its message is visible to the
+/// recipient the way Knock's in-app client sees it: the client has joined the user's feed
+/// over the realtime socket (on the next node round-robin, so with several nodes the push
+/// crosses nodes), receives `new-message`, and refetches the feed, which must show the
+/// item. Latency runs from sending the trigger to that refetch's answer. The client polls
+/// nothing, so the measurement adds one feed read per message and no more.
+pub async fn trigger_to_feed(
+    cluster: &Arc<Cluster>,
+    rate: u64,
+    seconds: u64,
+) -> anyhow::Result<Figure> {
     let http = reqwest::Client::new();
+    let mut sockets = Vec::new();
+    for node in &cluster.nodes {
+        sockets.push(FeedSocket::connect(&node.base, &cluster.public_key).await?);
+    }
     let interval = Duration::from_micros(1_000_000 / rate.max(1));
     let mut ticker = tokio::time::interval(interval);
     let mut tasks = Vec::new();
@@ -70,8 +82,11 @@ pub async fn trigger_to_feed(cluster: &Arc<Cluster>, rate: u64, seconds: u64) ->
     for n in 0..rate * seconds {
         ticker.tick().await;
         let (http, cluster) = (http.clone(), cluster.clone());
+        let reader = (n + 1) as usize % sockets.len();
+        let socket = sockets[reader].clone();
         tasks.push(tokio::spawn(async move {
             let user = format!("latency-{n}");
+            let mut feed = socket.join("in-app-feed", &user).await.ok()?;
             let t0 = Instant::now();
             let body = json!({"recipients": [user], "data": {"n": n}});
             if !trigger(&http, &cluster, "feed", n, body).await {
@@ -79,19 +94,24 @@ pub async fn trigger_to_feed(cluster: &Arc<Cluster>, rate: u64, seconds: u64) ->
             }
             let url = format!(
                 "{}/v1/users/{user}/feeds/in-app-feed?page_size=1",
-                cluster.base(n + 1)
+                cluster.nodes[reader].base
             );
-            while t0.elapsed() < Duration::from_secs(30) {
-                let visible = match http.get(&url).bearer_auth(&cluster.secret_key).send().await {
-                    Ok(r) => r
-                        .json::<Value>()
-                        .await
-                        .ok()
-                        .and_then(|v| v["entries"].as_array().map(|e| !e.is_empty()))
-                        .unwrap_or(false),
-                    Err(_) => false,
-                };
-                if visible {
+            let limit = Duration::from_secs(30);
+            feed.next_event("new-message", limit).await.ok()?;
+            // The push follows the commit, so the first refetch normally shows the item.
+            while t0.elapsed() < limit {
+                let entries = http
+                    .get(&url)
+                    .bearer_auth(&cluster.secret_key)
+                    .send()
+                    .await
+                    .ok()?
+                    .json::<Value>()
+                    .await
+                    .ok()?["entries"]
+                    .as_array()
+                    .map_or(0, Vec::len);
+                if entries > 0 {
                     return Some(t0.elapsed().as_micros() as u64);
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
@@ -105,11 +125,11 @@ pub async fn trigger_to_feed(cluster: &Arc<Cluster>, rate: u64, seconds: u64) ->
             latencies_us.push(l);
         }
     }
-    Figure {
+    Ok(Figure {
         count: latencies_us.len() as u64,
         per_second: latencies_us.len() as f64 / start.elapsed().as_secs_f64(),
         latencies_us,
-    }
+    })
 }
 
 /// A loopback HTTP receiver recording when each webhook (`{"n": …}`) first arrived.

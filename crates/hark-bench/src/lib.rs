@@ -5,3 +5,4 @@ pub mod baselines;
 pub mod cluster;
 pub mod figures;
 pub mod measure;
+pub mod realtime;

@@ -138,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
         line(
             "figure",
             &format!("trigger → in-app message visible at {r}/s"),
-            trigger_to_feed(&visible, r, s).await.describe(),
+            trigger_to_feed(&visible, r, s).await?.describe(),
         );
         peak_rss = peak_rss.max(visible.peak_rss_mib());
     }

@@ -285,8 +285,10 @@ pub trait JobStore {
     async fn load_message_for_job(&self, message_id: &str) -> StoreResult<Option<MessageRecord>>;
     /// The messages of a claimed batch of delivery jobs in one read (those that exist, in
     /// any order).
-    async fn load_messages_for_jobs(&self, message_ids: &[String])
-        -> StoreResult<Vec<MessageRecord>>;
+    async fn load_messages_for_jobs(
+        &self,
+        message_ids: &[String],
+    ) -> StoreResult<Vec<MessageRecord>>;
     /// Pending jobs (for tests and metrics).
     async fn pending_job_count(&self) -> StoreResult<i64>;
     /// Jobs due at `now` and the oldest one's due time, in one query (for metrics).
