@@ -59,6 +59,9 @@ pub async fn trigger_accept_rate(
     .await
 }
 
+/// Realtime sockets per node in the visibility figure.
+const SOCKETS_PER_NODE: usize = 32;
+
 /// Offers triggers at `rate`/s and measures each until its message is visible to the
 /// recipient the way Knock's in-app client sees it: the client has joined the user's feed
 /// over the realtime socket (on the next node round-robin, so with several nodes the push
@@ -71,9 +74,15 @@ pub async fn trigger_to_feed(
     seconds: u64,
 ) -> anyhow::Result<Figure> {
     let http = reqwest::Client::new();
+    // Per node, several sockets as several browsers would hold: the server handles one
+    // socket's frames and pushes in turn, so one socket for every user would queue them.
     let mut sockets = Vec::new();
     for node in &cluster.nodes {
-        sockets.push(FeedSocket::connect(&node.base, &cluster.public_key).await?);
+        let mut per_node = Vec::new();
+        for _ in 0..SOCKETS_PER_NODE {
+            per_node.push(FeedSocket::connect(&node.base, &cluster.public_key).await?);
+        }
+        sockets.push(per_node);
     }
     let interval = Duration::from_micros(1_000_000 / rate.max(1));
     let mut ticker = tokio::time::interval(interval);
@@ -83,7 +92,7 @@ pub async fn trigger_to_feed(
         ticker.tick().await;
         let (http, cluster) = (http.clone(), cluster.clone());
         let reader = (n + 1) as usize % sockets.len();
-        let socket = sockets[reader].clone();
+        let socket = sockets[reader][n as usize % SOCKETS_PER_NODE].clone();
         tasks.push(tokio::spawn(async move {
             let user = format!("latency-{n}");
             let mut feed = socket.join("in-app-feed", &user).await.ok()?;

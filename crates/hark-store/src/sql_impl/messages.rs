@@ -32,8 +32,13 @@ impl MessageStore for SqlStore {
         let Some(backwards) = push_id_page(&mut qb, page, size) else {
             return Ok(empty_page());
         };
+        // Planned anew with each call's values, never from a cached generic plan: a plan
+        // made while the table was small (or before statistics) walks the environment's
+        // newest-first index past every other recipient's messages instead of using the
+        // recipient's feed index — measured at 10 million rows read for 4,400 feed pages.
         let rows = qb
             .build()
+            .persistent(false)
             .fetch_all(&self.reader)
             .await
             .map_err(StoreError::db("list messages"))?;
