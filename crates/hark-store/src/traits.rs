@@ -268,18 +268,29 @@ pub trait JobStore {
                 })
             })
     }
-    /// Commits delivery attempts of many jobs in one transaction (group commit), each as
-    /// [`JobStore::commit_delivery`] would.
+    /// Commits delivery attempts of many jobs in one transaction (group commit). For
+    /// each: `false` (and nothing written for it) when its job lost the lease; otherwise
+    /// the message's status, logs and event, and the job rescheduled or deleted.
     async fn commit_deliveries(
         &self,
         deliveries: &[(ClaimedJob, DeliveryCommit)],
     ) -> StoreResult<Vec<StoreResult<bool>>>;
-    /// Commits one delivery attempt if `job` still holds its lease.
+    /// Commits one delivery attempt; see [`JobStore::commit_deliveries`].
     async fn commit_delivery(
         &self,
         job: &ClaimedJob,
         delivery: &DeliveryCommit,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<bool> {
+        self.commit_deliveries(&[(job.clone(), delivery.clone())])
+            .await?
+            .pop()
+            .unwrap_or_else(|| {
+                Err(StoreError::Corrupt {
+                    operation: "commit delivery",
+                    detail: "no outcome for the delivery".into(),
+                })
+            })
+    }
     /// Deletes the job if `job` still holds its lease.
     async fn complete_job(&self, job: &ClaimedJob) -> StoreResult<bool>;
     async fn load_message_for_job(&self, message_id: &str) -> StoreResult<Option<MessageRecord>>;

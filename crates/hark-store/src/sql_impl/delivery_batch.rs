@@ -42,17 +42,27 @@ pub(super) async fn write_plain_deliveries(
         .filter(|(job, _)| finished.contains(&job.id))
         .map(|(_, d)| d)
         .collect();
-    let messages = update_message_statuses(tx, &held).await?;
+    write_delivery_rows(tx, &held).await?;
+    Ok(batch
+        .iter()
+        .map(|(job, _)| finished.contains(&job.id))
+        .collect())
+}
+
+/// What deliveries whose jobs hold their lease record: each message's status, its
+/// delivery logs and its event (a message that no longer exists records nothing). The
+/// per-delivery path writes through here too, with one delivery.
+pub(super) async fn write_delivery_rows(
+    tx: &mut Tx<'_>,
+    held: &[&DeliveryCommit],
+) -> StoreResult<()> {
+    let messages = update_message_statuses(tx, held).await?;
     let written: Vec<(&DeliveryCommit, &MessageOwner)> = held
         .iter()
         .filter_map(|d| messages.get(&d.message_id).map(|owner| (*d, owner)))
         .collect();
     insert_delivery_logs(tx, &written).await?;
-    insert_delivery_events(tx, &written).await?;
-    Ok(batch
-        .iter()
-        .map(|(job, _)| finished.contains(&job.id))
-        .collect())
+    insert_delivery_events(tx, &written).await
 }
 
 /// Deletes the jobs that still hold the lease this worker claimed them with (the fencing

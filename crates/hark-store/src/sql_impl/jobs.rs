@@ -1,6 +1,6 @@
 //! The job table: claiming, fenced step and delivery commits.
 
-use super::delivery_batch::{plain_deliveries, write_plain_deliveries};
+use super::delivery_batch::{plain_deliveries, write_delivery_rows, write_plain_deliveries};
 use super::step_batch::{
     announce_feed_messages, insert_delivery_jobs, insert_message_events, insert_messages, is_plain,
     write_plain_steps,
@@ -273,51 +273,7 @@ async fn write_delivery(
     if !hold_lease(tx, job).await? {
         return Ok(false);
     }
-    // A provider's callback may arrive before this commit: `sent` does not overwrite
-    // what the callback already said.
-    let row = sqlx::query(
-        "UPDATE messages SET status = CASE WHEN status IN ('delivered', 'bounced', 'undelivered') \
-             AND $1 = 'sent' THEN status ELSE $1 END, updated_at = $2, \
-             provider_message_id = COALESCE($4, provider_message_id) \
-             WHERE id = $3 RETURNING environment_id, recipient_id",
-    )
-    .bind(&d.status)
-    .bind(d.now)
-    .bind(&d.message_id)
-    .bind(&d.provider_message_id)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(StoreError::db(OP))?;
-    if let Some(row) = row {
-        let environment_id: String = get(&row, "environment_id", OP)?;
-        let recipient_id: String = get(&row, "recipient_id", OP)?;
-        for log in &d.logs {
-            sqlx::query(
-                    "INSERT INTO delivery_logs (id, environment_id, message_id, service_name, request, response, inserted_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(&log.id)
-                .bind(&environment_id)
-                .bind(&d.message_id)
-                .bind(&log.service_name)
-                .bind(to_json_text(&log.request))
-                .bind(to_json_text(&log.response))
-                .bind(log.inserted_at)
-                .execute(&mut **tx)
-                .await
-                .map_err(StoreError::db(OP))?;
-        }
-        insert_message_event(
-            tx,
-            &environment_id,
-            &d.message_id,
-            &recipient_id,
-            &d.event_type,
-            &d.event_data,
-            d.now,
-        )
-        .await?;
-    }
+    write_delivery_rows(tx, &[d]).await?;
     match d.retry_at {
         Some(at) => {
             sqlx::query("UPDATE jobs SET run_at = $1, lease = NULL WHERE id = $2")
@@ -377,37 +333,6 @@ async fn write_delivery_batch(
     Ok(outcomes)
 }
 
-impl SqlStore {
-    /// The rows `select` (ending in `id IN (`) finds for `ids`, 500 ids per statement,
-    /// parsed by `parse`: one read for a claimed batch instead of one per job.
-    async fn read_by_ids<T>(
-        &self,
-        select: &str,
-        ids: &[String],
-        parse: fn(&DbRow) -> StoreResult<T>,
-        operation: &'static str,
-    ) -> StoreResult<Vec<T>> {
-        let mut found = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(500) {
-            let mut qb = QueryBuilder::<Db>::new(select);
-            let mut list = qb.separated(", ");
-            for id in chunk {
-                list.push_bind(id.clone());
-            }
-            qb.push(")");
-            let rows = qb
-                .build()
-                .fetch_all(&self.reader)
-                .await
-                .map_err(StoreError::db(operation))?;
-            for row in &rows {
-                found.push(parse(row)?);
-            }
-        }
-        Ok(found)
-    }
-}
-
 #[async_trait]
 impl JobStore for SqlStore {
     async fn claim_due_jobs(
@@ -464,7 +389,8 @@ impl JobStore for SqlStore {
 
     async fn load_runs_for_jobs(&self, run_ids: &[String]) -> StoreResult<Vec<RecipientRun>> {
         self.read_by_ids(
-            &format!("SELECT {RUN_COLUMNS} FROM recipient_runs WHERE id IN ("),
+            &format!("SELECT {RUN_COLUMNS} FROM recipient_runs WHERE "),
+            None,
             run_ids,
             run_from_row,
             "load runs for jobs",
@@ -504,17 +430,6 @@ impl JobStore for SqlStore {
         Ok(outcomes)
     }
 
-    async fn commit_delivery(&self, job: &ClaimedJob, d: &DeliveryCommit) -> StoreResult<bool> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
-        if !write_delivery(&mut tx, job, d).await? {
-            return Ok(false);
-        }
-        tx.commit()
-            .await
-            .map_err(StoreError::db("commit delivery"))?;
-        Ok(true)
-    }
-
     async fn commit_deliveries(
         &self,
         deliveries: &[(ClaimedJob, DeliveryCommit)],
@@ -549,7 +464,8 @@ impl JobStore for SqlStore {
         message_ids: &[String],
     ) -> StoreResult<Vec<MessageRecord>> {
         self.read_by_ids(
-            &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN ("),
+            &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE "),
+            None,
             message_ids,
             message_from_row,
             "load messages for jobs",

@@ -62,29 +62,14 @@ impl UserStore for SqlStore {
         environment_id: &str,
         ids: &[String],
     ) -> StoreResult<Vec<UserRecord>> {
-        let mut users = Vec::with_capacity(ids.len());
-        // Chunked to stay under SQLite's bound-parameter limit.
-        for chunk in ids.chunks(500) {
-            let mut qb = QueryBuilder::<Db>::new(
-                "SELECT id, properties, inserted_at, updated_at FROM users WHERE environment_id = ",
-            );
-            qb.push_bind(environment_id.to_string());
-            qb.push(" AND id IN (");
-            let mut list = qb.separated(", ");
-            for id in chunk {
-                list.push_bind(id.clone());
-            }
-            qb.push(")");
-            let rows = qb
-                .build()
-                .fetch_all(&self.reader)
-                .await
-                .map_err(StoreError::db("get users"))?;
-            for row in &rows {
-                users.push(user_from_row(row)?);
-            }
-        }
-        Ok(users)
+        self.read_by_ids(
+            "SELECT id, properties, inserted_at, updated_at FROM users WHERE ",
+            Some(environment_id),
+            ids,
+            user_from_row,
+            "get users",
+        )
+        .await
     }
 
     async fn delete_user(&self, environment_id: &str, id: &str) -> StoreResult<bool> {
