@@ -18,6 +18,10 @@ pub const SINGLE_WRITER: bool = false;
 
 pub const BACKEND_NAME: &str = "postgres";
 
+/// Several statements go to PostgreSQL as data-modifying CTEs of one statement (see
+/// `sql_impl::chain`): the extended protocol takes one statement per request.
+pub const STATEMENTS_AS_SCRIPT: bool = false;
+
 /// Appended to a `SELECT` that must lock the rows it reads until the transaction ends.
 /// Row locks make concurrent batch joins and closes take turns.
 pub const FOR_UPDATE: &str = " FOR UPDATE";

@@ -15,6 +15,9 @@ pub const SINGLE_WRITER: bool = true;
 
 pub const BACKEND_NAME: &str = "sqlite";
 
+/// Several statements go to SQLite as one `;`-separated script (see `sql_impl::chain`).
+pub const STATEMENTS_AS_SCRIPT: bool = true;
+
 /// SQLite has no row locks; the single writer connection already serializes claims.
 /// Appended to a `SELECT` that must lock the rows it reads until the transaction ends.
 /// SQLite has one writer at a time, so a row read in a write transaction stays as read.
@@ -119,7 +122,7 @@ mod tests {
         }
         // 2 is FULL: every later commit of the writer is fsync'd again.
         let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(store.writer_pool())
+            .fetch_one(&mut *store.writer().conn().await?)
             .await?;
         assert_eq!(synchronous, 2);
         Ok(())

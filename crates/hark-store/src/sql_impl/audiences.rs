@@ -40,7 +40,8 @@ impl AudienceStore for SqlStore {
         now: Millis,
     ) -> StoreResult<()> {
         const OP: &str = "add audience members";
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         for (user_id, tenant) in members {
             sqlx::query(
                 "INSERT INTO audience_members (environment_id, audience_key, user_id, tenant, added_at) \
@@ -66,7 +67,8 @@ impl AudienceStore for SqlStore {
         members: &[(String, Option<String>)],
     ) -> StoreResult<()> {
         const OP: &str = "remove audience members";
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         for (user_id, tenant) in members {
             sqlx::query(
                 "DELETE FROM audience_members WHERE environment_id = $1 AND audience_key = $2 \
@@ -160,7 +162,13 @@ impl AudienceStore for SqlStore {
         .bind(&audience.audience_type)
         .bind(to_json_text(&audience.segments))
         .bind(now)
-        .fetch_one(&self.writer)
+        .fetch_one(
+            &mut *self
+                .writer
+                .conn()
+                .await
+                .map_err(StoreError::db("acquire writer"))?,
+        )
         .await
         .map_err(StoreError::db(OP))?;
         audience_from_row(&row)
@@ -214,7 +222,13 @@ impl AudienceStore for SqlStore {
         .bind(environment_id)
         .bind(key)
         .bind(now)
-        .execute(&self.writer)
+        .execute(
+            &mut *self
+                .writer
+                .conn()
+                .await
+                .map_err(StoreError::db("acquire writer"))?,
+        )
         .await
         .map_err(StoreError::db("archive audience"))?;
         Ok(done.rows_affected() > 0)

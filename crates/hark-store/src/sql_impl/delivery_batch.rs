@@ -50,19 +50,22 @@ pub(super) async fn write_plain_deliveries(
 }
 
 /// What deliveries whose jobs hold their lease record: each message's status, its
-/// delivery logs and its event (a message that no longer exists records nothing). The
-/// per-delivery path writes through here too, with one delivery.
+/// delivery logs and its event (a message that no longer exists records nothing), in one
+/// request; then the waits the events signal. The per-delivery path writes through here
+/// too, with one delivery.
 pub(super) async fn write_delivery_rows(
     tx: &mut Tx<'_>,
     held: &[&DeliveryCommit],
 ) -> StoreResult<()> {
-    let messages = update_message_statuses(tx, held).await?;
+    let mut chain = Chain::new();
+    push_delivery_logs(&mut chain, held);
+    push_delivery_events(&mut chain, held);
+    let messages = update_message_statuses(tx, chain, held).await?;
     let written: Vec<(&DeliveryCommit, &MessageOwner)> = held
         .iter()
         .filter_map(|d| messages.get(&d.message_id).map(|owner| (*d, owner)))
         .collect();
-    insert_delivery_logs(tx, &written).await?;
-    insert_delivery_events(tx, &written).await
+    signal_delivery_waits(tx, &written).await
 }
 
 /// Deletes the jobs that still hold the lease this worker claimed them with (the fencing
@@ -103,102 +106,116 @@ struct MessageOwner {
     recipient_id: String,
 }
 
-/// Sets each message's status; a provider's callback may have arrived before this
-/// commit, so `sent` does not overwrite what the callback already said.
+/// Runs `chain`, then sets each message's status (the first chunk's update ends the
+/// chain's request); a provider's callback may have arrived before this commit, so `sent`
+/// does not overwrite what the callback already said. Returns whose messages they are.
 async fn update_message_statuses(
     tx: &mut Tx<'_>,
+    chain: Chain,
     held: &[&DeliveryCommit],
 ) -> StoreResult<HashMap<String, MessageOwner>> {
     const OP: &str = "commit delivery";
     let mut owners = HashMap::new();
+    let mut chain = Some(chain);
     for chunk in held.chunks(ROWS_PER_STATEMENT) {
-        let mut qb =
-            QueryBuilder::<Db>::new("WITH v (id, status, updated_at, provider_message_id) AS (");
-        qb.push_values(chunk.iter(), |mut b, d| {
-            b.push_bind(d.message_id.clone())
-                .push_bind(d.status.clone())
-                .push_bind(d.now)
-                .push_bind(d.provider_message_id.clone());
-        });
-        qb.push(
-            ") UPDATE messages SET status = CASE WHEN messages.status IN \
-             ('delivered', 'bounced', 'undelivered') AND v.status = 'sent' \
-             THEN messages.status ELSE v.status END, updated_at = v.updated_at, \
-             provider_message_id = COALESCE(v.provider_message_id, messages.provider_message_id) \
-             FROM v WHERE messages.id = v.id \
-             RETURNING messages.id, messages.environment_id, messages.recipient_id",
-        );
-        for row in qb
-            .build()
-            .fetch_all(&mut **tx)
+        let rows = chain
+            .take()
+            .unwrap_or_else(Chain::new)
+            .fetch_all(tx, chunk.len() * 4, |qb| push_status_update(qb, chunk))
             .await
-            .map_err(StoreError::db(OP))?
-        {
+            .map_err(StoreError::db(OP))?;
+        for row in &rows {
             owners.insert(
-                get(&row, "id", OP)?,
+                get(row, "id", OP)?,
                 MessageOwner {
-                    environment_id: get(&row, "environment_id", OP)?,
-                    recipient_id: get(&row, "recipient_id", OP)?,
+                    environment_id: get(row, "environment_id", OP)?,
+                    recipient_id: get(row, "recipient_id", OP)?,
                 },
             );
         }
     }
+    if let Some(chain) = chain {
+        chain.execute(tx).await.map_err(StoreError::db(OP))?;
+    }
     Ok(owners)
 }
 
-async fn insert_delivery_logs(
-    tx: &mut Tx<'_>,
-    written: &[(&DeliveryCommit, &MessageOwner)],
-) -> StoreResult<()> {
-    let logs: Vec<(&DeliveryCommit, &MessageOwner, &DeliveryLog)> = written
-        .iter()
-        .flat_map(|(d, owner)| d.logs.iter().map(move |log| (*d, *owner, log)))
-        .collect();
-    for chunk in logs.chunks(ROWS_PER_STATEMENT) {
-        let mut qb = QueryBuilder::<Db>::new(
-            "INSERT INTO delivery_logs (id, environment_id, message_id, service_name, request, response, inserted_at) ",
-        );
-        qb.push_values(chunk.iter(), |mut b, (d, owner, log)| {
-            b.push_bind(log.id.clone())
-                .push_bind(owner.environment_id.clone())
-                .push_bind(d.message_id.clone())
-                .push_bind(log.service_name.clone())
-                .push_bind(to_json_text(&log.request))
-                .push_bind(to_json_text(&log.response))
-                .push_bind(log.inserted_at);
-        });
-        qb.build()
-            .execute(&mut **tx)
-            .await
-            .map_err(StoreError::db("commit delivery"))?;
-    }
-    Ok(())
+/// `UPDATE messages … RETURNING` for one chunk (4 parameters per delivery), the values
+/// in a subquery so the statement can end a chain of CTEs on PostgreSQL.
+fn push_status_update(qb: &mut QueryBuilder<'static, Db>, chunk: &[&DeliveryCommit]) {
+    qb.push(
+        "UPDATE messages SET status = CASE WHEN messages.status IN \
+         ('delivered', 'bounced', 'undelivered') AND v.status = 'sent' \
+         THEN messages.status ELSE v.status END, updated_at = v.updated_at, \
+         provider_message_id = COALESCE(v.provider_message_id, messages.provider_message_id) \
+         FROM (SELECT column1 AS id, column2 AS status, column3 AS updated_at, \
+         column4 AS provider_message_id FROM (",
+    );
+    qb.push_values(chunk.iter(), |mut b, d| {
+        b.push_bind(d.message_id.clone())
+            .push_bind(d.status.clone())
+            .push_bind(d.now)
+            .push_bind(d.provider_message_id.clone());
+    });
+    qb.push(
+        ") AS t) AS v WHERE messages.id = v.id \
+         RETURNING messages.id, messages.environment_id, messages.recipient_id",
+    );
 }
 
-/// Each delivery's message event (`message.sent`, `message.undelivered`, …), and the
-/// waits it signals: asked once per environment, then per message only where runs wait.
-async fn insert_delivery_events(
+/// Adds each delivery's logs to `chain`, for messages that exist (their environment is
+/// read from the message).
+fn push_delivery_logs(chain: &mut Chain, held: &[&DeliveryCommit]) {
+    let logs: Vec<(&DeliveryCommit, &DeliveryLog)> = held
+        .iter()
+        .flat_map(|d| d.logs.iter().map(move |log| (*d, log)))
+        .collect();
+    for chunk in logs.chunks(ROWS_PER_STATEMENT) {
+        chain.push(chunk.len() * 6, |qb| {
+            qb.push(
+                "INSERT INTO delivery_logs (id, environment_id, message_id, service_name, request, response, inserted_at) \
+                 SELECT v.column1, m.environment_id, v.column2, v.column3, v.column4, v.column5, v.column6 FROM (",
+            );
+            qb.push_values(chunk.iter(), |mut b, (d, log)| {
+                b.push_bind(log.id.clone())
+                    .push_bind(d.message_id.clone())
+                    .push_bind(log.service_name.clone())
+                    .push_bind(to_json_text(&log.request))
+                    .push_bind(to_json_text(&log.response))
+                    .push_bind(log.inserted_at);
+            });
+            qb.push(") AS v JOIN messages m ON m.id = v.column2");
+        });
+    }
+}
+
+/// Adds each delivery's message event (`message.sent`, `message.undelivered`, …) to
+/// `chain`, for messages that exist.
+fn push_delivery_events(chain: &mut Chain, held: &[&DeliveryCommit]) {
+    for chunk in held.chunks(ROWS_PER_STATEMENT) {
+        chain.push(chunk.len() * 5, |qb| {
+            qb.push(
+                "INSERT INTO message_events (id, environment_id, message_id, recipient_id, event_type, data, inserted_at) \
+                 SELECT v.column1, m.environment_id, v.column2, m.recipient_id, v.column3, v.column4, v.column5 FROM (",
+            );
+            qb.push_values(chunk.iter(), |mut b, d| {
+                b.push_bind(new_id())
+                    .push_bind(d.message_id.clone())
+                    .push_bind(d.event_type.clone())
+                    .push_bind(to_json_text(&d.event_data))
+                    .push_bind(d.now);
+            });
+            qb.push(") AS v JOIN messages m ON m.id = v.column2");
+        });
+    }
+}
+
+/// The waits the deliveries' events signal: asked once per environment, then per message
+/// only where runs wait.
+async fn signal_delivery_waits(
     tx: &mut Tx<'_>,
     written: &[(&DeliveryCommit, &MessageOwner)],
 ) -> StoreResult<()> {
-    for chunk in written.chunks(ROWS_PER_STATEMENT) {
-        let mut qb = QueryBuilder::<Db>::new(
-            "INSERT INTO message_events (id, environment_id, message_id, recipient_id, event_type, data, inserted_at) ",
-        );
-        qb.push_values(chunk.iter(), |mut b, (d, owner)| {
-            b.push_bind(new_id())
-                .push_bind(owner.environment_id.clone())
-                .push_bind(d.message_id.clone())
-                .push_bind(owner.recipient_id.clone())
-                .push_bind(d.event_type.clone())
-                .push_bind(to_json_text(&d.event_data))
-                .push_bind(d.now);
-        });
-        qb.build()
-            .execute(&mut **tx)
-            .await
-            .map_err(StoreError::db("insert message event"))?;
-    }
     let environments: HashSet<&str> = written
         .iter()
         .map(|(_, owner)| owner.environment_id.as_str())

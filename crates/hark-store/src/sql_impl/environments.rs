@@ -18,7 +18,13 @@ impl EnvironmentStore for SqlStore {
             .bind(name)
             .bind(enhanced)
             .bind(now)
-            .execute(&self.writer)
+            .execute(
+                &mut *self
+                    .writer
+                    .conn()
+                    .await
+                    .map_err(StoreError::db("acquire writer"))?,
+            )
             .await
             .map_err(StoreError::db("ensure environments"))?;
         }
@@ -38,7 +44,13 @@ impl EnvironmentStore for SqlStore {
         sqlx::query("UPDATE environments SET enhanced_security = $1 WHERE id = $2")
             .bind(on)
             .bind(environment_id)
-            .execute(&self.writer)
+            .execute(
+                &mut *self
+                    .writer
+                    .conn()
+                    .await
+                    .map_err(StoreError::db("acquire writer"))?,
+            )
             .await
             .map_err(StoreError::db("set enhanced security"))?;
         Ok(())
@@ -56,7 +68,7 @@ impl EnvironmentStore for SqlStore {
             .bind(environment_id)
             .bind(kind.as_str())
             .bind(now)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.conn().await.map_err(StoreError::db("acquire writer"))?)
             .await
             .map_err(StoreError::db("create api key"))?;
         Ok(())
@@ -85,7 +97,13 @@ impl EnvironmentStore for SqlStore {
         sqlx::query("INSERT INTO service_tokens (token_hash, created_at) VALUES ($1, $2)")
             .bind(token_hash)
             .bind(now)
-            .execute(&self.writer)
+            .execute(
+                &mut *self
+                    .writer
+                    .conn()
+                    .await
+                    .map_err(StoreError::db("acquire writer"))?,
+            )
             .await
             .map_err(StoreError::db("create service token"))?;
         Ok(())
@@ -111,7 +129,7 @@ impl EnvironmentStore for SqlStore {
             .bind(environment_id)
             .bind(public_key_pem)
             .bind(now)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.conn().await.map_err(StoreError::db("acquire writer"))?)
             .await
             .map_err(StoreError::db("add signing key"))?;
         Ok(())
@@ -141,13 +159,25 @@ impl EnvironmentStore for SqlStore {
         .bind(name)
         .bind(candidate)
         .bind(now)
-        .execute(&self.writer)
+        .execute(
+            &mut *self
+                .writer
+                .conn()
+                .await
+                .map_err(StoreError::db("acquire writer"))?,
+        )
         .await
         .map_err(StoreError::db(OP))?;
         // Read on the writer: on SQLite the reader pool may not see the insert yet.
         let row = sqlx::query("SELECT secret FROM server_secrets WHERE name = $1")
             .bind(name)
-            .fetch_one(&self.writer)
+            .fetch_one(
+                &mut *self
+                    .writer
+                    .conn()
+                    .await
+                    .map_err(StoreError::db("acquire writer"))?,
+            )
             .await
             .map_err(StoreError::db(OP))?;
         get(&row, "secret", OP)

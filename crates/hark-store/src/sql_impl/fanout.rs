@@ -62,7 +62,8 @@ impl FanOutStore for SqlStore {
         now: Millis,
     ) -> StoreResult<Option<usize>> {
         const OP: &str = "fan out page";
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         if !hold_lease(&mut tx, job).await? {
             return Ok(None);
         }

@@ -191,7 +191,8 @@ impl FlowStore for SqlStore {
         job: &ClaimedJob,
         j: &BatchJoin,
     ) -> StoreResult<Option<BatchJoined>> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         if !hold_lease(&mut tx, job).await? {
             return Ok(None);
         }
@@ -260,7 +261,8 @@ impl FlowStore for SqlStore {
 
     async fn close_batch(&self, job: &ClaimedJob, now: Millis) -> StoreResult<Option<BatchClosed>> {
         const OP: &str = "close batch";
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         if !hold_lease(&mut tx, job).await? {
             return Ok(None);
         }
@@ -423,7 +425,8 @@ impl FlowStore for SqlStore {
 
     async fn hit_throttle(&self, job: &ClaimedJob, h: &ThrottleHit) -> StoreResult<Option<bool>> {
         const OP: &str = "hit throttle";
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         if !hold_lease(&mut tx, job).await? {
             return Ok(None);
         }
@@ -477,7 +480,7 @@ impl FlowStore for SqlStore {
             "SELECT id, payload, inserted_at FROM wait_events WHERE wait_id = $1 ORDER BY inserted_at, id",
         )
         .bind(wait_id)
-        .fetch_all(&self.writer)
+        .fetch_all(&mut *self.writer.conn().await.map_err(StoreError::db("acquire writer"))?)
         .await
         .map_err(StoreError::db(OP))?;
         rows.iter()

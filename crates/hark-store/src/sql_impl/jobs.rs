@@ -5,6 +5,8 @@ use super::step_batch::{
     announce_feed_messages, insert_delivery_jobs, insert_message_events, insert_messages, is_plain,
     write_plain_steps,
 };
+use std::collections::VecDeque;
+
 use super::*;
 
 /// Writes one step's outcome inside `tx` if `job` still holds its lease. A new in-app
@@ -173,31 +175,18 @@ pub(super) async fn signal_run_completed(
     }
 }
 
-/// Group commit of step outcomes: the plain ones together in a few statements; every
-/// other one (and the plain ones again, one by one, if writing them together failed) in
-/// its own savepoint, so that a failing step is rolled back alone.
-async fn write_step_batch(
+/// The steps of a group commit that were not written together (`written_together` holds,
+/// in order, whether each plain step's job held its lease, when they were), each in its
+/// own savepoint so that a failing step is rolled back alone.
+async fn write_steps_one_by_one(
     tx: &mut Tx<'_>,
     steps: &[(ClaimedJob, StepCommit)],
+    mut written_together: Option<VecDeque<bool>>,
     feed: &mut Vec<FeedEvent>,
 ) -> StoreResult<Vec<StoreResult<bool>>> {
-    let plain: Vec<&(ClaimedJob, StepCommit)> = steps.iter().filter(|(_, s)| is_plain(s)).collect();
-    let mut plain_held: Option<std::collections::VecDeque<bool>> = None;
-    if plain.len() > 1 {
-        let mut savepoint = sqlx::Acquire::begin(&mut **tx)
-            .await
-            .map_err(StoreError::db("savepoint"))?;
-        let mut plain_feed = Vec::new();
-        let written = write_plain_steps(&mut savepoint, &plain, &mut plain_feed).await;
-        end_savepoint(savepoint, written.is_ok()).await?;
-        if let Ok(held) = written {
-            plain_held = Some(held.into());
-            feed.append(&mut plain_feed);
-        }
-    }
     let mut outcomes = Vec::with_capacity(steps.len());
     for (job, step) in steps {
-        if let Some(held) = plain_held.as_mut().filter(|_| is_plain(step)) {
+        if let Some(held) = written_together.as_mut().filter(|_| is_plain(step)) {
             outcomes.push(Ok(held.pop_front().unwrap_or(false)));
             continue;
         }
@@ -218,24 +207,26 @@ async fn write_step_batch(
 }
 
 /// The writer connection with a durability setting relaxed for one statement. Unless
-/// [`RelaxedWriter::restore`] succeeds, the connection is closed instead of going back to
-/// the pool, so no later commit can run with the relaxed setting.
-struct RelaxedWriter {
-    connection: Option<sqlx::pool::PoolConnection<Db>>,
+/// [`RelaxedWriter::restore`] succeeds, the connection is closed instead of being handed
+/// on, so no later commit can run with the relaxed setting.
+struct RelaxedWriter<'w> {
+    writer: &'w Writer,
+    connection: Option<WriterConn<'w>>,
 }
 
-impl RelaxedWriter {
-    async fn acquire(pool: &Pool<Db>, relax: &str) -> StoreResult<Self> {
+impl<'w> RelaxedWriter<'w> {
+    async fn acquire(writer: &'w Writer, relax: &str) -> StoreResult<Self> {
         const OP: &str = "relax writer durability";
-        let connection = pool.acquire().await.map_err(StoreError::db(OP))?;
-        let mut writer = RelaxedWriter {
+        let connection = writer.conn().await.map_err(StoreError::db(OP))?;
+        let mut relaxed = RelaxedWriter {
+            writer,
             connection: Some(connection),
         };
         sqlx::query(relax)
-            .execute(writer.connection()?)
+            .execute(relaxed.connection()?)
             .await
             .map_err(StoreError::db(OP))?;
-        Ok(writer)
+        Ok(relaxed)
     }
 
     fn connection(&mut self) -> StoreResult<&mut <Db as sqlx::Database>::Connection> {
@@ -249,16 +240,16 @@ impl RelaxedWriter {
             .execute(self.connection()?)
             .await
             .map_err(StoreError::db("restore writer durability"))?;
-        // Restored: back to the pool as usual.
+        // Restored: handed on as usual.
         self.connection.take();
         Ok(())
     }
 }
 
-impl Drop for RelaxedWriter {
+impl Drop for RelaxedWriter<'_> {
     fn drop(&mut self) {
         if let Some(connection) = self.connection.take() {
-            drop(connection.detach());
+            self.writer.discard(connection);
         }
     }
 }
@@ -294,32 +285,18 @@ async fn write_delivery(
     Ok(true)
 }
 
-/// Group commit of delivery outcomes: the plain ones together in a few statements; every
-/// other one (and the plain ones again, one by one, if writing them together failed) in
-/// its own savepoint, so that a failing delivery is rolled back alone.
-async fn write_delivery_batch(
+/// The deliveries of a group commit that were not written together (`written_together`
+/// holds, in order, whether each one of `together` held its lease, when they were), each
+/// in its own savepoint so that a failing one is rolled back alone.
+async fn write_deliveries_one_by_one(
     tx: &mut Tx<'_>,
     deliveries: &[(ClaimedJob, DeliveryCommit)],
+    together: &std::collections::HashSet<usize>,
+    mut written_together: Option<VecDeque<bool>>,
 ) -> StoreResult<Vec<StoreResult<bool>>> {
-    let plain = plain_deliveries(deliveries);
-    let mut plain_held: Option<std::collections::VecDeque<bool>> = None;
-    if plain.len() > 1 {
-        let batch: Vec<&(ClaimedJob, DeliveryCommit)> = deliveries
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| plain.contains(i))
-            .map(|(_, d)| d)
-            .collect();
-        let mut savepoint = sqlx::Acquire::begin(&mut **tx)
-            .await
-            .map_err(StoreError::db("savepoint"))?;
-        let written = write_plain_deliveries(&mut savepoint, &batch).await;
-        end_savepoint(savepoint, written.is_ok()).await?;
-        plain_held = written.ok().map(Into::into);
-    }
     let mut outcomes = Vec::with_capacity(deliveries.len());
     for (i, (job, d)) in deliveries.iter().enumerate() {
-        if let Some(held) = plain_held.as_mut().filter(|_| plain.contains(&i)) {
+        if let Some(held) = written_together.as_mut().filter(|_| together.contains(&i)) {
             outcomes.push(Ok(held.pop_front().unwrap_or(false)));
             continue;
         }
@@ -356,7 +333,8 @@ impl JobStore for SqlStore {
                 rows.map_err(StoreError::db(OP))?
             }
             (relax, None) => {
-                let mut tx = self.writer.begin().await.map_err(StoreError::db(OP))?;
+                let mut conn = self.writer.conn().await.map_err(StoreError::db(OP))?;
+                let mut tx = conn.begin().await.map_err(StoreError::db(OP))?;
                 sqlx::query(relax)
                     .execute(&mut *tx)
                     .await
@@ -413,14 +391,30 @@ impl JobStore for SqlStore {
         &self,
         steps: &[(ClaimedJob, StepCommit)],
     ) -> StoreResult<Vec<StoreResult<bool>>> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
-        let mut outcomes = Vec::with_capacity(steps.len());
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         let mut feed = Vec::new();
-        if let [(job, step)] = steps {
-            outcomes.push(write_step(&mut tx, job, step, &mut feed).await);
+        let outcomes = if let [(job, step)] = steps {
+            vec![write_step(&mut tx, job, step, &mut feed).await]
         } else {
-            outcomes = write_step_batch(&mut tx, steps, &mut feed).await?;
-        }
+            let plain: Vec<&(ClaimedJob, StepCommit)> =
+                steps.iter().filter(|(_, s)| is_plain(s)).collect();
+            let mut together = None;
+            if plain.len() > 1 {
+                // Straight into the transaction, without a savepoint (SQLite copies every
+                // page a savepoint touches): should it fail, the transaction starts again
+                // and every step goes one by one.
+                match write_plain_steps(&mut tx, &plain, &mut feed).await {
+                    Ok(held) => together = Some(held.into()),
+                    Err(_) => {
+                        feed.clear();
+                        tx.rollback().await.map_err(StoreError::db("roll back"))?;
+                        tx = conn.begin().await.map_err(StoreError::db("begin"))?;
+                    }
+                }
+            }
+            write_steps_one_by_one(&mut tx, steps, together, &mut feed).await?
+        };
         if outcomes.iter().any(|o| o.is_ok()) {
             tx.commit().await.map_err(StoreError::db("commit steps"))?;
             if FEED_NOTIFY_SQL.is_none() {
@@ -434,13 +428,32 @@ impl JobStore for SqlStore {
         &self,
         deliveries: &[(ClaimedJob, DeliveryCommit)],
     ) -> StoreResult<Vec<StoreResult<bool>>> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
-        let mut outcomes = Vec::with_capacity(deliveries.len());
-        if let [(job, d)] = deliveries {
-            outcomes.push(write_delivery(&mut tx, job, d).await);
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
+        let outcomes = if let [(job, d)] = deliveries {
+            vec![write_delivery(&mut tx, job, d).await]
         } else {
-            outcomes = write_delivery_batch(&mut tx, deliveries).await?;
-        }
+            let plain = plain_deliveries(deliveries);
+            let mut together = None;
+            if plain.len() > 1 {
+                // In the batch's order, which the answers keep.
+                let batch: Vec<&(ClaimedJob, DeliveryCommit)> = deliveries
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| plain.contains(i))
+                    .map(|(_, d)| d)
+                    .collect();
+                // As for steps: no savepoint; on failure, again one by one.
+                match write_plain_deliveries(&mut tx, &batch).await {
+                    Ok(held) => together = Some(held.into()),
+                    Err(_) => {
+                        tx.rollback().await.map_err(StoreError::db("roll back"))?;
+                        tx = conn.begin().await.map_err(StoreError::db("begin"))?;
+                    }
+                }
+            }
+            write_deliveries_one_by_one(&mut tx, deliveries, &plain, together).await?
+        };
         if outcomes.iter().any(|o| matches!(o, Ok(true))) {
             tx.commit()
                 .await
@@ -453,7 +466,13 @@ impl JobStore for SqlStore {
         let done = sqlx::query("DELETE FROM jobs WHERE id = $1 AND lease = $2")
             .bind(&job.id)
             .bind(&job.lease)
-            .execute(&self.writer)
+            .execute(
+                &mut *self
+                    .writer
+                    .conn()
+                    .await
+                    .map_err(StoreError::db("acquire writer"))?,
+            )
             .await
             .map_err(StoreError::db("complete job"))?;
         Ok(done.rows_affected() == 1)

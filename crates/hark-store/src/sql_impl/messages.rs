@@ -84,7 +84,8 @@ impl MessageStore for SqlStore {
     ) -> StoreResult<Vec<MessageRecord>> {
         const OP: &str = "set engagement";
         let (column, set) = change.column();
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let sql = if set {

@@ -2,6 +2,7 @@
 // each time with that parent's `Db` and dialect constants. One submodule per trait.
 
 mod audiences;
+mod chain;
 mod delivery_batch;
 mod email_layouts;
 mod environments;
@@ -17,6 +18,7 @@ mod subscriptions;
 mod trigger_batch;
 mod users;
 mod workflows;
+mod writer;
 
 use async_trait::async_trait;
 use hark_core::{new_id, Millis};
@@ -26,21 +28,23 @@ use sqlx::{Pool, QueryBuilder, Row};
 use super::{feed_event_hub, FEED_NOTIFY_SQL};
 use super::{
     Db, BACKEND_NAME, CLAIM_JOBS_SQL, CLAIM_WITHOUT_FSYNC, FOR_UPDATE, LOCK_JOBS_SQL,
-    SINGLE_WRITER, STATE_WITH_BATCH_SQL,
+    SINGLE_WRITER, STATEMENTS_AS_SCRIPT, STATE_WITH_BATCH_SQL,
 };
 use crate::cursor;
 use crate::error::StoreError;
 use crate::feed_events::{FeedEvent, FeedEventHub, FEED_CHANNEL};
 use crate::model::*;
 use crate::traits::*;
+use chain::Chain;
+use writer::{Writer, WriterConn};
 
 type Tx<'a> = sqlx::Transaction<'a, Db>;
 type DbRow = <Db as sqlx::Database>::Row;
 
 /// One store over one database. Writes go through `writer`, reads through `reader` (the
-/// same pool on PostgreSQL; a separate read-only pool on SQLite).
+/// writer's pool on PostgreSQL; a separate read-only pool on SQLite).
 pub struct SqlStore {
-    writer: Pool<Db>,
+    writer: Writer,
     reader: Pool<Db>,
     /// New in-app messages for realtime sockets (see `feed_events`).
     feed_events: FeedEventHub,
@@ -49,11 +53,11 @@ pub struct SqlStore {
 }
 
 impl SqlStore {
-    /// The writer pool, for tests of connection state (compiled for both backends; only
-    /// the SQLite backend's tests read it).
+    /// The writer, for tests of connection state (compiled for both backends; only the
+    /// SQLite backend's tests read it).
     #[cfg(test)]
     #[allow(dead_code)]
-    pub(crate) fn writer_pool(&self) -> &Pool<Db> {
+    pub(crate) fn writer(&self) -> &Writer {
         &self.writer
     }
 
@@ -97,7 +101,7 @@ impl SqlStore {
     pub(super) fn from_pools(writer: Pool<Db>, reader: Pool<Db>) -> Self {
         let feed_events = feed_event_hub(&writer);
         Self {
-            writer,
+            writer: Writer::new(writer, SINGLE_WRITER),
             reader,
             feed_events,
             wakeups: None,
@@ -502,33 +506,41 @@ async fn insert_run_events(
     insert_run_event_rows(tx, &rows).await
 }
 
-/// Run events as `(run id, event)`, in multi-row statements (9 parameters per row).
+/// Run events as `(run id, event)`.
 async fn insert_run_event_rows(
     tx: &mut Tx<'_>,
     rows: &[(&str, &RunEvent)],
 ) -> Result<(), StoreError> {
+    let mut chain = Chain::new();
+    push_run_event_rows(&mut chain, rows);
+    chain
+        .execute(tx)
+        .await
+        .map_err(StoreError::db("insert run events"))
+}
+
+/// Adds run events as `(run id, event)` to `chain`, in multi-row statements (9
+/// parameters per row).
+fn push_run_event_rows(chain: &mut Chain, rows: &[(&str, &RunEvent)]) {
     for chunk in rows.chunks(500) {
-        let mut qb = QueryBuilder::<Db>::new(
-            "INSERT INTO run_events (id, recipient_run_id, event, status, step_ref, step_type, attempt, data, inserted_at) ",
-        );
-        qb.push_values(chunk.iter(), |mut b, (run_id, e)| {
-            b.push_bind(e.id.clone())
-                .push_bind(run_id.to_string())
-                .push_bind(e.event.clone())
-                .push_bind(e.status.clone())
-                .push_bind(e.step_ref.clone())
-                .push_bind(e.step_type.clone())
-                .push_bind(e.attempt)
-                .push_bind(to_json_text(&e.data))
-                .push_bind(e.inserted_at);
+        chain.push(chunk.len() * 9, |qb| {
+            qb.push(
+                "INSERT INTO run_events (id, recipient_run_id, event, status, step_ref, step_type, attempt, data, inserted_at) ",
+            );
+            qb.push_values(chunk.iter(), |mut b, (run_id, e)| {
+                b.push_bind(e.id.clone())
+                    .push_bind(run_id.to_string())
+                    .push_bind(e.event.clone())
+                    .push_bind(e.status.clone())
+                    .push_bind(e.step_ref.clone())
+                    .push_bind(e.step_type.clone())
+                    .push_bind(e.attempt)
+                    .push_bind(to_json_text(&e.data))
+                    .push_bind(e.inserted_at);
+            });
+            qb.push(" ON CONFLICT (id) DO NOTHING");
         });
-        qb.push(" ON CONFLICT (id) DO NOTHING");
-        qb.build()
-            .execute(&mut **tx)
-            .await
-            .map_err(StoreError::db("insert run events"))?;
     }
-    Ok(())
 }
 
 async fn insert_message_event(
@@ -673,7 +685,16 @@ fn push_message_filter(qb: &mut QueryBuilder<'_, Db>, environment_id: &str, f: &
     if f.recipient_id.is_some() {
         // A user and an object may share an id: a recipient is the pair.
         qb.push(" AND recipient_collection = ");
-        qb.push_bind(f.recipient_collection.clone().unwrap_or_default());
+        match &f.recipient_collection {
+            // Written out so that the partial index of objects' messages applies.
+            Some(collection) if !collection.is_empty() => {
+                qb.push_bind(collection.clone());
+                qb.push(" AND recipient_collection <> ''");
+            }
+            _ => {
+                qb.push("''");
+            }
+        }
     }
     eq(qb, "channel_key", &f.channel_key);
     eq(qb, "workflow_key", &f.workflow_key);

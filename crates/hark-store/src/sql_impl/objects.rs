@@ -84,7 +84,8 @@ impl ObjectStore for SqlStore {
         properties: &Map<String, Value>,
         now: Millis,
     ) -> StoreResult<ObjectRecord> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         let object =
             upsert_object_tx(&mut tx, environment_id, collection, id, properties, now).await?;
         tx.commit()
@@ -117,7 +118,8 @@ impl ObjectStore for SqlStore {
         collection: &str,
         id: &str,
     ) -> StoreResult<bool> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         let deleted = delete_object_tx(&mut tx, environment_id, collection, id).await?;
         tx.commit()
             .await
@@ -162,7 +164,8 @@ impl ObjectStore for SqlStore {
         objects: &[(String, Map<String, Value>)],
         now: Millis,
     ) -> StoreResult<BulkOperation> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         for (id, props) in objects {
             upsert_object_tx(&mut tx, environment_id, collection, id, props, now).await?;
         }
@@ -186,7 +189,8 @@ impl ObjectStore for SqlStore {
         ids: &[String],
         now: Millis,
     ) -> StoreResult<BulkOperation> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         for id in ids {
             delete_object_tx(&mut tx, environment_id, collection, id).await?;
         }
@@ -293,7 +297,8 @@ impl DocumentStore for SqlStore {
         data: &Value,
         now: Millis,
     ) -> StoreResult<Document> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         put_document_tx(&mut tx, environment_id, owner, kind, key, data, now).await?;
         tx.commit()
             .await
@@ -319,7 +324,7 @@ impl DocumentStore for SqlStore {
         .bind(owner.key())
         .bind(kind.as_str())
         .bind(key)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.conn().await.map_err(StoreError::db("acquire writer"))?)
         .await
         .map_err(StoreError::db("delete document"))?;
         Ok(done.rows_affected() > 0)
@@ -369,7 +374,8 @@ impl DocumentStore for SqlStore {
         bulk_name: &str,
         now: Millis,
     ) -> StoreResult<BulkOperation> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         for owner in owners {
             put_document_tx(&mut tx, environment_id, owner, kind, key, data, now).await?;
         }

@@ -23,7 +23,8 @@ impl ProviderStatusStore for SqlStore {
 
     async fn apply_provider_status(&self, update: &ProviderStatusUpdate) -> StoreResult<bool> {
         const OP: &str = "apply provider status";
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         let row = sqlx::query(
             "UPDATE messages SET status = $1, updated_at = $2 WHERE id = $3 \
              AND status NOT IN ('bounced', 'undelivered', 'not_sent') AND status <> $1 \

@@ -243,58 +243,61 @@ pub(super) struct RunRow<'a> {
     pub now: Millis,
 }
 
-/// Inserts one queued run and its job per row, in multi-row statements chunked to stay
-/// under SQLite's bound-parameter limit (17 per run row).
+/// Inserts one queued run and its job per row.
 pub(super) async fn insert_run_rows(tx: &mut Tx<'_>, rows: &[RunRow<'_>]) -> StoreResult<()> {
-    const OP: &str = "insert runs";
+    let mut chain = Chain::new();
+    push_run_rows(&mut chain, rows);
+    chain
+        .execute(tx)
+        .await
+        .map_err(StoreError::db("insert runs"))
+}
+
+/// Adds to `chain` one queued run and its job per row, in multi-row statements of at most
+/// 500 rows (17 parameters per run row, 8 per job row).
+pub(super) fn push_run_rows(chain: &mut Chain, rows: &[RunRow<'_>]) {
     let run_ids: Vec<String> = rows.iter().map(|_| new_id()).collect();
     let rows: Vec<(&RunRow<'_>, &String)> = rows.iter().zip(run_ids.iter()).collect();
     for chunk in rows.chunks(500) {
-        let mut qb =
-            QueryBuilder::<Db>::new(format!("INSERT INTO recipient_runs ({RUN_COLUMNS}) "));
-        qb.push_values(chunk.iter(), |mut b, (row, run_id)| {
-            let t = row.template;
-            b.push_bind((*run_id).clone())
-                .push_bind(t.environment_id.clone())
-                .push_bind(t.workflow_run_id.clone())
-                .push_bind(t.workflow_key.clone())
-                .push_bind(t.workflow_version)
-                .push_bind(row.recipient.id.clone())
-                .push_bind(t.actor.clone())
-                .push_bind(t.tenant.clone())
-                .push_bind(row.data.to_string())
-                .push_bind(t.cancellation_key.clone())
-                .push_bind(RunStatus::Queued.as_str())
-                .push_bind(0_i64)
-                .push_bind(0_i64)
-                .push_bind(row.now)
-                .push_bind(row.now)
-                .push_bind(row.state.to_string())
-                .push_bind(row.recipient.collection.clone().unwrap_or_default());
+        chain.push(chunk.len() * 17, |qb| {
+            qb.push(format!("INSERT INTO recipient_runs ({RUN_COLUMNS}) "));
+            qb.push_values(chunk.iter(), |mut b, (row, run_id)| {
+                let t = row.template;
+                b.push_bind((*run_id).clone())
+                    .push_bind(t.environment_id.clone())
+                    .push_bind(t.workflow_run_id.clone())
+                    .push_bind(t.workflow_key.clone())
+                    .push_bind(t.workflow_version)
+                    .push_bind(row.recipient.id.clone())
+                    .push_bind(t.actor.clone())
+                    .push_bind(t.tenant.clone())
+                    .push_bind(row.data.to_string())
+                    .push_bind(t.cancellation_key.clone())
+                    .push_bind(RunStatus::Queued.as_str())
+                    .push_bind(0_i64)
+                    .push_bind(0_i64)
+                    .push_bind(row.now)
+                    .push_bind(row.now)
+                    .push_bind(row.state.to_string())
+                    .push_bind(row.recipient.collection.clone().unwrap_or_default());
+            });
         });
-        qb.build()
-            .execute(&mut **tx)
-            .await
-            .map_err(StoreError::db(OP))?;
-        let mut qb = QueryBuilder::<Db>::new(
-            "INSERT INTO jobs (id, environment_id, kind, ref_id, run_at, lease, attempts, created_at) ",
-        );
-        qb.push_values(chunk.iter(), |mut b, (row, run_id)| {
-            b.push_bind(new_id())
-                .push_bind(row.template.environment_id.clone())
-                .push_bind(JobKind::AdvanceRun.as_str())
-                .push_bind((*run_id).clone())
-                .push_bind(row.now)
-                .push_bind(None::<String>)
-                .push_bind(0_i64)
-                .push_bind(row.now);
+        chain.push(chunk.len() * 8, |qb| {
+            qb.push(
+                "INSERT INTO jobs (id, environment_id, kind, ref_id, run_at, lease, attempts, created_at) ",
+            );
+            qb.push_values(chunk.iter(), |mut b, (row, run_id)| {
+                b.push_bind(new_id())
+                    .push_bind(row.template.environment_id.clone())
+                    .push_bind(JobKind::AdvanceRun.as_str())
+                    .push_bind((*run_id).clone())
+                    .push_bind(row.now)
+                    .push_bind(None::<String>)
+                    .push_bind(0_i64)
+                    .push_bind(row.now);
+            });
         });
-        qb.build()
-            .execute(&mut **tx)
-            .await
-            .map_err(StoreError::db(OP))?;
     }
-    Ok(())
 }
 
 /// Records recipients as reached by this trigger; returns those not reached before.
@@ -419,22 +422,16 @@ async fn first_time_recipients(tx: &mut Tx<'_>, t: &TriggerWrite) -> StoreResult
 /// Group commit: the plain triggers together in a few statements; every other trigger
 /// (and the plain ones again, one by one, if writing them together failed) in its own
 /// savepoint, so that a failing trigger is rolled back alone.
-async fn write_trigger_batch(
+/// Writes the triggers a batch could not write together, each in a savepoint of its own
+/// so one bad trigger leaves the others in; `written` are those already in `tx`.
+async fn write_triggers_one_by_one(
     tx: &mut Tx<'_>,
     triggers: &[TriggerWrite],
+    written: impl Fn(&TriggerWrite) -> bool,
 ) -> StoreResult<Vec<StoreResult<TriggerOutcome>>> {
-    let plain: Vec<&TriggerWrite> = triggers.iter().filter(|t| is_plain(t)).collect();
-    let mut plain_written = false;
-    if plain.len() > 1 {
-        let mut savepoint = sqlx::Acquire::begin(&mut **tx)
-            .await
-            .map_err(StoreError::db("savepoint"))?;
-        plain_written = write_plain_triggers(&mut savepoint, &plain).await.is_ok();
-        end_savepoint(savepoint, plain_written).await?;
-    }
     let mut outcomes = Vec::with_capacity(triggers.len());
     for t in triggers {
-        if plain_written && is_plain(t) {
+        if written(t) {
             outcomes.push(Ok(TriggerOutcome::Accepted));
             continue;
         }
@@ -454,11 +451,21 @@ impl RunStore for SqlStore {
         &self,
         triggers: &[TriggerWrite],
     ) -> StoreResult<Vec<StoreResult<TriggerOutcome>>> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         let outcomes = if let [single] = triggers {
             vec![write_trigger(&mut tx, single).await]
         } else {
-            write_trigger_batch(&mut tx, triggers).await?
+            let plain: Vec<&TriggerWrite> = triggers.iter().filter(|t| is_plain(t)).collect();
+            // Written straight into the transaction, without a savepoint of their own
+            // (SQLite copies every page a savepoint touches): should that fail, the whole
+            // transaction starts again and every trigger goes one by one.
+            let together = plain.len() > 1 && write_plain_triggers(&mut tx, &plain).await.is_ok();
+            if plain.len() > 1 && !together {
+                tx.rollback().await.map_err(StoreError::db("roll back"))?;
+                tx = conn.begin().await.map_err(StoreError::db("begin"))?;
+            }
+            write_triggers_one_by_one(&mut tx, triggers, |t| together && is_plain(t)).await?
         };
         if outcomes.iter().any(|o| o.is_ok()) {
             tx.commit()
@@ -498,7 +505,8 @@ impl RunStore for SqlStore {
                 qb.push(")");
             }
         };
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         // The runs' jobs go first: a worker's step commit locks its job, then its run, so
         // taking them in the same order cannot deadlock with one (PostgreSQL); a worker
         // that commits after this finds its job gone and writes nothing.

@@ -50,27 +50,32 @@ pub(super) async fn write_plain_steps(
         .filter(|(m, _)| created.contains(&m.id))
         .collect();
     announce_feed_messages(tx, &created, feed).await?;
-    insert_message_events(tx, &created).await?;
-    insert_delivery_jobs(tx, &created).await?;
-    insert_step_run_events(tx, &steps).await?;
-    let updated = update_runs(tx, &steps).await?;
-    let finished: Vec<String> = steps
+    // Everything else the steps write goes in one request, ending with the runs' update.
+    let mut chain = Chain::new();
+    push_message_events(&mut chain, &created);
+    push_delivery_jobs(&mut chain, &created);
+    let events: Vec<(&str, &RunEvent)> = steps
+        .iter()
+        .flat_map(|(_, s)| s.events.iter().map(|e| (s.run_id.as_str(), e)))
+        .collect();
+    push_run_event_rows(&mut chain, &events);
+    let finished: Vec<&str> = steps
         .iter()
         .filter(|(_, s)| s.finished.is_some())
-        .map(|(job, _)| job.id.clone())
+        .map(|(job, _)| job.id.as_str())
         .collect();
     for chunk in finished.chunks(ROWS_PER_STATEMENT) {
-        let mut qb = QueryBuilder::<Db>::new("DELETE FROM jobs WHERE id IN (");
-        let mut ids = qb.separated(", ");
-        for id in chunk {
-            ids.push_bind(id.clone());
-        }
-        qb.push(")");
-        qb.build()
-            .execute(&mut **tx)
-            .await
-            .map_err(StoreError::db("finish jobs"))?;
+        chain.push(chunk.len(), |qb| {
+            qb.push("DELETE FROM jobs WHERE id IN (");
+            let mut ids = qb.separated(", ");
+            for id in chunk {
+                ids.push_bind(id.to_string());
+            }
+            ids.push_unseparated(")");
+        });
     }
+    let updated = update_runs(tx, chain, &steps).await?;
+    signal_new_message_waits(tx, &created).await?;
     signal_completed_runs(tx, &steps, &updated).await?;
     Ok(held)
 }
@@ -205,24 +210,41 @@ pub(super) async fn insert_message_events(
     tx: &mut Tx<'_>,
     created: &[(&NewMessage, bool)],
 ) -> StoreResult<()> {
+    let mut chain = Chain::new();
+    push_message_events(&mut chain, created);
+    chain
+        .execute(tx)
+        .await
+        .map_err(StoreError::db("insert message event"))?;
+    signal_new_message_waits(tx, created).await
+}
+
+/// Adds the first event of each new message (`message.{status}`) to `chain`.
+fn push_message_events(chain: &mut Chain, created: &[(&NewMessage, bool)]) {
     for chunk in created.chunks(ROWS_PER_STATEMENT) {
-        let mut qb = QueryBuilder::<Db>::new(
-            "INSERT INTO message_events (id, environment_id, message_id, recipient_id, event_type, data, inserted_at) ",
-        );
-        qb.push_values(chunk.iter(), |mut b, (m, _)| {
-            b.push_bind(new_id())
-                .push_bind(m.environment_id.clone())
-                .push_bind(m.id.clone())
-                .push_bind(m.recipient_id.clone())
-                .push_bind(format!("message.{}", m.status))
-                .push_bind(to_json_text(&Value::Null))
-                .push_bind(m.now);
+        chain.push(chunk.len() * 7, |qb| {
+            qb.push(
+                "INSERT INTO message_events (id, environment_id, message_id, recipient_id, event_type, data, inserted_at) ",
+            );
+            qb.push_values(chunk.iter(), |mut b, (m, _)| {
+                b.push_bind(new_id())
+                    .push_bind(m.environment_id.clone())
+                    .push_bind(m.id.clone())
+                    .push_bind(m.recipient_id.clone())
+                    .push_bind(format!("message.{}", m.status))
+                    .push_bind(to_json_text(&Value::Null))
+                    .push_bind(m.now);
+            });
         });
-        qb.build()
-            .execute(&mut **tx)
-            .await
-            .map_err(StoreError::db("insert message event"))?;
     }
+}
+
+/// Hands each new message's first event to the runs waiting for messages, if any run of
+/// its environment waits for one.
+async fn signal_new_message_waits(
+    tx: &mut Tx<'_>,
+    created: &[(&NewMessage, bool)],
+) -> StoreResult<()> {
     let environments: HashSet<&str> = created
         .iter()
         .map(|(m, _)| m.environment_id.as_str())
@@ -253,42 +275,38 @@ pub(super) async fn insert_delivery_jobs(
     tx: &mut Tx<'_>,
     created: &[(&NewMessage, bool)],
 ) -> StoreResult<()> {
+    let mut chain = Chain::new();
+    push_delivery_jobs(&mut chain, created);
+    chain
+        .execute(tx)
+        .await
+        .map_err(StoreError::db("enqueue deliveries"))
+}
+
+/// Adds a delivery job for each new message that is to be delivered to `chain`.
+fn push_delivery_jobs(chain: &mut Chain, created: &[(&NewMessage, bool)]) {
     let deliveries: Vec<&NewMessage> = created
         .iter()
         .filter(|(_, enqueue)| *enqueue)
         .map(|(m, _)| *m)
         .collect();
     for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
-        let mut qb = QueryBuilder::<Db>::new(
-            "INSERT INTO jobs (id, environment_id, kind, ref_id, run_at, lease, attempts, created_at) ",
-        );
-        qb.push_values(chunk.iter(), |mut b, m| {
-            b.push_bind(new_id())
-                .push_bind(m.environment_id.clone())
-                .push_bind(JobKind::DeliverMessage.as_str())
-                .push_bind(m.id.clone())
-                .push_bind(m.now)
-                .push_bind(None::<String>)
-                .push_bind(0_i64)
-                .push_bind(m.now);
+        chain.push(chunk.len() * 8, |qb| {
+            qb.push(
+                "INSERT INTO jobs (id, environment_id, kind, ref_id, run_at, lease, attempts, created_at) ",
+            );
+            qb.push_values(chunk.iter(), |mut b, m| {
+                b.push_bind(new_id())
+                    .push_bind(m.environment_id.clone())
+                    .push_bind(JobKind::DeliverMessage.as_str())
+                    .push_bind(m.id.clone())
+                    .push_bind(m.now)
+                    .push_bind(None::<String>)
+                    .push_bind(0_i64)
+                    .push_bind(m.now);
+            });
         });
-        qb.build()
-            .execute(&mut **tx)
-            .await
-            .map_err(StoreError::db("enqueue deliveries"))?;
     }
-    Ok(())
-}
-
-async fn insert_step_run_events(
-    tx: &mut Tx<'_>,
-    steps: &[&(ClaimedJob, StepCommit)],
-) -> StoreResult<()> {
-    let events: Vec<(&str, &RunEvent)> = steps
-        .iter()
-        .flat_map(|(_, s)| s.events.iter().map(|e| (s.run_id.as_str(), e)))
-        .collect();
-    insert_run_event_rows(tx, &events).await
 }
 
 /// A run the batch moved, as the database reports it.
@@ -297,53 +315,67 @@ struct UpdatedRun {
     workflow_key: String,
 }
 
-/// Moves every run to its step's cursor and status in one statement per chunk (a
-/// cancelled run stays cancelled); returns the runs it changed, by id.
+/// Runs `chain`, then moves every run to its step's cursor and status in one statement
+/// per chunk (a cancelled run stays cancelled), the first one in the chain's request;
+/// returns the runs it changed, by id.
 async fn update_runs(
     tx: &mut Tx<'_>,
+    chain: Chain,
     steps: &[&(ClaimedJob, StepCommit)],
 ) -> StoreResult<HashMap<String, UpdatedRun>> {
     const OP: &str = "commit step";
     let mut updated = HashMap::new();
+    let mut chain = Some(chain);
     for chunk in steps.chunks(ROWS_PER_STATEMENT) {
-        let mut qb = QueryBuilder::<Db>::new(
-            "WITH v (id, step_cursor, status, updated_at, errors, data, state, workflow_version) AS (",
-        );
-        qb.push_values(chunk.iter(), |mut b, (_, s)| {
-            let status = s.finished.unwrap_or(RunStatus::Processing);
-            b.push_bind(s.run_id.clone())
-                .push_bind(s.next_cursor)
-                .push_bind(status.as_str())
-                .push_bind(s.now)
-                .push_bind(i64::from(s.error))
-                .push_bind(s.data.as_ref().map(to_json_text))
-                .push_bind(s.state.as_ref().map(to_json_text))
-                .push_bind(s.workflow_version);
-        });
-        qb.push(
-            ") UPDATE recipient_runs SET step_cursor = v.step_cursor, status = v.status, \
-             updated_at = v.updated_at, error_count = recipient_runs.error_count + v.errors, \
-             data = COALESCE(v.data, recipient_runs.data), state = COALESCE(v.state, recipient_runs.state), \
-             workflow_version = COALESCE(v.workflow_version, recipient_runs.workflow_version) \
-             FROM v WHERE recipient_runs.id = v.id AND recipient_runs.status <> 'cancelled' \
-             RETURNING recipient_runs.id, recipient_runs.environment_id, recipient_runs.workflow_key",
-        );
-        for row in qb
-            .build()
-            .fetch_all(&mut **tx)
+        let rows = chain
+            .take()
+            .unwrap_or_else(Chain::new)
+            .fetch_all(tx, chunk.len() * 8, |qb| push_run_update(qb, chunk))
             .await
-            .map_err(StoreError::db(OP))?
-        {
+            .map_err(StoreError::db(OP))?;
+        for row in &rows {
             updated.insert(
-                get(&row, "id", OP)?,
+                get(row, "id", OP)?,
                 UpdatedRun {
-                    environment_id: get(&row, "environment_id", OP)?,
-                    workflow_key: get(&row, "workflow_key", OP)?,
+                    environment_id: get(row, "environment_id", OP)?,
+                    workflow_key: get(row, "workflow_key", OP)?,
                 },
             );
         }
     }
+    if let Some(chain) = chain {
+        chain.execute(tx).await.map_err(StoreError::db(OP))?;
+    }
     Ok(updated)
+}
+
+/// `UPDATE recipient_runs … RETURNING` for one chunk of steps (8 parameters per step).
+/// The values come from a subquery rather than a `WITH`, so the statement can end a chain
+/// of CTEs on PostgreSQL.
+fn push_run_update(qb: &mut QueryBuilder<'static, Db>, steps: &[&(ClaimedJob, StepCommit)]) {
+    qb.push(
+        "UPDATE recipient_runs SET step_cursor = v.step_cursor, status = v.status, \
+         updated_at = v.updated_at, error_count = recipient_runs.error_count + v.errors, \
+         data = COALESCE(v.data, recipient_runs.data), state = COALESCE(v.state, recipient_runs.state), \
+         workflow_version = COALESCE(v.workflow_version, recipient_runs.workflow_version) \
+         FROM (SELECT column1 AS id, column2 AS step_cursor, column3 AS status, column4 AS updated_at, \
+         column5 AS errors, column6 AS data, column7 AS state, column8 AS workflow_version FROM (",
+    );
+    qb.push_values(steps.iter(), |mut b, (_, s)| {
+        let status = s.finished.unwrap_or(RunStatus::Processing);
+        b.push_bind(s.run_id.clone())
+            .push_bind(s.next_cursor)
+            .push_bind(status.as_str())
+            .push_bind(s.now)
+            .push_bind(i64::from(s.error))
+            .push_bind(s.data.as_ref().map(to_json_text))
+            .push_bind(s.state.as_ref().map(to_json_text))
+            .push_bind(s.workflow_version);
+    });
+    qb.push(
+        ") AS t) AS v WHERE recipient_runs.id = v.id AND recipient_runs.status <> 'cancelled' \
+         RETURNING recipient_runs.id, recipient_runs.environment_id, recipient_runs.workflow_key",
+    );
 }
 
 /// `workflow.completed` for runs other runs wait on.

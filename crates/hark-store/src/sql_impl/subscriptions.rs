@@ -38,7 +38,8 @@ impl SubscriptionStore for SqlStore {
         now: Millis,
     ) -> StoreResult<Vec<SubscriptionRecord>> {
         const OP: &str = "add subscriptions";
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         let mut out = Vec::with_capacity(recipients.len());
         for r in recipients {
             let row = sqlx::query(&format!(
@@ -72,7 +73,8 @@ impl SubscriptionStore for SqlStore {
         recipients: &[RecipientKey],
     ) -> StoreResult<Vec<SubscriptionRecord>> {
         const OP: &str = "delete subscriptions";
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         let mut out = Vec::new();
         for r in recipients {
             let row = sqlx::query(&format!(

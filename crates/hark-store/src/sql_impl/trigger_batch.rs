@@ -10,9 +10,8 @@
 use std::collections::HashSet;
 
 use super::runs::{
-    apply_early_cancellation, insert_run_rows, signal_trigger_started, RunRow, RunTemplate,
+    apply_early_cancellation, push_run_rows, signal_trigger_started, RunRow, RunTemplate,
 };
-use super::step_batch::any_open_waits;
 use super::*;
 
 /// Whether `t` may be written by [`write_plain_triggers`].
@@ -26,12 +25,17 @@ pub(super) fn is_plain(t: &TriggerWrite) -> bool {
 }
 
 /// Writes every trigger of `batch` (all plain) inside `tx`; nothing is committed here.
-/// An error means none of them may be reported as accepted.
+/// An error means none of them may be reported as accepted, and `tx` must be rolled back.
+///
+/// The rows and the question whether any trigger needs more (a run waiting for the
+/// workflow to start, a cancel that arrived first) go to the database as one request.
 pub(super) async fn write_plain_triggers(
     tx: &mut Tx<'_>,
     batch: &[&TriggerWrite],
 ) -> StoreResult<()> {
-    insert_workflow_runs(tx, batch).await?;
+    const OP: &str = "create triggers";
+    let mut chain = Chain::new();
+    push_workflow_runs(&mut chain, batch);
     let templates: Vec<(RunTemplate, String, String)> = batch
         .iter()
         .map(|t| {
@@ -57,11 +61,37 @@ pub(super) async fn write_plain_triggers(
             });
         }
     }
-    insert_run_rows(tx, &rows).await?;
+    push_run_rows(&mut chain, &rows);
 
     let now = batch.iter().map(|t| t.now).min().unwrap_or_default();
-    let with_waits = workflows_with_open_start_waits(tx, batch).await?;
-    let with_cancels = workflows_with_early_cancellations(tx, batch, now).await?;
+    let workflows: Vec<(String, String)> = workflows_of(batch).into_iter().collect();
+    let keyed: HashSet<(String, String)> = workflows_of(
+        &batch
+            .iter()
+            .copied()
+            .filter(|t| t.cancellation_key.is_some())
+            .collect::<Vec<_>>(),
+    );
+    let found = chain
+        .fetch_all(tx, workflows.len() * 5, |qb| {
+            push_follow_up_query(qb, &workflows, &keyed, now)
+        })
+        .await
+        .map_err(StoreError::db(OP))?;
+    let mut with_waits = HashSet::new();
+    let mut with_cancels = HashSet::new();
+    for row in &found {
+        let kind: String = get(row, "found", OP)?;
+        let workflow = (
+            get(row, "environment_id", OP)?,
+            get(row, "workflow_key", OP)?,
+        );
+        if kind == "wait" {
+            with_waits.insert(workflow);
+        } else {
+            with_cancels.insert(workflow);
+        }
+    }
     for t in batch {
         let workflow = (t.environment_id.clone(), t.workflow_key.clone());
         if t.cancellation_key.is_some() && with_cancels.contains(&workflow) {
@@ -74,29 +104,78 @@ pub(super) async fn write_plain_triggers(
     Ok(())
 }
 
-/// One `workflow_runs` row per trigger, in multi-row statements (6 parameters per row).
+/// One row per workflow of the batch that has a run waiting for it to start
+/// (`found = 'wait'`), and per workflow among `keyed` with an unexpired cancel that arrived
+/// before its trigger (`found = 'cancel'`). At most 5 parameters per workflow.
+fn push_follow_up_query(
+    qb: &mut QueryBuilder<'static, Db>,
+    workflows: &[(String, String)],
+    keyed: &HashSet<(String, String)>,
+    now: Millis,
+) {
+    let mut first = true;
+    let mut union = |qb: &mut QueryBuilder<'static, Db>| {
+        if !std::mem::take(&mut first) {
+            qb.push(" UNION ALL ");
+        }
+    };
+    for (i, (environment_id, workflow_key)) in workflows.iter().enumerate() {
+        union(qb);
+        qb.push(
+            "SELECT * FROM (SELECT 'wait' AS found, environment_id, source_key AS workflow_key \
+             FROM waits WHERE environment_id = ",
+        );
+        qb.push_bind(environment_id.clone());
+        qb.push(" AND status = 'open' AND event_type = 'workflow' AND source_key = ");
+        qb.push_bind(workflow_key.clone());
+        qb.push(format!(" AND event_key = 'started' LIMIT 1) AS w{i}"));
+        if keyed.contains(&(environment_id.clone(), workflow_key.clone())) {
+            union(qb);
+            qb.push(
+                "SELECT * FROM (SELECT 'cancel' AS found, environment_id, workflow_key \
+                 FROM early_cancellations WHERE environment_id = ",
+            );
+            qb.push_bind(environment_id.clone());
+            qb.push(" AND workflow_key = ");
+            qb.push_bind(workflow_key.clone());
+            qb.push(" AND expires_at > ");
+            qb.push_bind(now);
+            qb.push(format!(" LIMIT 1) AS c{i}"));
+        }
+    }
+}
+
+/// Inserts one `workflow_runs` row per trigger.
 pub(super) async fn insert_workflow_runs(
     tx: &mut Tx<'_>,
     triggers: &[&TriggerWrite],
 ) -> StoreResult<()> {
+    let mut chain = Chain::new();
+    push_workflow_runs(&mut chain, triggers);
+    chain
+        .execute(tx)
+        .await
+        .map_err(StoreError::db("create triggers"))
+}
+
+/// Adds one `workflow_runs` row per trigger to `chain`, in multi-row statements (6
+/// parameters per row).
+fn push_workflow_runs(chain: &mut Chain, triggers: &[&TriggerWrite]) {
     for chunk in triggers.chunks(1000) {
-        let mut qb = QueryBuilder::<Db>::new(
-            "INSERT INTO workflow_runs (id, environment_id, workflow_key, workflow_version, recipient_count, inserted_at) ",
-        );
-        qb.push_values(chunk.iter(), |mut b, t| {
-            b.push_bind(t.workflow_run_id.clone())
-                .push_bind(t.environment_id.clone())
-                .push_bind(t.workflow_key.clone())
-                .push_bind(t.workflow_version)
-                .push_bind(t.recipients.len() as i64)
-                .push_bind(t.now);
+        chain.push(chunk.len() * 6, |qb| {
+            qb.push(
+                "INSERT INTO workflow_runs (id, environment_id, workflow_key, workflow_version, recipient_count, inserted_at) ",
+            );
+            qb.push_values(chunk.iter(), |mut b, t| {
+                b.push_bind(t.workflow_run_id.clone())
+                    .push_bind(t.environment_id.clone())
+                    .push_bind(t.workflow_key.clone())
+                    .push_bind(t.workflow_version)
+                    .push_bind(t.recipients.len() as i64)
+                    .push_bind(t.now);
+            });
         });
-        qb.build()
-            .execute(&mut **tx)
-            .await
-            .map_err(StoreError::db("create triggers"))?;
     }
-    Ok(())
 }
 
 /// The batch's distinct `(environment, workflow)` pairs.
@@ -105,55 +184,4 @@ fn workflows_of(batch: &[&TriggerWrite]) -> HashSet<(String, String)> {
         .iter()
         .map(|t| (t.environment_id.clone(), t.workflow_key.clone()))
         .collect()
-}
-
-/// Workflows of the batch some run waits on (`workflow.started`).
-async fn workflows_with_open_start_waits(
-    tx: &mut Tx<'_>,
-    batch: &[&TriggerWrite],
-) -> StoreResult<HashSet<(String, String)>> {
-    let mut found = HashSet::new();
-    for (environment_id, workflow_key) in workflows_of(batch) {
-        if any_open_waits(
-            tx,
-            &environment_id,
-            "workflow",
-            Some((&workflow_key, "started")),
-        )
-        .await?
-        {
-            found.insert((environment_id, workflow_key));
-        }
-    }
-    Ok(found)
-}
-
-/// Workflows of the batch with a cancel that arrived before its trigger and still applies.
-async fn workflows_with_early_cancellations(
-    tx: &mut Tx<'_>,
-    batch: &[&TriggerWrite],
-    now: Millis,
-) -> StoreResult<HashSet<(String, String)>> {
-    let keyed: Vec<&TriggerWrite> = batch
-        .iter()
-        .copied()
-        .filter(|t| t.cancellation_key.is_some())
-        .collect();
-    let mut found = HashSet::new();
-    for (environment_id, workflow_key) in workflows_of(&keyed) {
-        let any = sqlx::query(
-            "SELECT 1 FROM early_cancellations WHERE environment_id = $1 AND workflow_key = $2 \
-             AND expires_at > $3 LIMIT 1",
-        )
-        .bind(&environment_id)
-        .bind(&workflow_key)
-        .bind(now)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(StoreError::db("find early cancellations"))?;
-        if any.is_some() {
-            found.insert((environment_id, workflow_key));
-        }
-    }
-    Ok(found)
 }

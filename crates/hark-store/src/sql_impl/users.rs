@@ -37,7 +37,8 @@ impl UserStore for SqlStore {
         properties: &Map<String, Value>,
         now: Millis,
     ) -> StoreResult<UserRecord> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         let user = upsert_user_tx(&mut tx, environment_id, id, properties, now).await?;
         tx.commit()
             .await
@@ -73,7 +74,8 @@ impl UserStore for SqlStore {
     }
 
     async fn delete_user(&self, environment_id: &str, id: &str) -> StoreResult<bool> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         let deleted = delete_user_tx(&mut tx, environment_id, id).await?;
         tx.commit()
             .await
@@ -116,7 +118,8 @@ impl UserStore for SqlStore {
         now: Millis,
     ) -> StoreResult<Option<UserRecord>> {
         const OP: &str = "merge users";
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         let mut users = Vec::new();
         for uid in [id, from_id] {
             let row = sqlx::query(
@@ -190,7 +193,8 @@ impl UserStore for SqlStore {
         users: &[(String, Map<String, Value>)],
         now: Millis,
     ) -> StoreResult<BulkOperation> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         for (id, props) in users {
             upsert_user_tx(&mut tx, environment_id, id, props, now).await?;
         }
@@ -208,7 +212,8 @@ impl UserStore for SqlStore {
         ids: &[String],
         now: Millis,
     ) -> StoreResult<BulkOperation> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         for id in ids {
             delete_user_tx(&mut tx, environment_id, id).await?;
         }
@@ -227,7 +232,8 @@ impl UserStore for SqlStore {
         rows: i64,
         now: Millis,
     ) -> StoreResult<BulkOperation> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         let op = completed_bulk(name, rows, now);
         insert_bulk_operation(&mut tx, environment_id, &op).await?;
         tx.commit()

@@ -13,7 +13,8 @@ impl WorkflowStore for SqlStore {
         now: Millis,
     ) -> StoreResult<WorkflowRecord> {
         const OP: &str = "save workflow";
-        let mut tx = self.writer.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         sqlx::query(
             "INSERT INTO workflows (environment_id, key, active, draft, committed_version, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, NULL, $5, $5) \
@@ -134,13 +135,19 @@ impl WorkflowStore for SqlStore {
             .bind(now)
             .bind(environment_id)
             .bind(key)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.conn().await.map_err(StoreError::db("acquire writer"))?)
             .await
             .map_err(StoreError::db("set workflow active"))?;
         let row = sqlx::query("SELECT * FROM workflows WHERE environment_id = $1 AND key = $2")
             .bind(environment_id)
             .bind(key)
-            .fetch_optional(&self.writer)
+            .fetch_optional(
+                &mut *self
+                    .writer
+                    .conn()
+                    .await
+                    .map_err(StoreError::db("acquire writer"))?,
+            )
             .await
             .map_err(StoreError::db("set workflow active"))?;
         row.as_ref().map(workflow_from_row).transpose()
