@@ -685,16 +685,7 @@ fn push_message_filter(qb: &mut QueryBuilder<'_, Db>, environment_id: &str, f: &
     if f.recipient_id.is_some() {
         // A user and an object may share an id: a recipient is the pair.
         qb.push(" AND recipient_collection = ");
-        match &f.recipient_collection {
-            // Written out so that the partial index of objects' messages applies.
-            Some(collection) if !collection.is_empty() => {
-                qb.push_bind(collection.clone());
-                qb.push(" AND recipient_collection <> ''");
-            }
-            _ => {
-                qb.push("''");
-            }
-        }
+        qb.push_bind(f.recipient_collection.clone().unwrap_or_default());
     }
     eq(qb, "channel_key", &f.channel_key);
     eq(qb, "workflow_key", &f.workflow_key);
