@@ -1,5 +1,9 @@
 //! Wire shapes (Knock's JSON) built from store records.
 
+mod feed;
+
+pub use feed::{activities_out, FeedItem};
+
 use hark_core::time::rfc3339;
 use hark_core::workflow::ChannelType;
 use hark_engine::registry::Channel;
@@ -101,127 +105,6 @@ pub fn message_out(m: &MessageRecord, channel: Option<&Channel>) -> Value {
         "source": source_out(m),
         "data": m.data,
         "metadata": {},
-    })
-}
-
-/// A feed entry. `actors` are resolved users; `mode=compact` keeps one actor and drops
-/// activities and nested data.
-/// A message's activities (Knock's `Activity`): one per batched trigger after a batch,
-/// else the message's own trigger. `actors` are the message's actors as user objects.
-pub fn activities_out(m: &MessageRecord, actors: &[Value], recipient: &Value) -> (Vec<Value>, i64) {
-    let actor_named = |id: Option<&str>| -> Value {
-        id.and_then(|id| actors.iter().find(|a| a["id"] == id).cloned())
-            .or_else(|| id.map(|id| json!({"__typename": "User", "id": id})))
-            .unwrap_or(Value::Null)
-    };
-    if let Some(batch) = &m.batch {
-        let items: Vec<Value> = batch
-            .get("activities")
-            .and_then(Value::as_array)
-            .map(|items| {
-                items
-                    .iter()
-                    .map(|a| {
-                        json!({
-                            "__typename": "Activity",
-                            "id": a.get("id").cloned().unwrap_or(Value::Null),
-                            "actor": actor_named(a.get("actor").and_then(Value::as_str)),
-                            "recipient": recipient,
-                            "data": a.get("data").cloned().unwrap_or(json!({})),
-                            "inserted_at": a.get("inserted_at").cloned().unwrap_or(Value::Null),
-                            "updated_at": a.get("inserted_at").cloned().unwrap_or(Value::Null),
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let total = batch
-            .get("total_activities")
-            .and_then(Value::as_i64)
-            .unwrap_or(items.len() as i64);
-        return (items, total);
-    }
-    let single = json!({
-        "__typename": "Activity",
-        "id": m.id,
-        "actor": actors.first().cloned().unwrap_or(Value::Null),
-        "recipient": recipient,
-        "data": m.data,
-        "inserted_at": rfc3339(m.inserted_at),
-        "updated_at": rfc3339(m.updated_at),
-    });
-    (vec![single], 1)
-}
-
-pub fn feed_item_out(
-    m: &MessageRecord,
-    cursor: &str,
-    actors: Vec<Value>,
-    recipient: Value,
-    compact: bool,
-) -> Value {
-    let blocks = m
-        .content
-        .get("blocks")
-        .cloned()
-        .unwrap_or_else(|| json!([]));
-    let total_actors = actors.len();
-    let data = if compact {
-        match &m.data {
-            Value::Object(map) => Value::Object(
-                map.iter()
-                    .filter(|(_, v)| !v.is_object() && !v.is_array())
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            ),
-            other => other.clone(),
-        }
-    } else {
-        m.data.clone()
-    };
-    let (activities, total_activities) = activities_out(m, &actors, &recipient);
-    let total_actors = m
-        .batch
-        .as_ref()
-        .and_then(|b| b.get("total_actors"))
-        .and_then(Value::as_u64)
-        .map(|n| n as usize)
-        .unwrap_or(total_actors);
-    let activities = if compact {
-        json!([])
-    } else {
-        Value::Array(activities)
-    };
-    let actors: Vec<Value> = if compact {
-        actors.into_iter().take(1).collect()
-    } else {
-        actors
-    };
-    json!({
-        "__typename": "FeedItem",
-        "__cursor": cursor,
-        "id": m.id,
-        "actors": actors,
-        "activities": activities,
-        "blocks": blocks,
-        "data": data,
-        "source": {
-            "__typename": "NotificationSource",
-            "key": m.workflow_key,
-            "version_id": format!("{}", m.workflow_version),
-            "categories": m.categories,
-        },
-        "tenant": m.tenant,
-        "total_activities": total_activities,
-        "total_actors": total_actors,
-        "seen_at": ts(m.seen_at),
-        "read_at": ts(m.read_at),
-        "interacted_at": ts(m.interacted_at),
-        "link_clicked_at": ts(m.link_clicked_at),
-        "clicked_at": ts(m.link_clicked_at),
-        "archived_at": ts(m.archived_at),
-        "inserted_at": rfc3339(m.inserted_at),
-        "updated_at": rfc3339(m.updated_at),
     })
 }
 

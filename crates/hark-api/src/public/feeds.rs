@@ -3,16 +3,19 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use hark_core::workflow::ChannelType;
 use hark_store::{ArchivedFilter, MessageFilter};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::Params;
-use crate::out::{feed_item_out, page_info, recipient_ref};
+use crate::out::{page_info, recipient_ref, FeedItem};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -56,7 +59,7 @@ async fn get_feed(
     caller: Caller,
     Path((user_id, channel_id)): Path<(String, String)>,
     params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     caller.require_user(&user_id)?;
     let channel = state
         .channels()
@@ -120,30 +123,49 @@ async fn get_feed(
         .iter()
         .map(|id| (id, recipient_ref(id, found.get(id))))
         .collect();
-    let entries: Vec<Value> = result
+    let null = Value::Null;
+    let entries: Vec<FeedItem<'_>> = result
         .entries
         .iter()
         .map(|m| {
-            let actors = m
-                .actors
-                .iter()
-                .filter_map(|a| users.get(a).cloned())
-                .collect();
-            let recipient = users.get(&m.recipient_id).cloned().unwrap_or(Value::Null);
-            feed_item_out(m, &crate::cursor_for(&m.id), actors, recipient, compact)
+            let actors = m.actors.iter().filter_map(|a| users.get(a)).collect();
+            let recipient = users.get(&m.recipient_id).unwrap_or(&null);
+            FeedItem::of(m, crate::cursor_for(&m.id), actors, recipient, compact)
         })
         .collect();
-    Ok(Json(json!({
-        "entries": entries,
-        "meta": {
-            "__typename": "FeedMetadata",
-            "total_count": counts.total,
-            "unread_count": counts.unread,
-            "unseen_count": counts.unseen,
+    let page = FeedPage {
+        entries,
+        meta: FeedMeta {
+            typename: "FeedMetadata",
+            total_count: counts.total,
+            unread_count: counts.unread,
+            unseen_count: counts.unseen,
         },
-        "page_info": page_info(&result, page.page_size),
-        "vars": {},
-    })))
+        page_info: page_info(&result, page.page_size),
+        vars: serde_json::Map::new(),
+    };
+    // Serialized here: the entries borrow the records read above.
+    let body = serde_json::to_vec(&page)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("feed page: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// A feed page as Knock's client reads it.
+#[derive(Serialize)]
+struct FeedPage<'a> {
+    entries: Vec<FeedItem<'a>>,
+    meta: FeedMeta,
+    page_info: Value,
+    vars: serde_json::Map<String, Value>,
+}
+
+#[derive(Serialize)]
+struct FeedMeta {
+    #[serde(rename = "__typename")]
+    typename: &'static str,
+    total_count: i64,
+    unread_count: i64,
+    unseen_count: i64,
 }
 
 async fn get_feed_settings(

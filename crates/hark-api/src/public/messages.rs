@@ -7,7 +7,7 @@ use hark_store::{ArchivedFilter, Engagement, MessageFilter, MessageRecord};
 use serde_json::{json, Value};
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{KnockJson, Params};
 use crate::out::{delivery_log_out, message_event_out, message_out, page_info};
 use crate::public::feeds::{archived_filter, trigger_data_filter};
@@ -278,7 +278,13 @@ async fn list_activities(
         .await?;
     let actors: Vec<Value> = actor_users.iter().map(crate::out::user_out).collect();
     let recipient = json!({"__typename": "User", "id": message.recipient_id});
+    let actors: Vec<&Value> = actors.iter().collect();
     let (activities, _) = crate::out::activities_out(&message, &actors, &recipient);
+    let activities = activities
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<Value>, _>>()
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("activities: {e}")))?;
     Ok(Json(single_page(activities, params.page_size()?)))
 }
 
