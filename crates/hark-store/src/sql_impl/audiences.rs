@@ -162,13 +162,7 @@ impl AudienceStore for SqlStore {
         .bind(&audience.audience_type)
         .bind(to_json_text(&audience.segments))
         .bind(now)
-        .fetch_one(
-            &mut *self
-                .writer
-                .conn()
-                .await
-                .map_err(StoreError::db("acquire writer"))?,
-        )
+        .fetch_one(&mut *self.writer.acquire().await?)
         .await
         .map_err(StoreError::db(OP))?;
         audience_from_row(&row)
@@ -222,13 +216,7 @@ impl AudienceStore for SqlStore {
         .bind(environment_id)
         .bind(key)
         .bind(now)
-        .execute(
-            &mut *self
-                .writer
-                .conn()
-                .await
-                .map_err(StoreError::db("acquire writer"))?,
-        )
+        .execute(&mut *self.writer.acquire().await?)
         .await
         .map_err(StoreError::db("archive audience"))?;
         Ok(done.rows_affected() > 0)

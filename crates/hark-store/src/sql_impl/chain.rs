@@ -108,6 +108,17 @@ impl Chain {
         self.current.push_statement(params, write);
     }
 
+    /// Runs the statements `push` adds, as one request where they fit.
+    pub(super) async fn execute_one(
+        tx: &mut Tx<'_>,
+        operation: &'static str,
+        push: impl FnOnce(&mut Chain),
+    ) -> StoreResult<()> {
+        let mut chain = Chain::new();
+        push(&mut chain);
+        chain.execute(tx).await.map_err(StoreError::db(operation))
+    }
+
     /// Runs every statement, in order.
     pub(super) async fn execute(self, tx: &mut Tx<'_>) -> Result<(), sqlx::Error> {
         for request in self.full {

@@ -42,13 +42,7 @@ impl EmailLayoutStore for SqlStore {
         .bind(&layout.text_layout)
         .bind(to_json_text(&layout.footer_links))
         .bind(now)
-        .fetch_one(
-            &mut *self
-                .writer
-                .conn()
-                .await
-                .map_err(StoreError::db("acquire writer"))?,
-        )
+        .fetch_one(&mut *self.writer.acquire().await?)
         .await
         .map_err(StoreError::db("upsert email layout"))?;
         layout_from_row(&row)

@@ -18,13 +18,7 @@ impl EnvironmentStore for SqlStore {
             .bind(name)
             .bind(enhanced)
             .bind(now)
-            .execute(
-                &mut *self
-                    .writer
-                    .conn()
-                    .await
-                    .map_err(StoreError::db("acquire writer"))?,
-            )
+            .execute(&mut *self.writer.acquire().await?)
             .await
             .map_err(StoreError::db("ensure environments"))?;
         }
@@ -44,13 +38,7 @@ impl EnvironmentStore for SqlStore {
         sqlx::query("UPDATE environments SET enhanced_security = $1 WHERE id = $2")
             .bind(on)
             .bind(environment_id)
-            .execute(
-                &mut *self
-                    .writer
-                    .conn()
-                    .await
-                    .map_err(StoreError::db("acquire writer"))?,
-            )
+            .execute(&mut *self.writer.acquire().await?)
             .await
             .map_err(StoreError::db("set enhanced security"))?;
         Ok(())
@@ -68,7 +56,7 @@ impl EnvironmentStore for SqlStore {
             .bind(environment_id)
             .bind(kind.as_str())
             .bind(now)
-            .execute(&mut *self.writer.conn().await.map_err(StoreError::db("acquire writer"))?)
+            .execute(&mut *self.writer.acquire().await?)
             .await
             .map_err(StoreError::db("create api key"))?;
         Ok(())
@@ -97,13 +85,7 @@ impl EnvironmentStore for SqlStore {
         sqlx::query("INSERT INTO service_tokens (token_hash, created_at) VALUES ($1, $2)")
             .bind(token_hash)
             .bind(now)
-            .execute(
-                &mut *self
-                    .writer
-                    .conn()
-                    .await
-                    .map_err(StoreError::db("acquire writer"))?,
-            )
+            .execute(&mut *self.writer.acquire().await?)
             .await
             .map_err(StoreError::db("create service token"))?;
         Ok(())
@@ -129,7 +111,7 @@ impl EnvironmentStore for SqlStore {
             .bind(environment_id)
             .bind(public_key_pem)
             .bind(now)
-            .execute(&mut *self.writer.conn().await.map_err(StoreError::db("acquire writer"))?)
+            .execute(&mut *self.writer.acquire().await?)
             .await
             .map_err(StoreError::db("add signing key"))?;
         Ok(())
@@ -159,25 +141,13 @@ impl EnvironmentStore for SqlStore {
         .bind(name)
         .bind(candidate)
         .bind(now)
-        .execute(
-            &mut *self
-                .writer
-                .conn()
-                .await
-                .map_err(StoreError::db("acquire writer"))?,
-        )
+        .execute(&mut *self.writer.acquire().await?)
         .await
         .map_err(StoreError::db(OP))?;
         // Read on the writer: on SQLite the reader pool may not see the insert yet.
         let row = sqlx::query("SELECT secret FROM server_secrets WHERE name = $1")
             .bind(name)
-            .fetch_one(
-                &mut *self
-                    .writer
-                    .conn()
-                    .await
-                    .map_err(StoreError::db("acquire writer"))?,
-            )
+            .fetch_one(&mut *self.writer.acquire().await?)
             .await
             .map_err(StoreError::db(OP))?;
         get(&row, "secret", OP)

@@ -480,7 +480,7 @@ impl FlowStore for SqlStore {
             "SELECT id, payload, inserted_at FROM wait_events WHERE wait_id = $1 ORDER BY inserted_at, id",
         )
         .bind(wait_id)
-        .fetch_all(&mut *self.writer.conn().await.map_err(StoreError::db("acquire writer"))?)
+        .fetch_all(&mut *self.writer.acquire().await?)
         .await
         .map_err(StoreError::db(OP))?;
         rows.iter()

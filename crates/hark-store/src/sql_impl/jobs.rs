@@ -466,13 +466,7 @@ impl JobStore for SqlStore {
         let done = sqlx::query("DELETE FROM jobs WHERE id = $1 AND lease = $2")
             .bind(&job.id)
             .bind(&job.lease)
-            .execute(
-                &mut *self
-                    .writer
-                    .conn()
-                    .await
-                    .map_err(StoreError::db("acquire writer"))?,
-            )
+            .execute(&mut *self.writer.acquire().await?)
             .await
             .map_err(StoreError::db("complete job"))?;
         Ok(done.rows_affected() == 1)

@@ -511,12 +511,10 @@ async fn insert_run_event_rows(
     tx: &mut Tx<'_>,
     rows: &[(&str, &RunEvent)],
 ) -> Result<(), StoreError> {
-    let mut chain = Chain::new();
-    push_run_event_rows(&mut chain, rows);
-    chain
-        .execute(tx)
-        .await
-        .map_err(StoreError::db("insert run events"))
+    Chain::execute_one(tx, "insert run events", |chain| {
+        push_run_event_rows(chain, rows)
+    })
+    .await
 }
 
 /// Adds run events as `(run id, event)` to `chain`, in multi-row statements (9

@@ -324,7 +324,7 @@ impl DocumentStore for SqlStore {
         .bind(owner.key())
         .bind(kind.as_str())
         .bind(key)
-        .execute(&mut *self.writer.conn().await.map_err(StoreError::db("acquire writer"))?)
+        .execute(&mut *self.writer.acquire().await?)
         .await
         .map_err(StoreError::db("delete document"))?;
         Ok(done.rows_affected() > 0)

@@ -245,12 +245,7 @@ pub(super) struct RunRow<'a> {
 
 /// Inserts one queued run and its job per row.
 pub(super) async fn insert_run_rows(tx: &mut Tx<'_>, rows: &[RunRow<'_>]) -> StoreResult<()> {
-    let mut chain = Chain::new();
-    push_run_rows(&mut chain, rows);
-    chain
-        .execute(tx)
-        .await
-        .map_err(StoreError::db("insert runs"))
+    Chain::execute_one(tx, "insert runs", |chain| push_run_rows(chain, rows)).await
 }
 
 /// Adds to `chain` one queued run and its job per row, in multi-row statements of at most

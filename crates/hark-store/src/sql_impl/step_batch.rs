@@ -210,12 +210,10 @@ pub(super) async fn insert_message_events(
     tx: &mut Tx<'_>,
     created: &[(&NewMessage, bool)],
 ) -> StoreResult<()> {
-    let mut chain = Chain::new();
-    push_message_events(&mut chain, created);
-    chain
-        .execute(tx)
-        .await
-        .map_err(StoreError::db("insert message event"))?;
+    Chain::execute_one(tx, "insert message event", |chain| {
+        push_message_events(chain, created)
+    })
+    .await?;
     signal_new_message_waits(tx, created).await
 }
 
@@ -275,12 +273,10 @@ pub(super) async fn insert_delivery_jobs(
     tx: &mut Tx<'_>,
     created: &[(&NewMessage, bool)],
 ) -> StoreResult<()> {
-    let mut chain = Chain::new();
-    push_delivery_jobs(&mut chain, created);
-    chain
-        .execute(tx)
-        .await
-        .map_err(StoreError::db("enqueue deliveries"))
+    Chain::execute_one(tx, "enqueue deliveries", |chain| {
+        push_delivery_jobs(chain, created)
+    })
+    .await
 }
 
 /// Adds a delivery job for each new message that is to be delivered to `chain`.

@@ -150,12 +150,10 @@ pub(super) async fn insert_workflow_runs(
     tx: &mut Tx<'_>,
     triggers: &[&TriggerWrite],
 ) -> StoreResult<()> {
-    let mut chain = Chain::new();
-    push_workflow_runs(&mut chain, triggers);
-    chain
-        .execute(tx)
-        .await
-        .map_err(StoreError::db("create triggers"))
+    Chain::execute_one(tx, "create triggers", |chain| {
+        push_workflow_runs(chain, triggers)
+    })
+    .await
 }
 
 /// Adds one `workflow_runs` row per trigger to `chain`, in multi-row statements (6

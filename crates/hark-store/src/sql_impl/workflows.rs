@@ -135,19 +135,13 @@ impl WorkflowStore for SqlStore {
             .bind(now)
             .bind(environment_id)
             .bind(key)
-            .execute(&mut *self.writer.conn().await.map_err(StoreError::db("acquire writer"))?)
+            .execute(&mut *self.writer.acquire().await?)
             .await
             .map_err(StoreError::db("set workflow active"))?;
         let row = sqlx::query("SELECT * FROM workflows WHERE environment_id = $1 AND key = $2")
             .bind(environment_id)
             .bind(key)
-            .fetch_optional(
-                &mut *self
-                    .writer
-                    .conn()
-                    .await
-                    .map_err(StoreError::db("acquire writer"))?,
-            )
+            .fetch_optional(&mut *self.writer.acquire().await?)
             .await
             .map_err(StoreError::db("set workflow active"))?;
         row.as_ref().map(workflow_from_row).transpose()

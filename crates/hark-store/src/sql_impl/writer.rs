@@ -63,6 +63,11 @@ impl Writer {
             .map_err(|_| sqlx::Error::PoolClosed)
     }
 
+    /// [`Writer::conn`], failing with the store's error.
+    pub(crate) async fn acquire(&self) -> StoreResult<WriterConn<'_>> {
+        self.conn().await.map_err(StoreError::db("acquire writer"))
+    }
+
     /// Closes `conn` instead of letting anyone use it again (its session settings may be
     /// wrong); the next caller gets a fresh connection.
     pub(super) fn discard(&self, conn: WriterConn<'_>) {
