@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use clap::{Args, ValueEnum};
 use hark_channels::outbound::OutboundPolicy;
 use hark_core::SystemClock;
@@ -135,6 +136,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tower_http::trace::TraceLayer::new_for_http()
             .make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO)),
     );
+    // Without TCP_NODELAY a realtime push queued behind an unacknowledged frame on the
+    // same socket waits for the client's delayed ACK (tens of milliseconds).
+    let listener = listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set on an accepted connection");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

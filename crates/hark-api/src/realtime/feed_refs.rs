@@ -126,11 +126,13 @@ impl FeedRef {
         environment_id: &str,
         message_id: &str,
     ) -> Result<Option<RefUpdate>, StoreError> {
-        let mut membership = self.counts_filter.clone();
-        membership.message_ids = vec![message_id.to_string()];
-        membership.engagement.extend(self.status.clone());
-        if store.count_feed(environment_id, &membership).await?.total == 0 {
-            return Ok(None);
+        if !self.admits_every_new_message() {
+            let mut membership = self.counts_filter.clone();
+            membership.message_ids = vec![message_id.to_string()];
+            membership.engagement.extend(self.status.clone());
+            if store.count_feed(environment_id, &membership).await?.total == 0 {
+                return Ok(None);
+            }
         }
         let counts = self.counts(store, environment_id).await?;
         Ok(Some(RefUpdate {
@@ -141,6 +143,51 @@ impl FeedRef {
 }
 
 impl FeedRef {
+    /// Whether the reference's options admit every message just created for its user and
+    /// channel (the socket only hears of those): nothing narrows the feed beyond "not
+    /// archived", which a new message is. Then asking the database whether the message
+    /// belongs is a query per message and reference that can only answer yes.
+    fn admits_every_new_message(&self) -> bool {
+        // Every field named, so that a new filter cannot be forgotten here.
+        let MessageFilter {
+            recipient_id: _,
+            recipient_collection,
+            channel_key: _,
+            workflow_key,
+            workflow_run_id,
+            recipient_run_id,
+            tenant,
+            has_tenant,
+            statuses,
+            engagement,
+            archived,
+            categories,
+            message_ids,
+            trigger_data,
+            inserted_at_gte,
+            inserted_at_lte,
+            inserted_at_gt,
+            inserted_at_lt,
+        } = &self.counts_filter;
+        self.status.is_none()
+            && recipient_collection.is_none()
+            && workflow_key.is_none()
+            && workflow_run_id.is_none()
+            && recipient_run_id.is_none()
+            && tenant.is_none()
+            && has_tenant.is_none()
+            && statuses.is_empty()
+            && engagement.is_empty()
+            && *archived != ArchivedFilter::Only
+            && categories.is_empty()
+            && message_ids.is_empty()
+            && trigger_data.is_empty()
+            && inserted_at_gte.is_none()
+            && inserted_at_lte.is_none()
+            && inserted_at_gt.is_none()
+            && inserted_at_lt.is_none()
+    }
+
     /// The reference's badge counts, as the HTTP feed reports them.
     pub async fn counts(
         &self,
@@ -216,6 +263,24 @@ mod tests {
         assert_eq!(r.counts_filter.archived, ArchivedFilter::Include);
         assert_eq!(r.counts_filter.trigger_data, vec![("k".into(), json!(1))]);
         assert_eq!(r.status.as_deref(), Some("unread"));
+    }
+
+    #[test]
+    fn only_unnarrowed_references_skip_the_membership_query() {
+        let admits = |options: Value| {
+            FeedRef::parse("r", &options, "u1", "in-app")
+                .expect("valid options")
+                .admits_every_new_message()
+        };
+        assert!(admits(json!({})));
+        assert!(admits(json!({"archived": "include", "page_size": 20})));
+        assert!(!admits(json!({"archived": "only"})));
+        assert!(!admits(json!({"status": "unread"})));
+        assert!(!admits(json!({"source": "welcome"})));
+        assert!(!admits(json!({"tenant": "acme"})));
+        assert!(!admits(json!({"has_tenant": false})));
+        assert!(!admits(json!({"workflow_categories": ["a"]})));
+        assert!(!admits(json!({"trigger_data": {"k": 1}})));
     }
 
     #[test]
