@@ -127,4 +127,31 @@ mod tests {
         assert_eq!(synchronous, 2);
         Ok(())
     }
+
+    #[tokio::test]
+    async fn a_discarded_writer_connection_is_replaced() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store =
+            SqliteStore::connect(&format!("sqlite://{}/hark.db", dir.path().display())).await?;
+        let writer = store.writer();
+        let mut conn = writer.conn().await?;
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await?;
+        writer.discard(conn);
+        // A fresh connection, back at FULL (2); the relaxed one is never handed on.
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *writer.conn().await?)
+            .await?;
+        assert_eq!(synchronous, 2);
+        // Handed on, not discarded, the same connection keeps its setting.
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *writer.conn().await?)
+            .await?;
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *writer.conn().await?)
+            .await?;
+        assert_eq!(synchronous, 1);
+        Ok(())
+    }
 }

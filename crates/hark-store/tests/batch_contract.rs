@@ -11,7 +11,9 @@ use serde_json::json;
 contract!(
     plain_triggers_commit_together,
     plain_triggers_honour_early_cancels_and_start_waits,
+    plain_triggers_beyond_one_request,
     step_batch_matches_per_step_commits,
+    failed_step_batch_is_redone_step_by_step,
     delivery_batch_fences_each_job,
 );
 
@@ -87,6 +89,28 @@ async fn plain_triggers_commit_together(f: Fixture) {
     assert!(outcomes[0].is_err());
     assert_eq!(outcomes[1].as_ref().ok(), Some(&TriggerOutcome::Accepted));
     assert_eq!(f.store.pending_job_count().await.expect("count"), 5);
+}
+
+async fn plain_triggers_beyond_one_request(f: Fixture) {
+    // 3,000 runs and jobs bind about 75,000 parameters, more than one PostgreSQL
+    // statement may hold; every run and job still commits. (Whether the batch went as
+    // several requests or fell back to one trigger at a time is not visible here; the
+    // split itself is tested in `sql_impl::chain`.)
+    let names: Vec<Vec<String>> = (0..3)
+        .map(|t| (0..1000).map(|i| format!("u{t}-{i}")).collect())
+        .collect();
+    let triggers: Vec<TriggerWrite> = names
+        .iter()
+        .map(|n| {
+            let ids: Vec<&str> = n.iter().map(String::as_str).collect();
+            plain_trigger(&f.env, &ids, 10)
+        })
+        .collect();
+    let outcomes = f.store.create_triggers(&triggers).await.expect("batch");
+    assert!(outcomes
+        .iter()
+        .all(|o| o.as_ref().ok() == Some(&TriggerOutcome::Accepted)));
+    assert_eq!(f.store.pending_job_count().await.expect("count"), 3000);
 }
 
 async fn plain_triggers_honour_early_cancels_and_start_waits(f: Fixture) {
@@ -378,6 +402,55 @@ async fn step_batch_matches_per_step_commits(f: Fixture) {
     let candidates = f.store.wait_candidates(&wait_id).await.expect("candidates");
     assert_eq!(candidates.len(), 1, "{candidates:?}");
     assert_eq!(candidates[0].payload["status"], json!("completed"));
+}
+
+async fn failed_step_batch_is_redone_step_by_step(f: Fixture) {
+    for r in ["a", "b", "c"] {
+        f.store
+            .create_trigger(&plain_trigger(&f.env, &[r], 10))
+            .await
+            .expect("trigger");
+    }
+    let jobs = f.store.claim_due_jobs(10, 10, 1_000).await.expect("claim");
+    assert_eq!(jobs.len(), 3);
+    let step = |job: &ClaimedJob, message: NewMessage| StepCommit {
+        run_id: job.ref_id.clone(),
+        next_cursor: 1,
+        message: Some(message),
+        events: vec![event("message_enqueued")],
+        now: 20,
+        ..StepCommit::default()
+    };
+    let first = feed_message(&f.env, &jobs[0].ref_id, "a", "s1");
+    let second = feed_message(&f.env, &jobs[1].ref_id, "b", "s1");
+    // The third message reuses the second's id: writing the batch together fails, and
+    // only that step may fail when the steps are written one by one.
+    let mut clash = feed_message(&f.env, &jobs[2].ref_id, "c", "s1");
+    clash.id = second.id.clone();
+    let batch = vec![
+        (jobs[0].clone(), step(&jobs[0], first)),
+        (jobs[1].clone(), step(&jobs[1], second)),
+        (jobs[2].clone(), step(&jobs[2], clash)),
+    ];
+    let outcomes = f.store.commit_steps(&batch).await.expect("batch");
+    assert!(matches!(outcomes[0], Ok(true)), "{outcomes:?}");
+    assert!(matches!(outcomes[1], Ok(true)), "{outcomes:?}");
+    assert!(outcomes[2].is_err(), "{outcomes:?}");
+    for (job, cursor) in jobs.iter().zip([1, 1, 0]) {
+        let run = f
+            .store
+            .get_recipient_run(&f.env, &job.ref_id)
+            .await
+            .expect("q")
+            .expect("run");
+        assert_eq!(run.step_cursor, cursor, "{}", run.recipient_id);
+    }
+    let messages = f
+        .store
+        .list_messages(&f.env, &MessageFilter::default(), &page(50))
+        .await
+        .expect("messages");
+    assert_eq!(messages.entries.len(), 2);
 }
 
 /// Queued email messages, one per recipient, with their delivery jobs claimed.

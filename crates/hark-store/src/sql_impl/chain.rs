@@ -146,3 +146,48 @@ impl Chain {
         last.sql.build().fetch_all(&mut **tx).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn insert(chain: &mut Chain, params: usize) {
+        chain.push(params, |qb| {
+            qb.push("INSERT INTO t VALUES (1)");
+        });
+    }
+
+    #[test]
+    fn a_request_holds_statements_up_to_the_parameter_bound() {
+        let mut chain = Chain::new();
+        insert(&mut chain, 12_500);
+        insert(&mut chain, 12_500);
+        assert!(chain.full.is_empty());
+        assert_eq!(chain.current.statements, 2);
+        // A third would bind 37,500: it starts the next request.
+        insert(&mut chain, 12_500);
+        assert_eq!(chain.full.len(), 1);
+        assert_eq!(chain.full[0].statements, 2);
+        assert_eq!(chain.current.statements, 1);
+        // A statement over the bound on its own still goes, alone.
+        insert(&mut chain, 40_000);
+        assert_eq!(chain.full.len(), 2);
+        assert_eq!(chain.current.params, 40_000);
+    }
+
+    #[test]
+    fn statements_are_joined_in_the_backends_syntax() {
+        let mut chain = Chain::new();
+        insert(&mut chain, 1);
+        insert(&mut chain, 1);
+        let sql = chain.current.sql.sql().to_string();
+        if STATEMENTS_AS_SCRIPT {
+            assert_eq!(sql, "INSERT INTO t VALUES (1); INSERT INTO t VALUES (1)");
+        } else {
+            assert_eq!(
+                sql,
+                "WITH s0 AS (INSERT INTO t VALUES (1)), s1 AS (INSERT INTO t VALUES (1))"
+            );
+        }
+    }
+}

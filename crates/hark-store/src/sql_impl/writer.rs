@@ -70,7 +70,7 @@ impl Writer {
 
     /// Closes `conn` instead of letting anyone use it again (its session settings may be
     /// wrong); the next caller gets a fresh connection.
-    pub(super) fn discard(&self, conn: WriterConn<'_>) {
+    pub(crate) fn discard(&self, conn: WriterConn<'_>) {
         match conn {
             WriterConn::Held(guard) => {
                 // Set before the lock is released, so the next holder sees it.
