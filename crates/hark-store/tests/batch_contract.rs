@@ -15,6 +15,7 @@ contract!(
     step_batch_matches_per_step_commits,
     failed_step_batch_is_redone_step_by_step,
     delivery_batch_fences_each_job,
+    failed_delivery_batch_is_redone_one_by_one,
 );
 
 fn plain_trigger(env: &str, recipients: &[&str], now: i64) -> TriggerWrite {
@@ -619,4 +620,52 @@ async fn delivery_batch_fences_each_job(f: Fixture) {
         .expect("replay");
     assert!(replay.into_iter().all(|o| !o.expect("ok")));
     assert_eq!(logs(&a_message.id).await.len(), 1);
+}
+
+async fn failed_delivery_batch_is_redone_one_by_one(f: Fixture) {
+    let claimed = claimed_deliveries(&f, &["a", "b", "c"]).await;
+    let log_id = hark_core::new_id();
+    let commit = |message: &NewMessage, log_id: &str| DeliveryCommit {
+        message_id: message.id.clone(),
+        status: "sent".into(),
+        logs: vec![DeliveryLog {
+            id: log_id.to_string(),
+            environment_id: f.env.clone(),
+            message_id: message.id.clone(),
+            service_name: "smtp".into(),
+            request: json!({}),
+            response: json!({}),
+            inserted_at: 40,
+        }],
+        event_type: "message.sent".into(),
+        event_data: json!({}),
+        retry_at: None,
+        provider_message_id: None,
+        now: 40,
+    };
+    // b and c log under the same id: written together the batch fails, and one by one
+    // only c may fail.
+    let batch: Vec<(ClaimedJob, DeliveryCommit)> = vec![
+        (
+            claimed[0].0.clone(),
+            commit(&claimed[0].1, &hark_core::new_id()),
+        ),
+        (claimed[1].0.clone(), commit(&claimed[1].1, &log_id)),
+        (claimed[2].0.clone(), commit(&claimed[2].1, &log_id)),
+    ];
+    let outcomes = f.store.commit_deliveries(&batch).await.expect("batch");
+    assert!(matches!(outcomes[0], Ok(true)), "{outcomes:?}");
+    assert!(matches!(outcomes[1], Ok(true)), "{outcomes:?}");
+    assert!(outcomes[2].is_err(), "{outcomes:?}");
+    for ((_, message), status) in claimed.iter().zip(["sent", "sent", "queued"]) {
+        let stored = f
+            .store
+            .get_message(&f.env, &message.id)
+            .await
+            .expect("q")
+            .expect("message");
+        assert_eq!(stored.status, status, "{}", message.recipient_id);
+    }
+    // c's job is still there to be retried; a's and b's are done.
+    assert_eq!(f.store.pending_job_count().await.expect("count"), 1);
 }

@@ -127,6 +127,33 @@ impl Chain {
         self.current.execute(tx).await
     }
 
+    /// Runs every statement, then one statement per chunk of `items` (at most `per_chunk`
+    /// items, `params_per_item` bound values each) written by `query`, the first of them
+    /// in the chain's last request; returns the rows of all of them. With no items, only
+    /// the chain runs. The same snapshot rule as [`Chain::fetch_all`] holds.
+    pub(super) async fn fetch_all_per_chunk<T>(
+        self,
+        tx: &mut Tx<'_>,
+        items: &[T],
+        per_chunk: usize,
+        params_per_item: usize,
+        query: impl Fn(&mut QueryBuilder<'static, Db>, &[T]),
+    ) -> Result<Vec<DbRow>, sqlx::Error> {
+        let mut chain = Some(self);
+        let mut rows = Vec::new();
+        for chunk in items.chunks(per_chunk.max(1)) {
+            let next = chain.take().unwrap_or_else(Chain::new);
+            rows.extend(
+                next.fetch_all(tx, chunk.len() * params_per_item, |qb| query(qb, chunk))
+                    .await?,
+            );
+        }
+        if let Some(chain) = chain {
+            chain.execute(tx).await?;
+        }
+        Ok(rows)
+    }
+
     /// Runs every statement, in order, then `query` (a `SELECT` that binds at most
     /// `params` values), and returns its rows. `query` reads the database as it was
     /// before the chain on PostgreSQL and after it on SQLite, so it must not depend on

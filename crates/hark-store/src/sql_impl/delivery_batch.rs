@@ -115,27 +115,19 @@ async fn update_message_statuses(
     held: &[&DeliveryCommit],
 ) -> StoreResult<HashMap<String, MessageOwner>> {
     const OP: &str = "commit delivery";
+    let rows = chain
+        .fetch_all_per_chunk(tx, held, ROWS_PER_STATEMENT, 4, push_status_update)
+        .await
+        .map_err(StoreError::db(OP))?;
     let mut owners = HashMap::new();
-    let mut chain = Some(chain);
-    for chunk in held.chunks(ROWS_PER_STATEMENT) {
-        let rows = chain
-            .take()
-            .unwrap_or_else(Chain::new)
-            .fetch_all(tx, chunk.len() * 4, |qb| push_status_update(qb, chunk))
-            .await
-            .map_err(StoreError::db(OP))?;
-        for row in &rows {
-            owners.insert(
-                get(row, "id", OP)?,
-                MessageOwner {
-                    environment_id: get(row, "environment_id", OP)?,
-                    recipient_id: get(row, "recipient_id", OP)?,
-                },
-            );
-        }
-    }
-    if let Some(chain) = chain {
-        chain.execute(tx).await.map_err(StoreError::db(OP))?;
+    for row in &rows {
+        owners.insert(
+            get(row, "id", OP)?,
+            MessageOwner {
+                environment_id: get(row, "environment_id", OP)?,
+                recipient_id: get(row, "recipient_id", OP)?,
+            },
+        );
     }
     Ok(owners)
 }

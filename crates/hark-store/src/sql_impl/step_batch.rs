@@ -320,27 +320,19 @@ async fn update_runs(
     steps: &[&(ClaimedJob, StepCommit)],
 ) -> StoreResult<HashMap<String, UpdatedRun>> {
     const OP: &str = "commit step";
+    let rows = chain
+        .fetch_all_per_chunk(tx, steps, ROWS_PER_STATEMENT, 8, push_run_update)
+        .await
+        .map_err(StoreError::db(OP))?;
     let mut updated = HashMap::new();
-    let mut chain = Some(chain);
-    for chunk in steps.chunks(ROWS_PER_STATEMENT) {
-        let rows = chain
-            .take()
-            .unwrap_or_else(Chain::new)
-            .fetch_all(tx, chunk.len() * 8, |qb| push_run_update(qb, chunk))
-            .await
-            .map_err(StoreError::db(OP))?;
-        for row in &rows {
-            updated.insert(
-                get(row, "id", OP)?,
-                UpdatedRun {
-                    environment_id: get(row, "environment_id", OP)?,
-                    workflow_key: get(row, "workflow_key", OP)?,
-                },
-            );
-        }
-    }
-    if let Some(chain) = chain {
-        chain.execute(tx).await.map_err(StoreError::db(OP))?;
+    for row in &rows {
+        updated.insert(
+            get(row, "id", OP)?,
+            UpdatedRun {
+                environment_id: get(row, "environment_id", OP)?,
+                workflow_key: get(row, "workflow_key", OP)?,
+            },
+        );
     }
     Ok(updated)
 }
