@@ -18,6 +18,14 @@ pub const SINGLE_WRITER: bool = false;
 
 pub const BACKEND_NAME: &str = "postgres";
 
+/// Connections reads and writes hand on without the pool's check (see
+/// `sql_impl::connections`): the pool's size less room for this node's two `LISTEN`
+/// connections (job wake-ups, feed events) and the wake-up `NOTIFY`s.
+pub const KEPT_CONNECTIONS: Option<usize> = Some(POOL_SIZE as usize - 4);
+
+/// Connections per node.
+const POOL_SIZE: u32 = 16;
+
 /// Several statements go to PostgreSQL as data-modifying CTEs of one statement (see
 /// `sql_impl::chain`): the extended protocol takes one statement per request.
 pub const STATEMENTS_AS_SCRIPT: bool = false;
@@ -80,7 +88,7 @@ impl PostgresStore {
         let options =
             PgConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl(e.to_string()))?;
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(POOL_SIZE)
             .acquire_timeout(Duration::from_secs(60))
             // A ping on every acquire would double the round trips of single statements;
             // only a connection idle long enough to have been dropped is checked first.
@@ -101,5 +109,47 @@ impl PostgresStore {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let wakeups = crate::wakeups::JobWakeups::start(pool.clone());
         Ok(Self::from_pools(pool.clone(), pool).with_job_wakeups(wakeups))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Connection;
+
+    async fn backend_pid(store: &PostgresStore) -> Result<i32, StoreError> {
+        sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *store.reader().acquire().await?)
+            .await
+            .map_err(StoreError::db("backend pid"))
+    }
+
+    #[tokio::test]
+    async fn a_kept_connection_the_server_closed_is_replaced(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let url = crate::testing::fresh_postgres_database().await?;
+        let store = PostgresStore::connect(&url).await?;
+        let first = backend_pid(&store).await?;
+        // Handed on without the pool's check, the same connection serves the next read.
+        assert_eq!(backend_pid(&store).await?, first);
+        let mut admin = sqlx::PgConnection::connect(&url).await?;
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(first)
+            .execute(&mut admin)
+            .await?;
+        // Reads on the dead connection fail until it goes back through the pool's check,
+        // which closes it; then a fresh connection answers.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let replaced = loop {
+            match backend_pid(&store).await {
+                Ok(pid) => break pid,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        assert_ne!(replaced, first);
+        Ok(())
     }
 }

@@ -15,6 +15,13 @@ pub const SINGLE_WRITER: bool = true;
 
 pub const BACKEND_NAME: &str = "sqlite";
 
+/// Connections reads hand on without the pool's check (see `sql_impl::connections`): all
+/// of the read-only pool's. The writer's one connection is held apart (`sql_impl::writer`).
+pub const KEPT_CONNECTIONS: Option<usize> = Some(READERS as usize);
+
+/// Read-only connections (WAL readers run beside the writer).
+const READERS: u32 = 4;
+
 /// Several statements go to SQLite as one `;`-separated script (see `sql_impl::chain`).
 pub const STATEMENTS_AS_SCRIPT: bool = true;
 
@@ -97,7 +104,7 @@ impl SqliteStore {
             .map_err(StoreError::db("open sqlite writer"))?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let reader = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(READERS)
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(options.read_only(true))
@@ -152,6 +159,51 @@ mod tests {
             .fetch_one(&mut *writer.conn().await?)
             .await?;
         assert_eq!(synchronous, 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn read_connections_are_handed_on_within_the_pool_size(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = std::sync::Arc::new(
+            SqliteStore::connect(&format!("sqlite://{}/hark.db", dir.path().display())).await?,
+        );
+        // More readers at once than connections: each waits its turn, none forever.
+        let mut readers = tokio::task::JoinSet::new();
+        for n in 0..16_i64 {
+            let store = store.clone();
+            readers.spawn(async move {
+                let mut conn = store.reader().acquire().await?;
+                let echoed: i64 = sqlx::query_scalar("SELECT $1")
+                    .bind(n)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(crate::error::StoreError::db("echo"))?;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                Ok::<_, crate::error::StoreError>(echoed == n)
+            });
+        }
+        let all = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            let mut answered = 0;
+            while let Some(done) = readers.join_next().await {
+                if done?? {
+                    answered += 1;
+                }
+            }
+            Ok::<_, Box<dyn std::error::Error>>(answered)
+        })
+        .await??;
+        assert_eq!(all, 16);
+        assert!(store.reader().pool().size() <= READERS);
+        // A connection handed on keeps its session: it did not go through the pool.
+        sqlx::query("PRAGMA cache_size = -777")
+            .execute(&mut *store.reader().acquire().await?)
+            .await?;
+        let cache_size: i64 = sqlx::query_scalar("PRAGMA cache_size")
+            .fetch_one(&mut *store.reader().acquire().await?)
+            .await?;
+        assert_eq!(cache_size, -777);
         Ok(())
     }
 }

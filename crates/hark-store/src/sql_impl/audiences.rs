@@ -112,7 +112,7 @@ impl AudienceStore for SqlStore {
         qb.push_bind(limit);
         let rows = qb
             .build()
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.reader.acquire().await?)
             .await
             .map_err(StoreError::db("list audience members"))?;
         rows.iter().map(member_from_row).collect()
@@ -131,7 +131,7 @@ impl AudienceStore for SqlStore {
         .bind(environment_id)
         .bind(user_id)
         .bind(tenant.unwrap_or_default())
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.reader.acquire().await?)
         .await
         .map_err(StoreError::db("audiences of user"))?;
         rows.iter()
@@ -178,7 +178,7 @@ impl AudienceStore for SqlStore {
         ))
         .bind(environment_id)
         .bind(key)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.reader.acquire().await?)
         .await
         .map_err(StoreError::db("get audience"))?;
         row.as_ref().map(audience_from_row).transpose()
@@ -197,7 +197,7 @@ impl AudienceStore for SqlStore {
         .bind(environment_id)
         .bind(after.unwrap_or(""))
         .bind(limit)
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.reader.acquire().await?)
         .await
         .map_err(StoreError::db("list audiences"))?;
         rows.iter().map(audience_from_row).collect()
@@ -231,7 +231,7 @@ impl AudienceStore for SqlStore {
              AND audience_type = 'dynamic' AND archived_at IS NULL ORDER BY key"
         ))
         .bind(environment_id)
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.reader.acquire().await?)
         .await
         .map_err(StoreError::db("list dynamic audiences"))?;
         rows.iter().map(audience_from_row).collect()

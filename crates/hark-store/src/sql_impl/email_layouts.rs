@@ -58,7 +58,7 @@ impl EmailLayoutStore for SqlStore {
         ))
         .bind(environment_id)
         .bind(key)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.reader.acquire().await?)
         .await
         .map_err(StoreError::db("get email layout"))?;
         row.as_ref().map(layout_from_row).transpose()
@@ -77,7 +77,7 @@ impl EmailLayoutStore for SqlStore {
         .bind(environment_id)
         .bind(after.unwrap_or(""))
         .bind(limit)
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.reader.acquire().await?)
         .await
         .map_err(StoreError::db("list email layouts"))?;
         rows.iter().map(layout_from_row).collect()

@@ -28,7 +28,7 @@ impl EnvironmentStore for SqlStore {
     async fn environment_by_slug(&self, slug: &str) -> StoreResult<Option<Environment>> {
         let row = sqlx::query("SELECT id, slug, name, enhanced_security, created_at FROM environments WHERE slug = $1")
             .bind(slug)
-            .fetch_optional(&self.reader)
+            .fetch_optional(&mut *self.reader.acquire().await?)
             .await
             .map_err(StoreError::db("environment by slug"))?;
         row.as_ref().map(environment_from_row).transpose()
@@ -68,7 +68,7 @@ impl EnvironmentStore for SqlStore {
              FROM api_keys k JOIN environments e ON e.id = k.environment_id WHERE k.key_hash = $1",
         )
         .bind(key_hash)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.reader.acquire().await?)
         .await
         .map_err(StoreError::db("find api key"))?;
         let Some(row) = row else { return Ok(None) };
@@ -94,7 +94,7 @@ impl EnvironmentStore for SqlStore {
     async fn service_token_exists(&self, token_hash: &str) -> StoreResult<bool> {
         let row = sqlx::query("SELECT token_hash FROM service_tokens WHERE token_hash = $1")
             .bind(token_hash)
-            .fetch_optional(&self.reader)
+            .fetch_optional(&mut *self.reader.acquire().await?)
             .await
             .map_err(StoreError::db("find service token"))?;
         Ok(row.is_some())
@@ -122,7 +122,7 @@ impl EnvironmentStore for SqlStore {
             "SELECT public_key_pem FROM signing_keys WHERE environment_id = $1 ORDER BY id",
         )
         .bind(environment_id)
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.reader.acquire().await?)
         .await
         .map_err(StoreError::db("list signing keys"))?;
         rows.iter()

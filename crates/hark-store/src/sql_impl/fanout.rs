@@ -48,7 +48,8 @@ async fn load_template(tx: &mut Tx<'_>, id: &str) -> StoreResult<Option<(FanOut,
 #[async_trait]
 impl FanOutStore for SqlStore {
     async fn load_fanout(&self, id: &str) -> StoreResult<Option<FanOut>> {
-        let mut tx = self.reader.begin().await.map_err(StoreError::db("begin"))?;
+        let mut conn = self.reader.acquire().await?;
+        let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         let found = load_template(&mut tx, id).await?.map(|(f, _)| f);
         tx.commit().await.map_err(StoreError::db("load fan-out"))?;
         Ok(found)

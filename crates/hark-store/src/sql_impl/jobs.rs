@@ -381,7 +381,7 @@ impl JobStore for SqlStore {
             "SELECT {RUN_COLUMNS} FROM recipient_runs WHERE id = $1"
         ))
         .bind(run_id)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.reader.acquire().await?)
         .await
         .map_err(StoreError::db("load run for job"))?;
         row.as_ref().map(run_from_row).transpose()
@@ -491,7 +491,7 @@ impl JobStore for SqlStore {
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1"
         ))
         .bind(message_id)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.reader.acquire().await?)
         .await
         .map_err(StoreError::db("load message for job"))?;
         row.as_ref().map(message_from_row).transpose()
@@ -499,7 +499,7 @@ impl JobStore for SqlStore {
 
     async fn pending_job_count(&self) -> StoreResult<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM jobs")
-            .fetch_one(&self.reader)
+            .fetch_one(&mut *self.reader.acquire().await?)
             .await
             .map_err(StoreError::db("pending job count"))?;
         get(&row, "n", "pending job count")
@@ -511,7 +511,7 @@ impl JobStore for SqlStore {
         let row =
             sqlx::query("SELECT COUNT(*) AS n, MIN(run_at) AS oldest FROM jobs WHERE run_at <= $1")
                 .bind(now)
-                .fetch_one(&self.reader)
+                .fetch_one(&mut *self.reader.acquire().await?)
                 .await
                 .map_err(StoreError::db(OP))?;
         Ok(JobQueueStats {

@@ -14,7 +14,7 @@ impl MessageStore for SqlStore {
         ))
         .bind(environment_id)
         .bind(id)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.reader.acquire().await?)
         .await
         .map_err(StoreError::db("get message"))?;
         row.as_ref().map(message_from_row).transpose()
@@ -39,7 +39,7 @@ impl MessageStore for SqlStore {
         let rows = qb
             .build()
             .persistent(false)
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.reader.acquire().await?)
             .await
             .map_err(StoreError::db("list messages"))?;
         let messages = rows
@@ -65,7 +65,7 @@ impl MessageStore for SqlStore {
         push_message_filter(&mut qb, environment_id, filter);
         let row = qb
             .build()
-            .fetch_one(&self.reader)
+            .fetch_one(&mut *self.reader.acquire().await?)
             .await
             .map_err(StoreError::db(OP))?;
         Ok(FeedCounts {
@@ -242,7 +242,7 @@ impl SqlStore {
         };
         let rows = qb
             .build()
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.reader.acquire().await?)
             .await
             .map_err(StoreError::db(operation))?;
         Ok(Some((rows, backwards)))

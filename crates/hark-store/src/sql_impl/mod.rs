@@ -3,6 +3,7 @@
 
 mod audiences;
 mod chain;
+mod connections;
 mod delivery_batch;
 mod email_layouts;
 mod environments;
@@ -27,8 +28,8 @@ use sqlx::{Pool, QueryBuilder, Row};
 
 use super::{feed_event_hub, FEED_NOTIFY_SQL};
 use super::{
-    Db, BACKEND_NAME, CLAIM_JOBS_SQL, CLAIM_WITHOUT_FSYNC, FOR_UPDATE, LOCK_JOBS_SQL,
-    SINGLE_WRITER, STATEMENTS_AS_SCRIPT, STATE_WITH_BATCH_SQL,
+    Db, BACKEND_NAME, CLAIM_JOBS_SQL, CLAIM_WITHOUT_FSYNC, FOR_UPDATE, KEPT_CONNECTIONS,
+    LOCK_JOBS_SQL, SINGLE_WRITER, STATEMENTS_AS_SCRIPT, STATE_WITH_BATCH_SQL,
 };
 use crate::cursor;
 use crate::error::StoreError;
@@ -36,6 +37,7 @@ use crate::feed_events::{FeedEvent, FeedEventHub, FEED_CHANNEL};
 use crate::model::*;
 use crate::traits::*;
 use chain::Chain;
+use connections::Connections;
 use writer::{Writer, WriterConn};
 
 type Tx<'a> = sqlx::Transaction<'a, Db>;
@@ -45,7 +47,7 @@ type DbRow = <Db as sqlx::Database>::Row;
 /// writer's pool on PostgreSQL; a separate read-only pool on SQLite).
 pub struct SqlStore {
     writer: Writer,
-    reader: Pool<Db>,
+    reader: std::sync::Arc<Connections>,
     /// New in-app messages for realtime sockets (see `feed_events`).
     feed_events: FeedEventHub,
     /// Cross-node wake-ups (PostgreSQL only).
@@ -59,6 +61,13 @@ impl SqlStore {
     #[allow(dead_code)]
     pub(crate) fn writer(&self) -> &Writer {
         &self.writer
+    }
+
+    /// The read connections, for tests of their hand-on.
+    #[cfg(test)]
+    #[allow(dead_code)]
+    pub(crate) fn reader(&self) -> &Connections {
+        &self.reader
     }
 
     /// The rows of `select` (ending in `WHERE `) whose `id` is one of `ids` (and, when
@@ -88,7 +97,7 @@ impl SqlStore {
             qb.push(")");
             let rows = qb
                 .build()
-                .fetch_all(&self.reader)
+                .fetch_all(&mut *self.reader.acquire().await?)
                 .await
                 .map_err(StoreError::db(operation))?;
             for row in &rows {
@@ -98,10 +107,21 @@ impl SqlStore {
         Ok(found)
     }
 
+    /// `writer` and `reader` are one pool when the database takes parallel writers.
     pub(super) fn from_pools(writer: Pool<Db>, reader: Pool<Db>) -> Self {
+        use std::sync::Arc;
         let feed_events = feed_event_hub(&writer);
+        let (writer, reader) = if SINGLE_WRITER {
+            (
+                Writer::new(Arc::new(Connections::new(writer, None)), true),
+                Arc::new(Connections::new(reader, KEPT_CONNECTIONS)),
+            )
+        } else {
+            let shared = Arc::new(Connections::new(writer, KEPT_CONNECTIONS));
+            (Writer::new(shared.clone(), false), shared)
+        };
         Self {
-            writer: Writer::new(writer, SINGLE_WRITER),
+            writer,
             reader,
             feed_events,
             wakeups: None,

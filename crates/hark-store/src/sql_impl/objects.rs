@@ -106,7 +106,7 @@ impl ObjectStore for SqlStore {
         .bind(environment_id)
         .bind(collection)
         .bind(id)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.reader.acquire().await?)
         .await
         .map_err(StoreError::db("get object"))?;
         row.as_ref().map(object_from_row).transpose()
@@ -145,7 +145,7 @@ impl ObjectStore for SqlStore {
         };
         let rows = qb
             .build()
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.reader.acquire().await?)
             .await
             .map_err(StoreError::db("list objects"))?;
         let objects = rows
@@ -263,7 +263,7 @@ impl DocumentStore for SqlStore {
         .bind(owner.key())
         .bind(kind.as_str())
         .bind(key)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.reader.acquire().await?)
         .await
         .map_err(StoreError::db("get document"))?;
         row.as_ref().map(document_from_row).transpose()
@@ -282,7 +282,7 @@ impl DocumentStore for SqlStore {
         .bind(environment_id)
         .bind(owner.key())
         .bind(kind.as_str())
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.reader.acquire().await?)
         .await
         .map_err(StoreError::db("list documents"))?;
         rows.iter().map(document_from_row).collect()
@@ -353,7 +353,7 @@ impl DocumentStore for SqlStore {
         qb.push(") ORDER BY owner, key");
         let rows = qb
             .build()
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.reader.acquire().await?)
             .await
             .map_err(StoreError::db("list documents of owners"))?;
         rows.iter()

@@ -15,7 +15,7 @@ impl ProviderStatusStore for SqlStore {
         ))
         .bind(channel_key)
         .bind(provider_message_id)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.reader.acquire().await?)
         .await
         .map_err(StoreError::db("message by provider id"))?;
         row.as_ref().map(message_from_row).transpose()

@@ -585,7 +585,7 @@ impl RunStore for SqlStore {
         ))
         .bind(environment_id)
         .bind(id)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.reader.acquire().await?)
         .await
         .map_err(StoreError::db("get recipient run"))?;
         row.as_ref().map(run_from_row).transpose()
@@ -626,7 +626,7 @@ impl RunStore for SqlStore {
         };
         let rows = qb
             .build()
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.reader.acquire().await?)
             .await
             .map_err(StoreError::db("list recipient runs"))?;
         let runs = rows
@@ -645,7 +645,7 @@ impl RunStore for SqlStore {
              WHERE recipient_run_id = $1 ORDER BY id",
         )
         .bind(run_id)
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *self.reader.acquire().await?)
         .await
         .map_err(StoreError::db(OP))?;
         rows.iter()

@@ -126,7 +126,7 @@ impl SubscriptionStore for SqlStore {
         qb.push_bind(limit);
         let rows = qb
             .build()
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.reader.acquire().await?)
             .await
             .map_err(StoreError::db("list object subscriptions"))?;
         rows.iter().map(subscription_from_row).collect()
@@ -158,7 +158,7 @@ impl SubscriptionStore for SqlStore {
         qb.push_bind(limit);
         let rows = qb
             .build()
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.reader.acquire().await?)
             .await
             .map_err(StoreError::db("list recipient subscriptions"))?;
         rows.iter().map(subscription_from_row).collect()

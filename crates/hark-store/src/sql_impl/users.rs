@@ -52,7 +52,7 @@ impl UserStore for SqlStore {
         )
         .bind(environment_id)
         .bind(id)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.reader.acquire().await?)
         .await
         .map_err(StoreError::db("get user"))?;
         row.as_ref().map(user_from_row).transpose()
@@ -98,7 +98,7 @@ impl UserStore for SqlStore {
         };
         let rows = qb
             .build()
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.reader.acquire().await?)
             .await
             .map_err(StoreError::db("list users"))?;
         let users = rows
@@ -251,7 +251,7 @@ impl UserStore for SqlStore {
             sqlx::query("SELECT * FROM bulk_operations WHERE environment_id = $1 AND id = $2")
                 .bind(environment_id)
                 .bind(id)
-                .fetch_optional(&self.reader)
+                .fetch_optional(&mut *self.reader.acquire().await?)
                 .await
                 .map_err(StoreError::db("get bulk operation"))?;
         row.as_ref().map(bulk_from_row).transpose()

@@ -77,7 +77,7 @@ impl WorkflowStore for SqlStore {
         let row = sqlx::query("SELECT * FROM workflows WHERE environment_id = $1 AND key = $2")
             .bind(environment_id)
             .bind(key)
-            .fetch_optional(&self.reader)
+            .fetch_optional(&mut *self.reader.acquire().await?)
             .await
             .map_err(StoreError::db("get workflow"))?;
         row.as_ref().map(workflow_from_row).transpose()
@@ -111,7 +111,7 @@ impl WorkflowStore for SqlStore {
         qb.push_bind(size + 1);
         let rows = qb
             .build()
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *self.reader.acquire().await?)
             .await
             .map_err(StoreError::db("list workflows"))?;
         let items = rows
@@ -160,7 +160,7 @@ impl WorkflowStore for SqlStore {
         )
         .bind(environment_id)
         .bind(key)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.reader.acquire().await?)
         .await
         .map_err(StoreError::db(OP))?;
         let Some(row) = row else { return Ok(None) };
@@ -185,7 +185,7 @@ impl WorkflowStore for SqlStore {
         )
         .bind(environment_id)
         .bind(key)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.reader.acquire().await?)
         .await
         .map_err(StoreError::db(OP))?;
         row.map(|row| {
@@ -209,7 +209,7 @@ impl WorkflowStore for SqlStore {
         .bind(environment_id)
         .bind(key)
         .bind(version)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *self.reader.acquire().await?)
         .await
         .map_err(StoreError::db("workflow version"))?;
         let Some(row) = row else { return Ok(None) };

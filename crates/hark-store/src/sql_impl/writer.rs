@@ -7,19 +7,23 @@
 //! trigger batch's time. So the writer connection is taken out of the pool once and
 //! handed from caller to caller under a fair lock; the pool stays only to open a
 //! replacement when a connection has to be discarded.
+//!
+//! On PostgreSQL the writer shares [`Connections`] with reads.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use sqlx::pool::PoolConnection;
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
+use super::connections::{Conn, Connections};
 use super::*;
 
 type Connection = <Db as sqlx::Database>::Connection;
 
 pub(crate) struct Writer {
-    pool: Pool<Db>,
+    connections: Arc<Connections>,
     /// The one connection every write uses, when the database has a single writer.
     held: Option<Mutex<Option<PoolConnection<Db>>>>,
     /// Set, under the lock, when the held connection must not be used again.
@@ -29,15 +33,15 @@ pub(crate) struct Writer {
 /// A writer connection, for one transaction or statement.
 pub(crate) enum WriterConn<'a> {
     Held(MappedMutexGuard<'a, PoolConnection<Db>>),
-    Pooled(PoolConnection<Db>),
+    Pooled(Conn<'a>),
 }
 
 impl Writer {
     /// `single`: keep one connection for every write (SQLite) instead of taking one from
     /// the pool each time.
-    pub(super) fn new(pool: Pool<Db>, single: bool) -> Self {
+    pub(super) fn new(connections: Arc<Connections>, single: bool) -> Self {
         Writer {
-            pool,
+            connections,
             held: single.then(|| Mutex::new(None)),
             discard_held: AtomicBool::new(false),
         }
@@ -46,7 +50,7 @@ impl Writer {
     /// Waits for the writer connection (its turn at the held one, or one from the pool).
     pub(crate) async fn conn(&self) -> Result<WriterConn<'_>, sqlx::Error> {
         let Some(slot) = &self.held else {
-            return Ok(WriterConn::Pooled(self.pool.acquire().await?));
+            return Ok(WriterConn::Pooled(self.connections.conn().await?));
         };
         let mut held = slot.lock().await;
         if self.discard_held.swap(false, Ordering::SeqCst) {
@@ -56,7 +60,7 @@ impl Writer {
             }
         }
         if held.is_none() {
-            *held = Some(self.pool.acquire().await?);
+            *held = Some(self.connections.pool().acquire().await?);
         }
         MutexGuard::try_map(held, Option::as_mut)
             .map(WriterConn::Held)
@@ -77,7 +81,7 @@ impl Writer {
                 self.discard_held.store(true, Ordering::SeqCst);
                 drop(guard);
             }
-            WriterConn::Pooled(connection) => drop(connection.detach()),
+            WriterConn::Pooled(connection) => connection.discard(),
         }
     }
 }
