@@ -12,11 +12,11 @@
 //! closed by the pool soon after.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::*;
 
@@ -35,7 +35,7 @@ pub(crate) struct Connections {
 /// users (listeners, notifications) always find room, and taking one from the pool never
 /// waits for a connection that went back to `idle` instead.
 struct Kept {
-    permits: Arc<Semaphore>,
+    permits: Semaphore,
     idle: Mutex<Vec<(PoolConnection<Db>, Instant)>>,
 }
 
@@ -44,7 +44,7 @@ pub(crate) struct Conn<'a> {
     connection: Option<PoolConnection<Db>>,
     /// When the connection last came out of the pool.
     taken: Instant,
-    kept: Option<(&'a Kept, OwnedSemaphorePermit)>,
+    kept: Option<(&'a Kept, SemaphorePermit<'a>)>,
 }
 
 impl Connections {
@@ -54,13 +54,13 @@ impl Connections {
         Connections {
             pool,
             kept: keep.map(|size| Kept {
-                permits: Arc::new(Semaphore::new(size.max(1))),
+                permits: Semaphore::new(size.max(1)),
                 idle: Mutex::new(Vec::new()),
             }),
         }
     }
 
-    pub(crate) fn pool(&self) -> &Pool<Db> {
+    pub(super) fn pool(&self) -> &Pool<Db> {
         &self.pool
     }
 
@@ -75,8 +75,7 @@ impl Connections {
         };
         let permit = kept
             .permits
-            .clone()
-            .acquire_owned()
+            .acquire()
             .await
             .map_err(|_| sqlx::Error::PoolClosed)?;
         let idle = kept.idle.lock().ok().and_then(|mut idle| idle.pop());

@@ -119,17 +119,12 @@ async fn update_message_statuses(
         .fetch_all_per_chunk(tx, held, ROWS_PER_STATEMENT, 4, push_status_update)
         .await
         .map_err(StoreError::db(OP))?;
-    let mut owners = HashMap::new();
-    for row in &rows {
-        owners.insert(
-            get(row, "id", OP)?,
-            MessageOwner {
-                environment_id: get(row, "environment_id", OP)?,
-                recipient_id: get(row, "recipient_id", OP)?,
-            },
-        );
-    }
-    Ok(owners)
+    rows_by_id(&rows, OP, |row| {
+        Ok(MessageOwner {
+            environment_id: get(row, "environment_id", OP)?,
+            recipient_id: get(row, "recipient_id", OP)?,
+        })
+    })
 }
 
 /// `UPDATE messages … RETURNING` for one chunk (4 parameters per delivery), the values

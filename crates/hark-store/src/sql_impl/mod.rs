@@ -163,6 +163,17 @@ where
     row.try_get(column).map_err(StoreError::db(operation))
 }
 
+/// Rows that carry an `id` column, by that id, with what `value` reads from each.
+fn rows_by_id<V>(
+    rows: &[DbRow],
+    operation: &'static str,
+    value: impl Fn(&DbRow) -> Result<V, StoreError>,
+) -> Result<std::collections::HashMap<String, V>, StoreError> {
+    rows.iter()
+        .map(|row| Ok((get(row, "id", operation)?, value(row)?)))
+        .collect()
+}
+
 fn page_size(page: &PageRequest) -> i64 {
     page.page_size.clamp(1, 100)
 }

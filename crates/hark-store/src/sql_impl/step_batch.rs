@@ -324,17 +324,12 @@ async fn update_runs(
         .fetch_all_per_chunk(tx, steps, ROWS_PER_STATEMENT, 8, push_run_update)
         .await
         .map_err(StoreError::db(OP))?;
-    let mut updated = HashMap::new();
-    for row in &rows {
-        updated.insert(
-            get(row, "id", OP)?,
-            UpdatedRun {
-                environment_id: get(row, "environment_id", OP)?,
-                workflow_key: get(row, "workflow_key", OP)?,
-            },
-        );
-    }
-    Ok(updated)
+    rows_by_id(&rows, OP, |row| {
+        Ok(UpdatedRun {
+            environment_id: get(row, "environment_id", OP)?,
+            workflow_key: get(row, "workflow_key", OP)?,
+        })
+    })
 }
 
 /// `UPDATE recipient_runs … RETURNING` for one chunk of steps (8 parameters per step).
