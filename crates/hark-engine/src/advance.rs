@@ -140,24 +140,17 @@ impl Engine {
         }
     }
 
-    /// Commits a step outcome through the group committer, wakes workers (here and on
-    /// other nodes) for the jobs it made due, and counts what it did: a run it finished
-    /// (whatever the path: last step, unmet conditions, a halted branch), or a commit
-    /// refused because the lease was lost.
+    /// Commits a step outcome through the group committer (which hands the jobs it
+    /// creates to this node's workers, or wakes workers for them) and counts what it did:
+    /// a run it finished (whatever the path: last step, unmet conditions, a halted
+    /// branch), or a commit refused because the lease was lost.
     pub(crate) async fn submit_step(
         &self,
         job: &ClaimedJob,
         commit: StepCommit,
     ) -> Result<bool, StoreError> {
         let finished = commit.finished;
-        // New jobs due now: a delivery, or the runs of workflows this step started.
-        let creates_due_jobs =
-            (commit.enqueue_delivery && commit.message.is_some()) || !commit.triggers.is_empty();
         let written = self.inner.steps.submit((job.clone(), commit)).await?;
-        if written && creates_due_jobs {
-            // This node's idle workers, and other nodes' through the store's wake-ups.
-            self.wake();
-        }
         if !written {
             metrics::counter!("hark_commits_fenced_total").increment(1);
             tracing::info!(job = %job.id, "lease lost; another worker owns this run now");

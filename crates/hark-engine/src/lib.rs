@@ -17,20 +17,19 @@ pub mod push_chat;
 pub mod registry;
 pub mod render;
 pub mod tracking;
+mod workers;
 
-use crate::prefetch::Prefetched;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hark_core::Clock;
+use hark_store::handoff::LocalWorkers;
 use hark_store::{
-    delivery_committer, step_committer, ClaimedJob, DeliveryCommitter, JobKind, StepCommitter,
-    Store, StoreError,
+    delivery_committer, step_committer, DeliveryCommitter, StepCommitter, Store, StoreError,
 };
 use hark_template::Renderer;
-use tokio::sync::{watch, Notify, Semaphore};
-use tokio::task::JoinSet;
-use tracing::Instrument;
+
+use crate::workers::Slots;
 
 pub use backoff::{retry_delay_ms, MAX_DELIVERY_ATTEMPTS};
 pub use registry::{ChannelConfig, ChannelRegistry};
@@ -75,9 +74,9 @@ struct Inner {
     clock: Arc<dyn Clock>,
     channels: Arc<ChannelRegistry>,
     renderer: Renderer,
-    wake: Notify,
-    /// Other nodes' workers, reached through the store (PostgreSQL only).
-    wakeups: Option<Arc<hark_store::wakeups::JobWakeups>>,
+    /// This node's worker slots: permits, hand-over of jobs written leased to them,
+    /// wake-ups.
+    slots: Arc<Slots>,
     config: EngineConfig,
     /// Step outcomes of concurrent jobs share commits.
     steps: StepCommitter,
@@ -103,17 +102,17 @@ impl Engine {
         channels: Arc<ChannelRegistry>,
         config: EngineConfig,
     ) -> Result<Self, EngineError> {
+        let slots = Arc::new(Slots::new(&config, clock.clone(), store.job_wakeups()));
         Ok(Self {
             inner: Arc::new(Inner {
-                steps: step_committer(store.clone()),
+                steps: step_committer(store.clone(), slots.clone()),
                 deliveries: delivery_committer(store.clone()),
                 workflows: std::sync::Mutex::new(WorkflowCache::new()),
-                wakeups: store.job_wakeups(),
+                slots,
                 store,
                 clock,
                 channels,
                 renderer: Renderer::new()?,
-                wake: Notify::new(),
                 config,
             }),
         })
@@ -128,145 +127,15 @@ impl Engine {
         self.inner.config.tracking.as_ref()
     }
 
-    /// Tells idle workers that new jobs are due (called after a trigger commits): this
-    /// node's at once, other nodes' through the store's wake-ups. Harmless on a node
-    /// that runs no workers.
+    /// This node's workers as group committers see them: triggers committed through a
+    /// committer given this hand their runs' jobs straight to them.
+    pub fn local_workers(&self) -> Arc<dyn LocalWorkers> {
+        self.inner.slots.clone()
+    }
+
+    /// Tells idle workers that new jobs are due: this node's at once, other nodes'
+    /// through the store's wake-ups. Harmless on a node that runs no workers.
     pub fn wake(&self) {
-        self.inner.wake.notify_waiters();
-        if let Some(wakeups) = &self.inner.wakeups {
-            wakeups.announce();
-        }
-    }
-
-    /// Claims and processes due jobs until `shutdown` turns true. In-flight jobs finish
-    /// before it returns; jobs it never got to stay in the table for the next start.
-    pub async fn run_workers(&self, mut shutdown: watch::Receiver<bool>) {
-        // Other nodes' announcements wake this node's workers; the poll stays as the
-        // fallback for announcements lost to a crash or a dropped connection.
-        let listener = self.inner.wakeups.clone().map(|wakeups| {
-            let inner = self.inner.clone();
-            tokio::spawn(async move { wakeups.listen(move || inner.wake.notify_waiters()).await })
-        });
-        let permits = Arc::new(Semaphore::new(self.inner.config.concurrency));
-        let mut tasks = JoinSet::new();
-        loop {
-            if *shutdown.borrow() {
-                break;
-            }
-            while tasks.try_join_next().is_some() {}
-            // Register interest before claiming so a wake that arrives between the claim
-            // and the sleep is not lost.
-            let notified = self.inner.wake.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let free = permits.available_permits() as i64;
-            let limit = free.min(self.inner.config.claim_batch);
-            let mut claimed = 0;
-            if limit > 0 {
-                match self
-                    .inner
-                    .store
-                    .claim_due_jobs(self.inner.clock.now_ms(), limit, self.inner.config.lease_ms)
-                    .await
-                {
-                    Ok(jobs) => {
-                        claimed = jobs.len();
-                        metrics::counter!("hark_jobs_claimed_total").increment(claimed as u64);
-                        let prefetched = self.prefetch(&jobs).await;
-                        for job in jobs {
-                            let Ok(permit) = permits.clone().acquire_owned().await else {
-                                break;
-                            };
-                            let engine = self.clone();
-                            let prefetched = prefetched.clone();
-                            let span =
-                                tracing::info_span!("job", kind = job.kind.as_str(), id = %job.id);
-                            tasks.spawn(
-                                async move {
-                                    engine.process_job(job, prefetched.as_deref()).await;
-                                    drop(permit);
-                                }
-                                .instrument(span),
-                            );
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
-                }
-            }
-            // A full claim means more may be due: claim again at once (with every permit
-            // taken, the next round waits for a job to finish instead of spinning).
-            if limit > 0 && claimed as i64 >= limit {
-                continue;
-            }
-            tokio::select! {
-                _ = notified => {}
-                _ = tokio::time::sleep(self.inner.config.poll_interval) => {}
-                _ = shutdown.changed() => {}
-                // A finished job frees a permit, and what it committed may be due now.
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            }
-        }
-        if let Some(listener) = listener {
-            listener.abort();
-        }
-        while tasks.join_next().await.is_some() {}
-    }
-
-    /// Processes every job due at the clock's current time, including jobs those jobs
-    /// create, and returns how many it processed. Tests drive virtual time with this.
-    pub async fn run_until_idle(&self) -> Result<usize, StoreError> {
-        let mut total = 0;
-        loop {
-            let jobs = self
-                .inner
-                .store
-                .claim_due_jobs(
-                    self.inner.clock.now_ms(),
-                    self.inner.config.claim_batch,
-                    self.inner.config.lease_ms,
-                )
-                .await?;
-            if jobs.is_empty() {
-                return Ok(total);
-            }
-            total += jobs.len();
-            let prefetched = self.prefetch(&jobs).await;
-            let mut tasks = JoinSet::new();
-            for job in jobs {
-                let engine = self.clone();
-                let prefetched = prefetched.clone();
-                tasks.spawn(async move { engine.process_job(job, prefetched.as_deref()).await });
-            }
-            while tasks.join_next().await.is_some() {}
-        }
-    }
-
-    /// Reads ahead for a claimed batch with more than one run to advance or message to
-    /// deliver. A failed read only costs the speed-up: each job then reads for itself.
-    async fn prefetch(&self, jobs: &[ClaimedJob]) -> Option<Arc<Prefetched>> {
-        if !prefetch::worth_prefetching(jobs) {
-            return None;
-        }
-        match Prefetched::load(&self.inner.store, jobs).await {
-            Ok(prefetched) => Some(Arc::new(prefetched)),
-            Err(e) => {
-                tracing::warn!(error = %e, "reading ahead for claimed runs failed");
-                None
-            }
-        }
-    }
-
-    async fn process_job(&self, job: ClaimedJob, prefetched: Option<&Prefetched>) {
-        let result = match job.kind {
-            JobKind::AdvanceRun => self.advance_run(&job, prefetched).await,
-            JobKind::DeliverMessage => self.deliver_message(&job, prefetched).await,
-            JobKind::CloseBatch => self.close_batch(&job).await,
-            JobKind::FanOut => self.fan_out(&job).await,
-        };
-        if let Err(e) = result {
-            // The job keeps its lease and becomes due again when the lease expires: a
-            // store hiccup delays the work, it never drops it.
-            tracing::warn!(job = %job.id, kind = job.kind.as_str(), error = %e, "job failed; will retry");
-        }
+        self.inner.slots.wake();
     }
 }

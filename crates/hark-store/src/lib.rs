@@ -9,6 +9,7 @@ pub mod cursor;
 pub mod error;
 pub mod feed_events;
 mod group_commit;
+pub mod handoff;
 pub mod model;
 mod postgres;
 mod sqlite;

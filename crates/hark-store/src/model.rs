@@ -101,6 +101,9 @@ pub struct TriggerWrite {
     /// Each run's initial state (the trigger's `settings`).
     pub state: Value,
     pub frequency: TriggerFrequency,
+    /// When set, the recipient runs' jobs are written already leased to the node that
+    /// writes them, which runs them itself (see [`JobLease`]).
+    pub lease: Option<JobLease>,
     pub now: Millis,
 }
 
@@ -447,6 +450,54 @@ pub struct ClaimedJob {
     pub lease: String,
 }
 
+/// A claim made when a job is written instead of later: the node writing the job holds it
+/// from the start and runs it at once, without a claim round trip. The job is written
+/// with `lease` and `run_at = expires_at`, as a claim would leave it, so fencing and
+/// take-over after a crash work unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobLease {
+    pub lease: String,
+    /// When another node may take the job over.
+    pub expires_at: Millis,
+}
+
+impl JobLease {
+    /// The job as its writer holds it (counted as claimed once).
+    pub fn job(
+        &self,
+        id: String,
+        environment_id: String,
+        kind: JobKind,
+        ref_id: String,
+    ) -> ClaimedJob {
+        ClaimedJob {
+            id,
+            environment_id,
+            kind,
+            ref_id,
+            attempts: 1,
+            lease: self.lease.clone(),
+        }
+    }
+}
+
+/// What a group commit wrote for one item, and the jobs it wrote leased to the writer
+/// (see [`JobLease`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written<T> {
+    pub outcome: T,
+    pub leased_jobs: Vec<ClaimedJob>,
+}
+
+impl<T> Written<T> {
+    pub fn without_jobs(outcome: T) -> Self {
+        Written {
+            outcome,
+            leased_jobs: Vec::new(),
+        }
+    }
+}
+
 /// The outcome of one step, committed atomically with the run's progress.
 #[derive(Debug, Clone, Default)]
 pub struct StepCommit {
@@ -455,6 +506,8 @@ pub struct StepCommit {
     pub message: Option<NewMessage>,
     /// Enqueue a delivery job for `message` (not needed for the in-app feed).
     pub enqueue_delivery: bool,
+    /// When set, that delivery job is written leased to the committing node.
+    pub delivery_lease: Option<JobLease>,
     pub events: Vec<RunEvent>,
     /// Set when the run ends with this step.
     pub finished: Option<RunStatus>,

@@ -150,11 +150,25 @@ pub trait RunStore {
     /// Stores triggers durably in one transaction (group commit): per trigger the
     /// idempotency key, inline users, the workflow run, one recipient run and one job per
     /// recipient. Each trigger has its own outcome; a failing one is rolled back alone.
-    /// Nothing is durable unless the whole call returns `Ok`.
+    /// Nothing is durable unless the whole call returns `Ok`. The runs' jobs of a trigger
+    /// with a `lease` are written held by it and returned with its outcome.
+    async fn create_triggers_with_jobs(
+        &self,
+        triggers: &[TriggerWrite],
+    ) -> StoreResult<Vec<StoreResult<Written<TriggerOutcome>>>>;
+
+    /// [`RunStore::create_triggers_with_jobs`], outcomes only.
     async fn create_triggers(
         &self,
         triggers: &[TriggerWrite],
-    ) -> StoreResult<Vec<StoreResult<TriggerOutcome>>>;
+    ) -> StoreResult<Vec<StoreResult<TriggerOutcome>>> {
+        Ok(self
+            .create_triggers_with_jobs(triggers)
+            .await?
+            .into_iter()
+            .map(|o| o.map(|w| w.outcome))
+            .collect())
+    }
 
     /// Stores one trigger durably; see [`RunStore::create_triggers`].
     async fn create_trigger(&self, trigger: &TriggerWrite) -> StoreResult<TriggerOutcome> {
@@ -250,11 +264,25 @@ pub trait JobStore {
     async fn load_runs_for_jobs(&self, run_ids: &[String]) -> StoreResult<Vec<RecipientRun>>;
     /// Commits step outcomes of many jobs in one transaction (group commit). For each:
     /// `false` (and nothing written for it) when its job lost the lease; when its run
-    /// finishes, its job is deleted.
+    /// finishes, its job is deleted. A delivery job written for a step with a
+    /// `delivery_lease` is returned with its outcome, as the writer holds it.
+    async fn commit_steps_with_jobs(
+        &self,
+        steps: &[(ClaimedJob, StepCommit)],
+    ) -> StoreResult<Vec<StoreResult<Written<bool>>>>;
+
+    /// [`JobStore::commit_steps_with_jobs`], outcomes only.
     async fn commit_steps(
         &self,
         steps: &[(ClaimedJob, StepCommit)],
-    ) -> StoreResult<Vec<StoreResult<bool>>>;
+    ) -> StoreResult<Vec<StoreResult<bool>>> {
+        Ok(self
+            .commit_steps_with_jobs(steps)
+            .await?
+            .into_iter()
+            .map(|o| o.map(|w| w.outcome))
+            .collect())
+    }
 
     /// Commits one step's outcome; see [`JobStore::commit_steps`].
     async fn commit_step(&self, job: &ClaimedJob, step: &StepCommit) -> StoreResult<bool> {

@@ -36,6 +36,7 @@ fn plain_trigger(env: &str, recipients: &[&str], now: i64) -> TriggerWrite {
         idempotency: None,
         state: json!({"settings": {}}),
         frequency: TriggerFrequency::EveryTrigger,
+        lease: None,
         now,
     }
 }

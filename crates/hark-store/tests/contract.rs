@@ -294,6 +294,7 @@ fn trigger(env: &str, recipients: &[&str], now: i64) -> TriggerWrite {
         idempotency: None,
         state: json!({}),
         frequency: TriggerFrequency::EveryTrigger,
+        lease: None,
         now,
     }
 }

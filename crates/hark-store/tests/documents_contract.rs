@@ -168,6 +168,7 @@ async fn trigger_writes_inline_documents_with_its_runs(f: Fixture) {
         }),
         state: json!({}),
         frequency: TriggerFrequency::EveryTrigger,
+        lease: None,
         now: 100,
     };
     let first = write(

@@ -35,6 +35,7 @@ fn trigger(env: &str, recipient: &str, now: i64) -> TriggerWrite {
         idempotency: None,
         state: json!({}),
         frequency: TriggerFrequency::EveryTrigger,
+        lease: None,
         now,
     }
 }

@@ -108,8 +108,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let state = hark_api::AppState {
         store: store.clone(),
         clock: Arc::new(SystemClock),
+        // Triggers this node accepts run on its own workers while they have room.
+        triggers: hark_store::trigger_committer(store.clone(), engine.local_workers()),
         engine,
-        triggers: hark_store::trigger_committer(store.clone()),
         lookups: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(listen)

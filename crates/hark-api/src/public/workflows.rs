@@ -325,12 +325,14 @@ async fn trigger(
         idempotency,
         state: json!({"settings": input.settings}),
         frequency: definition.trigger_frequency,
+        lease: None,
         now,
     };
     match state.triggers.submit(write).await? {
         TriggerOutcome::Accepted => {
+            // The committer handed the runs' jobs to this node's workers or woke workers
+            // for them.
             metrics::counter!("hark_triggers_accepted_total").increment(1);
-            state.engine.wake();
             Ok(Json(response).into_response())
         }
         TriggerOutcome::Replayed(previous) => {

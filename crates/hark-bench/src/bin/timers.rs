@@ -106,6 +106,7 @@ async fn trigger_many(
             idempotency: None,
             state: json!({}),
             frequency: TriggerFrequency::EveryTrigger,
+            lease: None,
             now: START,
         };
         store.create_trigger(&write).await?;
@@ -222,6 +223,7 @@ async fn fan_out_rate(
             idempotency: None,
             state: json!({}),
             frequency: TriggerFrequency::EveryTrigger,
+            lease: None,
             now,
         })
         .await?;

@@ -225,6 +225,7 @@ impl Engine {
             idempotency: None,
             state: json!({}),
             frequency,
+            lease: None,
             now,
         });
         Ok(Flow::Next(commit))

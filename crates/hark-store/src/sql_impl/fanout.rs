@@ -146,7 +146,7 @@ impl FanOutStore for SqlStore {
                 Some(_) => {}
             }
         }
-        insert_runs(&mut tx, &template, &runs, now).await?;
+        insert_runs(&mut tx, &template, &runs, None, now).await?;
         sqlx::query("UPDATE fanouts SET after_collection = $1, after_id = $2 WHERE id = $3")
             .bind(last.recipient.collection.clone().unwrap_or_default())
             .bind(&last.recipient.id)

@@ -16,18 +16,19 @@ async fn write_step(
     job: &ClaimedJob,
     step: &StepCommit,
     feed: &mut Vec<FeedEvent>,
-) -> StoreResult<bool> {
+) -> StoreResult<Written<bool>> {
     const OP: &str = "commit step";
     if !hold_lease(tx, job).await? {
-        return Ok(false);
+        return Ok(Written::without_jobs(false));
     }
+    let mut leased_jobs = Vec::new();
     if let Some(m) = &step.message {
         // Architecture invariant: the unique key makes a replayed step a no-op.
         if insert_messages(tx, &[m]).await?.contains(&m.id) {
-            let created = [(m, step.enqueue_delivery)];
+            let created = [(m, step)];
             announce_feed_messages(tx, &created, feed).await?;
             insert_message_events(tx, &created).await?;
-            insert_delivery_jobs(tx, &created).await?;
+            leased_jobs = insert_delivery_jobs(tx, &created).await?;
         }
     }
     insert_run_events(tx, &step.run_id, &step.events).await?;
@@ -120,7 +121,10 @@ async fn write_step(
     if let (Some(RunStatus::Completed), Some(row)) = (step.finished, updated) {
         signal_completed_from_row(tx, &row, &step.run_id, step.now).await?;
     }
-    Ok(true)
+    Ok(Written {
+        outcome: true,
+        leased_jobs,
+    })
 }
 
 /// `workflow.completed` for runs waiting on the workflow of `run_id`, from the run's row
@@ -181,13 +185,15 @@ pub(super) async fn signal_run_completed(
 async fn write_steps_one_by_one(
     tx: &mut Tx<'_>,
     steps: &[(ClaimedJob, StepCommit)],
-    mut written_together: Option<VecDeque<bool>>,
+    mut written_together: Option<VecDeque<Written<bool>>>,
     feed: &mut Vec<FeedEvent>,
-) -> StoreResult<Vec<StoreResult<bool>>> {
+) -> StoreResult<Vec<StoreResult<Written<bool>>>> {
     let mut outcomes = Vec::with_capacity(steps.len());
     for (job, step) in steps {
-        if let Some(held) = written_together.as_mut().filter(|_| is_plain(step)) {
-            outcomes.push(Ok(held.pop_front().unwrap_or(false)));
+        if let Some(written) = written_together.as_mut().filter(|_| is_plain(step)) {
+            outcomes.push(Ok(written
+                .pop_front()
+                .unwrap_or_else(|| Written::without_jobs(false))));
             continue;
         }
         let mut savepoint = sqlx::Acquire::begin(&mut **tx)
@@ -387,23 +393,25 @@ impl JobStore for SqlStore {
         row.as_ref().map(run_from_row).transpose()
     }
 
-    async fn commit_steps(
+    async fn commit_steps_with_jobs(
         &self,
         steps: &[(ClaimedJob, StepCommit)],
-    ) -> StoreResult<Vec<StoreResult<bool>>> {
+    ) -> StoreResult<Vec<StoreResult<Written<bool>>>> {
         let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
         let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
         let mut feed = Vec::new();
-        let outcomes = if let [(job, step)] = steps {
+        let plain: Vec<&(ClaimedJob, StepCommit)> =
+            steps.iter().filter(|(_, s)| is_plain(s)).collect();
+        let outcomes = if let ([(job, step)], true) = (steps, plain.is_empty()) {
+            // Alone in the transaction, it needs no savepoint.
             vec![write_step(&mut tx, job, step, &mut feed).await]
         } else {
-            let plain: Vec<&(ClaimedJob, StepCommit)> =
-                steps.iter().filter(|(_, s)| is_plain(s)).collect();
             let mut together = None;
-            if plain.len() > 1 {
+            if !plain.is_empty() {
                 // Straight into the transaction, without a savepoint (SQLite copies every
                 // page a savepoint touches): should it fail, the transaction starts again
-                // and every step goes one by one.
+                // and every step goes one by one. Even one plain step goes this way: it
+                // takes fewer statements than the general one.
                 match write_plain_steps(&mut tx, &plain, &mut feed).await {
                     Ok(held) => together = Some(held.into()),
                     Err(_) => {
@@ -430,12 +438,14 @@ impl JobStore for SqlStore {
     ) -> StoreResult<Vec<StoreResult<bool>>> {
         let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
         let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
-        let outcomes = if let [(job, d)] = deliveries {
+        let plain = plain_deliveries(deliveries);
+        let outcomes = if let ([(job, d)], true) = (deliveries, plain.is_empty()) {
+            // Alone in the transaction, it needs no savepoint.
             vec![write_delivery(&mut tx, job, d).await]
         } else {
-            let plain = plain_deliveries(deliveries);
             let mut together = None;
-            if plain.len() > 1 {
+            // Even one plain delivery: fewer statements than the general path.
+            if !plain.is_empty() {
                 // In the batch's order, which the answers keep.
                 let batch: Vec<&(ClaimedJob, DeliveryCommit)> = deliveries
                     .iter()

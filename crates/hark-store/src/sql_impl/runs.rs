@@ -13,7 +13,7 @@ const EARLY_CANCELLATION_WINDOW_MS: Millis = 60_000;
 pub(super) async fn write_trigger(
     tx: &mut Tx<'_>,
     t: &TriggerWrite,
-) -> StoreResult<TriggerOutcome> {
+) -> StoreResult<Written<TriggerOutcome>> {
     const OP: &str = "create trigger";
     if let Some(claim) = &t.idempotency {
         let existing = sqlx::query(
@@ -29,10 +29,12 @@ pub(super) async fn write_trigger(
             if created_at >= claim.not_before {
                 let hash: String = get(&row, "request_hash", OP)?;
                 if hash != claim.request_hash {
-                    return Ok(TriggerOutcome::IdempotencyKeyReused);
+                    return Ok(Written::without_jobs(TriggerOutcome::IdempotencyKeyReused));
                 }
                 let response: String = get(&row, "response", OP)?;
-                return Ok(TriggerOutcome::Replayed(parse_json(&response, OP)?));
+                return Ok(Written::without_jobs(TriggerOutcome::Replayed(parse_json(
+                    &response, OP,
+                )?)));
             }
         }
         // An expired key is replaced; a concurrent claim of the same key loses the race
@@ -66,10 +68,12 @@ pub(super) async fn write_trigger(
             .map_err(StoreError::db(OP))?;
             let hash: String = get(&row, "request_hash", OP)?;
             if hash != claim.request_hash {
-                return Ok(TriggerOutcome::IdempotencyKeyReused);
+                return Ok(Written::without_jobs(TriggerOutcome::IdempotencyKeyReused));
             }
             let response: String = get(&row, "response", OP)?;
-            return Ok(TriggerOutcome::Replayed(parse_json(&response, OP)?));
+            return Ok(Written::without_jobs(TriggerOutcome::Replayed(parse_json(
+                &response, OP,
+            )?)));
         }
     }
     for (id, props) in &t.inline_users {
@@ -129,12 +133,15 @@ pub(super) async fn write_trigger(
             insert_fanout(tx, &template, collection, object_id, 1, t.now).await?;
         }
     }
-    insert_runs(tx, &RunTemplate::of(t), &runs, t.now).await?;
+    let leased_jobs = insert_runs(tx, &RunTemplate::of(t), &runs, t.lease.as_ref(), t.now).await?;
     if t.cancellation_key.is_some() {
         apply_early_cancellation(tx, t).await?;
     }
     signal_trigger_started(tx, t).await?;
-    Ok(TriggerOutcome::Accepted)
+    Ok(Written {
+        outcome: TriggerOutcome::Accepted,
+        leased_jobs,
+    })
 }
 
 /// Cancels the trigger's runs that a cancel, arriving before the trigger, still applies to.
@@ -211,13 +218,15 @@ impl RunTemplate {
     }
 }
 
-/// Inserts one queued run and its job per `(recipient, state JSON)` of one trigger.
+/// Inserts one queued run and its job per `(recipient, state JSON)` of one trigger; the
+/// jobs are leased to the writer when `lease` is given, and returned as it holds them.
 pub(super) async fn insert_runs(
     tx: &mut Tx<'_>,
     t: &RunTemplate,
     runs: &[(RecipientKey, String)],
+    lease: Option<&JobLease>,
     now: Millis,
-) -> StoreResult<()> {
+) -> StoreResult<Vec<ClaimedJob>> {
     let data = to_json_text(&t.data);
     let rows: Vec<RunRow<'_>> = runs
         .iter()
@@ -226,10 +235,16 @@ pub(super) async fn insert_runs(
             data: &data,
             recipient: recipient.clone(),
             state,
+            lease,
             now,
         })
         .collect();
-    insert_run_rows(tx, &rows).await
+    let mut leased = Vec::new();
+    Chain::execute_one(tx, "insert runs", |chain| {
+        leased = push_run_rows(chain, &rows);
+    })
+    .await?;
+    Ok(leased.into_iter().flatten().collect())
 }
 
 /// One run to insert.
@@ -240,23 +255,37 @@ pub(super) struct RunRow<'a> {
     pub recipient: RecipientKey,
     /// The run's initial state as JSON text.
     pub state: &'a str,
+    /// The run's job is written leased to the writer.
+    pub lease: Option<&'a JobLease>,
     pub now: Millis,
 }
 
-/// Inserts one queued run and its job per row.
-pub(super) async fn insert_run_rows(tx: &mut Tx<'_>, rows: &[RunRow<'_>]) -> StoreResult<()> {
-    Chain::execute_one(tx, "insert runs", |chain| push_run_rows(chain, rows)).await
-}
-
 /// Adds to `chain` one queued run and its job per row, in multi-row statements of at most
-/// 500 rows (17 parameters per run row, 8 per job row).
-pub(super) fn push_run_rows(chain: &mut Chain, rows: &[RunRow<'_>]) {
+/// 500 rows (17 parameters per run row, 8 per job row). Returns, row by row, the job as
+/// its writer holds it when the row asked for a lease.
+pub(super) fn push_run_rows(chain: &mut Chain, rows: &[RunRow<'_>]) -> Vec<Option<ClaimedJob>> {
     let run_ids: Vec<String> = rows.iter().map(|_| new_id()).collect();
-    let rows: Vec<(&RunRow<'_>, &String)> = rows.iter().zip(run_ids.iter()).collect();
+    let job_ids: Vec<String> = rows.iter().map(|_| new_id()).collect();
+    let leased = rows
+        .iter()
+        .zip(run_ids.iter().zip(&job_ids))
+        .map(|(row, (run_id, job_id))| {
+            row.lease.map(|lease| {
+                lease.job(
+                    job_id.clone(),
+                    row.template.environment_id.clone(),
+                    JobKind::AdvanceRun,
+                    run_id.clone(),
+                )
+            })
+        })
+        .collect();
+    let rows: Vec<(&RunRow<'_>, (&String, &String))> =
+        rows.iter().zip(run_ids.iter().zip(&job_ids)).collect();
     for chunk in rows.chunks(500) {
         chain.push(chunk.len() * 17, |qb| {
             qb.push(format!("INSERT INTO recipient_runs ({RUN_COLUMNS}) "));
-            qb.push_values(chunk.iter(), |mut b, (row, run_id)| {
+            qb.push_values(chunk.iter(), |mut b, (row, (run_id, _))| {
                 let t = row.template;
                 b.push_bind((*run_id).clone())
                     .push_bind(t.environment_id.clone())
@@ -281,18 +310,19 @@ pub(super) fn push_run_rows(chain: &mut Chain, rows: &[RunRow<'_>]) {
             qb.push(
                 "INSERT INTO jobs (id, environment_id, kind, ref_id, run_at, lease, attempts, created_at) ",
             );
-            qb.push_values(chunk.iter(), |mut b, (row, run_id)| {
-                b.push_bind(new_id())
+            qb.push_values(chunk.iter(), |mut b, (row, (run_id, job_id))| {
+                b.push_bind((*job_id).clone())
                     .push_bind(row.template.environment_id.clone())
                     .push_bind(JobKind::AdvanceRun.as_str())
                     .push_bind((*run_id).clone())
-                    .push_bind(row.now)
-                    .push_bind(None::<String>)
-                    .push_bind(0_i64)
+                    .push_bind(row.lease.map_or(row.now, |l| l.expires_at))
+                    .push_bind(row.lease.map(|l| l.lease.clone()))
+                    .push_bind(i64::from(row.lease.is_some()))
                     .push_bind(row.now);
             });
         });
     }
+    leased
 }
 
 /// Records recipients as reached by this trigger; returns those not reached before.
@@ -422,12 +452,15 @@ async fn first_time_recipients(tx: &mut Tx<'_>, t: &TriggerWrite) -> StoreResult
 async fn write_triggers_one_by_one(
     tx: &mut Tx<'_>,
     triggers: &[TriggerWrite],
-    written: impl Fn(&TriggerWrite) -> bool,
-) -> StoreResult<Vec<StoreResult<TriggerOutcome>>> {
+    mut written_together: impl FnMut(&TriggerWrite) -> Option<Vec<ClaimedJob>>,
+) -> StoreResult<Vec<StoreResult<Written<TriggerOutcome>>>> {
     let mut outcomes = Vec::with_capacity(triggers.len());
     for t in triggers {
-        if written(t) {
-            outcomes.push(Ok(TriggerOutcome::Accepted));
+        if let Some(leased_jobs) = written_together(t) {
+            outcomes.push(Ok(Written {
+                outcome: TriggerOutcome::Accepted,
+                leased_jobs,
+            }));
             continue;
         }
         let mut savepoint = sqlx::Acquire::begin(&mut **tx)
@@ -442,25 +475,38 @@ async fn write_triggers_one_by_one(
 
 #[async_trait]
 impl RunStore for SqlStore {
-    async fn create_triggers(
+    async fn create_triggers_with_jobs(
         &self,
         triggers: &[TriggerWrite],
-    ) -> StoreResult<Vec<StoreResult<TriggerOutcome>>> {
+    ) -> StoreResult<Vec<StoreResult<Written<TriggerOutcome>>>> {
         let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
         let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
-        let outcomes = if let [single] = triggers {
+        let plain: Vec<&TriggerWrite> = triggers.iter().filter(|t| is_plain(t)).collect();
+        let outcomes = if let ([single], true) = (triggers, plain.is_empty()) {
+            // Alone in the transaction, it needs no savepoint.
             vec![write_trigger(&mut tx, single).await]
         } else {
-            let plain: Vec<&TriggerWrite> = triggers.iter().filter(|t| is_plain(t)).collect();
             // Written straight into the transaction, without a savepoint of their own
             // (SQLite copies every page a savepoint touches): should that fail, the whole
-            // transaction starts again and every trigger goes one by one.
-            let together = plain.len() > 1 && write_plain_triggers(&mut tx, &plain).await.is_ok();
-            if plain.len() > 1 && !together {
-                tx.rollback().await.map_err(StoreError::db("roll back"))?;
-                tx = conn.begin().await.map_err(StoreError::db("begin"))?;
+            // transaction starts again and every trigger goes one by one. Even one plain
+            // trigger goes this way: it takes fewer statements than the general one.
+            let mut together = None;
+            if !plain.is_empty() {
+                match write_plain_triggers(&mut tx, &plain).await {
+                    Ok(jobs) => together = Some(std::collections::VecDeque::from(jobs)),
+                    Err(_) => {
+                        tx.rollback().await.map_err(StoreError::db("roll back"))?;
+                        tx = conn.begin().await.map_err(StoreError::db("begin"))?;
+                    }
+                }
             }
-            write_triggers_one_by_one(&mut tx, triggers, |t| together && is_plain(t)).await?
+            write_triggers_one_by_one(&mut tx, triggers, |t| {
+                together
+                    .as_mut()
+                    .filter(|_| is_plain(t))
+                    .map(|jobs| jobs.pop_front().unwrap_or_default())
+            })
+            .await?
         };
         if outcomes.iter().any(|o| o.is_ok()) {
             tx.commit()

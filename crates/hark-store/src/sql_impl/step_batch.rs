@@ -25,13 +25,13 @@ pub(super) fn is_plain(step: &StepCommit) -> bool {
 }
 
 /// Writes every step of `batch` (all plain) inside `tx` whose job still holds its lease,
-/// and says per step whether it did. Nothing is committed here; an error means none of
-/// them may be reported as written.
+/// and says per step whether it did, with the delivery job it wrote leased to the writer.
+/// Nothing is committed here; an error means none of them may be reported as written.
 pub(super) async fn write_plain_steps(
     tx: &mut Tx<'_>,
     batch: &[&(ClaimedJob, StepCommit)],
     feed: &mut Vec<FeedEvent>,
-) -> StoreResult<Vec<bool>> {
+) -> StoreResult<Vec<Written<bool>>> {
     let held = hold_leases(tx, batch).await?;
     let steps: Vec<&(ClaimedJob, StepCommit)> = batch
         .iter()
@@ -44,16 +44,16 @@ pub(super) async fn write_plain_steps(
         .filter_map(|(_, s)| s.message.as_ref())
         .collect();
     let created = insert_messages(tx, &messages).await?;
-    let created: Vec<(&NewMessage, bool)> = steps
+    let created: Vec<(&NewMessage, &StepCommit)> = steps
         .iter()
-        .filter_map(|(_, s)| s.message.as_ref().map(|m| (m, s.enqueue_delivery)))
+        .filter_map(|(_, s)| s.message.as_ref().map(|m| (m, s)))
         .filter(|(m, _)| created.contains(&m.id))
         .collect();
     announce_feed_messages(tx, &created, feed).await?;
     // Everything else the steps write goes in one request, ending with the runs' update.
     let mut chain = Chain::new();
     push_message_events(&mut chain, &created);
-    push_delivery_jobs(&mut chain, &created);
+    let mut leased = delivery_jobs_by_message(push_delivery_jobs(&mut chain, &created));
     let events: Vec<(&str, &RunEvent)> = steps
         .iter()
         .flat_map(|(_, s)| s.events.iter().map(|e| (s.run_id.as_str(), e)))
@@ -77,14 +77,38 @@ pub(super) async fn write_plain_steps(
     let updated = update_runs(tx, chain, &steps).await?;
     signal_new_message_waits(tx, &created).await?;
     signal_completed_runs(tx, &steps, &updated).await?;
-    Ok(held)
+    Ok(batch
+        .iter()
+        .zip(held)
+        .map(|((_, step), held)| Written {
+            outcome: held,
+            leased_jobs: leased_delivery_of(step, &mut leased),
+        })
+        .collect())
+}
+
+/// Leased delivery jobs by the message they deliver.
+pub(super) fn delivery_jobs_by_message(jobs: Vec<ClaimedJob>) -> HashMap<String, ClaimedJob> {
+    jobs.into_iter().map(|j| (j.ref_id.clone(), j)).collect()
+}
+
+/// The leased delivery job written for `step`'s message, if one was.
+pub(super) fn leased_delivery_of(
+    step: &StepCommit,
+    leased: &mut HashMap<String, ClaimedJob>,
+) -> Vec<ClaimedJob> {
+    step.message
+        .as_ref()
+        .and_then(|m| leased.remove(&m.id))
+        .into_iter()
+        .collect()
 }
 
 /// New in-app messages for realtime feeds (per user; an object's feed is read over HTTP
 /// only): one `NOTIFY` statement for the batch on PostgreSQL, sent on commit.
 pub(super) async fn announce_feed_messages(
     tx: &mut Tx<'_>,
-    created: &[(&NewMessage, bool)],
+    created: &[(&NewMessage, &StepCommit)],
     feed: &mut Vec<FeedEvent>,
 ) -> StoreResult<()> {
     const OP: &str = "announce feed messages";
@@ -208,7 +232,7 @@ pub(super) async fn insert_messages(
 /// The first event of each new message (`message.{status}`), and the waits it signals.
 pub(super) async fn insert_message_events(
     tx: &mut Tx<'_>,
-    created: &[(&NewMessage, bool)],
+    created: &[(&NewMessage, &StepCommit)],
 ) -> StoreResult<()> {
     Chain::execute_one(tx, "insert message event", |chain| {
         push_message_events(chain, created)
@@ -218,7 +242,7 @@ pub(super) async fn insert_message_events(
 }
 
 /// Adds the first event of each new message (`message.{status}`) to `chain`.
-fn push_message_events(chain: &mut Chain, created: &[(&NewMessage, bool)]) {
+fn push_message_events(chain: &mut Chain, created: &[(&NewMessage, &StepCommit)]) {
     for chunk in created.chunks(ROWS_PER_STATEMENT) {
         chain.push(chunk.len() * 7, |qb| {
             qb.push(
@@ -241,7 +265,7 @@ fn push_message_events(chain: &mut Chain, created: &[(&NewMessage, bool)]) {
 /// its environment waits for one.
 async fn signal_new_message_waits(
     tx: &mut Tx<'_>,
-    created: &[(&NewMessage, bool)],
+    created: &[(&NewMessage, &StepCommit)],
 ) -> StoreResult<()> {
     let environments: HashSet<&str> = created
         .iter()
@@ -269,40 +293,61 @@ async fn signal_new_message_waits(
     Ok(())
 }
 
+/// Writes a delivery job for each new message that is to be delivered; returns those
+/// written leased to the writer.
 pub(super) async fn insert_delivery_jobs(
     tx: &mut Tx<'_>,
-    created: &[(&NewMessage, bool)],
-) -> StoreResult<()> {
+    created: &[(&NewMessage, &StepCommit)],
+) -> StoreResult<Vec<ClaimedJob>> {
+    let mut leased = Vec::new();
     Chain::execute_one(tx, "enqueue deliveries", |chain| {
-        push_delivery_jobs(chain, created)
+        leased = push_delivery_jobs(chain, created);
     })
-    .await
+    .await?;
+    Ok(leased)
 }
 
-/// Adds a delivery job for each new message that is to be delivered to `chain`.
-fn push_delivery_jobs(chain: &mut Chain, created: &[(&NewMessage, bool)]) {
-    let deliveries: Vec<&NewMessage> = created
+/// Adds a delivery job for each new message that is to be delivered to `chain`; returns
+/// the jobs whose step asked for them to be leased to the writer, as it holds them.
+fn push_delivery_jobs(
+    chain: &mut Chain,
+    created: &[(&NewMessage, &StepCommit)],
+) -> Vec<ClaimedJob> {
+    let deliveries: Vec<(&NewMessage, Option<&JobLease>, String)> = created
         .iter()
-        .filter(|(_, enqueue)| *enqueue)
-        .map(|(m, _)| *m)
+        .filter(|(_, step)| step.enqueue_delivery)
+        .map(|(m, step)| (*m, step.delivery_lease.as_ref(), new_id()))
         .collect();
     for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
         chain.push(chunk.len() * 8, |qb| {
             qb.push(
                 "INSERT INTO jobs (id, environment_id, kind, ref_id, run_at, lease, attempts, created_at) ",
             );
-            qb.push_values(chunk.iter(), |mut b, m| {
-                b.push_bind(new_id())
+            qb.push_values(chunk.iter(), |mut b, (m, lease, job_id)| {
+                b.push_bind(job_id.clone())
                     .push_bind(m.environment_id.clone())
                     .push_bind(JobKind::DeliverMessage.as_str())
                     .push_bind(m.id.clone())
-                    .push_bind(m.now)
-                    .push_bind(None::<String>)
-                    .push_bind(0_i64)
+                    .push_bind(lease.map_or(m.now, |l| l.expires_at))
+                    .push_bind(lease.map(|l| l.lease.clone()))
+                    .push_bind(i64::from(lease.is_some()))
                     .push_bind(m.now);
             });
         });
     }
+    deliveries
+        .into_iter()
+        .filter_map(|(m, lease, job_id)| {
+            lease.map(|l| {
+                l.job(
+                    job_id,
+                    m.environment_id.clone(),
+                    JobKind::DeliverMessage,
+                    m.id.clone(),
+                )
+            })
+        })
+        .collect()
 }
 
 /// A run the batch moved, as the database reports it.

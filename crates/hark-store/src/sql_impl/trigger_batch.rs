@@ -26,13 +26,14 @@ pub(super) fn is_plain(t: &TriggerWrite) -> bool {
 
 /// Writes every trigger of `batch` (all plain) inside `tx`; nothing is committed here.
 /// An error means none of them may be reported as accepted, and `tx` must be rolled back.
+/// Returns, trigger by trigger, the jobs written leased to the writer.
 ///
 /// The rows and the question whether any trigger needs more (a run waiting for the
 /// workflow to start, a cancel that arrived first) go to the database as one request.
 pub(super) async fn write_plain_triggers(
     tx: &mut Tx<'_>,
     batch: &[&TriggerWrite],
-) -> StoreResult<()> {
+) -> StoreResult<Vec<Vec<ClaimedJob>>> {
     const OP: &str = "create triggers";
     let mut chain = Chain::new();
     push_workflow_runs(&mut chain, batch);
@@ -57,11 +58,16 @@ pub(super) async fn write_plain_triggers(
                     id: id.clone(),
                 },
                 state,
+                lease: t.lease.as_ref(),
                 now: t.now,
             });
         }
     }
-    push_run_rows(&mut chain, &rows);
+    let mut leased = push_run_rows(&mut chain, &rows).into_iter();
+    let leased_per_trigger: Vec<Vec<ClaimedJob>> = batch
+        .iter()
+        .map(|t| leased.by_ref().take(t.recipients.len()).flatten().collect())
+        .collect();
 
     let now = batch.iter().map(|t| t.now).min().unwrap_or_default();
     let workflows: Vec<(String, String)> = workflows_of(batch).into_iter().collect();
@@ -101,7 +107,7 @@ pub(super) async fn write_plain_triggers(
             signal_trigger_started(tx, t).await?;
         }
     }
-    Ok(())
+    Ok(leased_per_trigger)
 }
 
 /// One row per workflow of the batch that has a run waiting for it to start

@@ -107,7 +107,7 @@ impl TestServer {
             store: store.clone(),
             clock: clock.clone(),
             engine: engine.clone(),
-            triggers: hark_store::trigger_committer(store.clone()),
+            triggers: hark_store::trigger_committer(store.clone(), engine.local_workers()),
             lookups: Default::default(),
         };
         tokio::spawn(async move {

@@ -1,0 +1,244 @@
+//! A node with workers runs the work it creates itself: the runs of the triggers it
+//! accepts and the deliveries its steps create are written leased to its workers and
+//! handed over after the commit, so none of them is claimed from the job table. The real
+//! binary on both stores, with polling practically off; and the worker slots in process:
+//! reservations, and a hand-over that came too late.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hark_channels::testing::HttpSink;
+use hark_core::Clock;
+use hark_store::handoff::LocalWorkers;
+use hark_store::{TriggerFrequency, TriggerWrite};
+use serde_json::json;
+use support::process::*;
+use support::{feed_step, Backend, TestServer};
+use tokio::sync::watch;
+
+const TRIGGERS: usize = 20;
+
+/// A counter's value in Prometheus text (absent: never incremented).
+fn counter(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn accepted_work_runs_without_claims(postgres: bool) {
+    let sink = HttpSink::start().await.expect("sink");
+    // An hour between polls: only a claim at start, and claims on wake-ups, could pick
+    // jobs up besides the hand-over.
+    let t = target_with_config(
+        postgres,
+        "poll_interval_ms = 3600000\n\n[outbound]\nallow_private_networks = true\n\n\
+         [[channels]]\nkey = \"webhook\"\ntype = \"http\"\nprovider = \"webhook\"\n",
+    )
+    .await;
+    let sk = cli_json(&t.args, &["keys", "create", "--environment", "development"])["secret_key"]
+        .as_str()
+        .expect("sk")
+        .to_string();
+    let token = cli_json(&t.args, &["tokens", "create"])["service_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = spawn_server(&t.args, port, &t._dir.path().join("serve.log"));
+    wait_healthy(&base).await;
+    let http = reqwest::Client::new();
+    put_workflow(
+        &http,
+        &base,
+        &token,
+        "local",
+        json!([
+            {"type": "channel", "ref": "feed", "channel_key": "in-app-feed",
+             "template": {"markdown_body": "hi {{ recipient.id }}"}},
+            {"type": "channel", "ref": "hook", "channel_key": "webhook",
+             "template": {"method": "post", "url": sink.url("/in"),
+                          "body": "{\"user\": \"{{ recipient.id }}\"}"}}
+        ]),
+    )
+    .await;
+
+    // One trigger at a time, each waited for, so the workers always have room and every
+    // job is handed over (with no room, a job is written due and claimed instead).
+    for i in 0..TRIGGERS {
+        let resp = http
+            .post(format!("{base}/v1/workflows/local/trigger"))
+            .bearer_auth(&sk)
+            .json(&json!({"recipients": [format!("u{i}")]}))
+            .send()
+            .await
+            .expect("trigger");
+        assert!(
+            resp.status().is_success(),
+            "trigger u{i}: {}",
+            resp.status()
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while sink.requests().len() <= i {
+            assert!(Instant::now() < deadline, "webhook for u{i} never came");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    let mut recipients = all_message_recipients(&http, &base, &sk).await;
+    recipients.sort();
+    let mut expected: Vec<String> = (0..TRIGGERS)
+        .flat_map(|i| [format!("u{i}"), format!("u{i}")])
+        .collect();
+    expected.sort();
+    assert_eq!(recipients, expected, "a feed message and a webhook each");
+
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("metrics text");
+    // Every run and every delivery went straight to the workers.
+    assert_eq!(
+        counter(&metrics, "hark_jobs_handed_over_total"),
+        (2 * TRIGGERS) as f64,
+        "{metrics}"
+    );
+    assert_eq!(
+        counter(&metrics, "hark_jobs_claimed_total"),
+        0.0,
+        "{metrics}"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[tokio::test]
+async fn accepted_work_runs_without_claims_on_sqlite() {
+    accepted_work_runs_without_claims(false).await;
+}
+
+#[tokio::test]
+async fn accepted_work_runs_without_claims_on_postgres() {
+    accepted_work_runs_without_claims(true).await;
+}
+
+/// Waits until the engine's worker loop takes hand-overs, and returns a reservation.
+async fn reservation_once_open(
+    workers: &Arc<dyn LocalWorkers>,
+    wanted: usize,
+) -> hark_store::handoff::Reservation {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(reservation) = workers.reserve(wanted) {
+            return reservation;
+        }
+        assert!(Instant::now() < deadline, "the workers never opened");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn room_is_reserved_only_while_workers_run_and_within_what_they_hold() {
+    let server = TestServer::start(Backend::Sqlite, vec![]).await;
+    let workers = server.engine.local_workers();
+    assert!(
+        workers.reserve(1).is_none(),
+        "no worker loop, nothing is leased to it"
+    );
+    let (stop, stopped) = watch::channel(false);
+    let engine = server.engine.clone();
+    let loop_task = tokio::spawn(async move { engine.run_workers(stopped).await });
+
+    // The default 256 slots hold at most four queued jobs each.
+    let all = reservation_once_open(&workers, 100_000).await;
+    assert_eq!(all.slots(), 1024);
+    assert!(workers.reserve(1).is_none(), "everything is held");
+    // Room a write did not use is given back.
+    workers.start(all, Vec::new());
+    let again = workers.reserve(10).expect("room is back");
+    assert_eq!(again.slots(), 10);
+    drop(again);
+
+    stop.send(true).expect("stop");
+    loop_task.await.expect("worker loop");
+    assert!(workers.reserve(1).is_none(), "stopped workers take nothing");
+}
+
+#[tokio::test]
+async fn a_handed_over_job_that_waited_half_its_lease_is_left_to_a_claim() {
+    let server = TestServer::start(Backend::Sqlite, vec![]).await;
+    server
+        .put_workflow("late", json!([feed_step("feed", "late hello")]))
+        .await;
+    let env = server.env_id("development").await;
+    let (version, _) = server
+        .store
+        .committed_version(&env, "late")
+        .await
+        .expect("version")
+        .expect("committed");
+    let (stop, stopped) = watch::channel(false);
+    let engine = server.engine.clone();
+    let loop_task = tokio::spawn(async move { engine.run_workers(stopped).await });
+    let workers = server.engine.local_workers();
+    let reservation = reservation_once_open(&workers, 1).await;
+    let lease = reservation.lease.clone();
+    let written = server
+        .store
+        .create_triggers_with_jobs(&[TriggerWrite {
+            environment_id: env.clone(),
+            workflow_key: "late".into(),
+            workflow_version: version,
+            workflow_run_id: hark_core::new_id(),
+            actor: None,
+            tenant: None,
+            data: json!({}),
+            cancellation_key: None,
+            recipients: vec!["ada".into()],
+            inline_users: Vec::new(),
+            inline_objects: Vec::new(),
+            inline_documents: Vec::new(),
+            fan_outs: Vec::new(),
+            idempotency: None,
+            state: json!({}),
+            frequency: TriggerFrequency::EveryTrigger,
+            lease: Some(lease.clone()),
+            now: server.clock.now_ms(),
+        }])
+        .await
+        .expect("trigger");
+    let jobs = written[0].as_ref().expect("accepted").leased_jobs.clone();
+    assert_eq!(jobs.len(), 1);
+
+    // The hand-over comes after more than half the lease (60 s by default).
+    server.clock.advance(31_000);
+    workers.start(reservation, jobs);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        server.feed_texts("ada").await.is_empty(),
+        "a job this close to losing its lease is not started"
+    );
+    let run = &server.runs_of("ada", "late").await[0];
+    assert_eq!(run["status"], "queued", "{run}");
+
+    // Once the lease expires the job is due, and a claim runs it.
+    server.clock.advance(30_000);
+    server.engine.wake();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.feed_texts("ada").await.is_empty() {
+        assert!(Instant::now() < deadline, "the job was never claimed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.feed_texts("ada").await, ["late hello"]);
+    assert!(lease.expires_at <= server.clock.now_ms());
+
+    stop.send(true).expect("stop");
+    loop_task.await.expect("worker loop");
+}
