@@ -142,3 +142,110 @@ pub async fn raw_batched_insert_rate(
     }
     Ok(Figure::rate(rows as u64, started.elapsed()))
 }
+
+/// The floor of a fan-out in Hark's own schema: for each message, only the rows any
+/// fan-out must write (the recipient marked reached, its run, the message, the message's
+/// first event), inserted straight into a freshly migrated database, 500 messages per
+/// commit, by one connection — no jobs, no engine, no rendering. No fan-out through
+/// Hark can be faster than this on the same machine.
+pub async fn fan_out_floor(
+    kind: &str,
+    dir: &std::path::Path,
+    messages: usize,
+) -> anyhow::Result<Figure> {
+    let recipients: Vec<String> = (0..messages).map(|i| format!("sub-{i:07}")).collect();
+    let content = json!({"blocks": [{"type": "markdown", "name": "body",
+        "content": "Hello {{ recipient.id }}", "rendered": "<p>Hello sub</p>"}]})
+    .to_string();
+    // Binds the rows of one batch; the same text for both databases.
+    macro_rules! insert_batch {
+        ($db:ty, $tx:expr, $chunk:expr) => {{
+            let chunk = $chunk;
+            let ids: Vec<(String, String, String)> = chunk
+                .iter()
+                .map(|_| (hark_core::new_id(), hark_core::new_id(), hark_core::new_id()))
+                .collect();
+            let mut qb = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO fanout_seen (workflow_run_id, recipient_collection, recipient_id) ",
+            );
+            qb.push_values(chunk.iter(), |mut b, r| {
+                b.push_bind("wr").push_bind("").push_bind(r.as_str());
+            });
+            qb.build().execute(&mut *$tx).await?;
+            let mut qb = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO recipient_runs (id, environment_id, workflow_run_id, workflow_key, \
+                 workflow_version, recipient_id, actor, tenant, data, cancellation_key, status, \
+                 step_cursor, error_count, inserted_at, updated_at, state, recipient_collection) ",
+            );
+            qb.push_values(chunk.iter().zip(&ids), |mut b, (r, (run, _, _))| {
+                b.push_bind(run.as_str()).push_bind("env").push_bind("wr")
+                    .push_bind("announce").push_bind(1_i64).push_bind(r.as_str())
+                    .push_bind(None::<String>).push_bind(None::<String>).push_bind("{}")
+                    .push_bind(None::<String>).push_bind("completed").push_bind(1_i64)
+                    .push_bind(0_i64).push_bind(1_i64).push_bind(1_i64).push_bind("{}")
+                    .push_bind("");
+            });
+            qb.build().execute(&mut *$tx).await?;
+            let mut qb = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO messages (id, environment_id, recipient_run_id, workflow_run_id, \
+                 step_ref, workflow_key, workflow_version, categories, channel_key, channel_type, \
+                 recipient_id, actors, tenant, status, content, data, inserted_at, updated_at, \
+                 recipient_collection) ",
+            );
+            qb.push_values(chunk.iter().zip(&ids), |mut b, (r, (run, message, _))| {
+                b.push_bind(message.as_str()).push_bind("env").push_bind(run.as_str())
+                    .push_bind("wr").push_bind("feed").push_bind("announce").push_bind(1_i64)
+                    .push_bind("[]").push_bind("in-app-feed").push_bind("in_app_feed")
+                    .push_bind(r.as_str()).push_bind("[]").push_bind(None::<String>)
+                    .push_bind("delivered").push_bind(content.as_str()).push_bind("{}")
+                    .push_bind(1_i64).push_bind(1_i64).push_bind("");
+            });
+            qb.build().execute(&mut *$tx).await?;
+            let mut qb = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO message_events (id, environment_id, message_id, recipient_id, \
+                 event_type, data, inserted_at) ",
+            );
+            qb.push_values(chunk.iter().zip(&ids), |mut b, (r, (_, message, event))| {
+                b.push_bind(event.as_str()).push_bind("env").push_bind(message.as_str())
+                    .push_bind(r.as_str()).push_bind("message.delivered").push_bind("null")
+                    .push_bind(1_i64);
+            });
+            qb.build().execute(&mut *$tx).await?;
+        }};
+    }
+    let started;
+    match kind {
+        "sqlite" => {
+            let path = dir.join("floor.db");
+            let url = format!("sqlite://{}", path.display());
+            // Hark's migrations, then a connection of its own like Hark's writer.
+            drop(hark_store::connect(&url).await?);
+            let mut conn =
+                sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await?;
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&mut conn)
+                .await?;
+            sqlx::query("PRAGMA synchronous = FULL")
+                .execute(&mut conn)
+                .await?;
+            started = Instant::now();
+            for chunk in recipients.chunks(500) {
+                let mut tx = conn.begin().await?;
+                insert_batch!(sqlx::Sqlite, tx, chunk);
+                tx.commit().await?;
+            }
+        }
+        _ => {
+            let url = hark_store::testing::fresh_postgres_database().await?;
+            drop(hark_store::connect(&url).await?);
+            let mut conn = sqlx::PgConnection::connect(&url).await?;
+            started = Instant::now();
+            for chunk in recipients.chunks(500) {
+                let mut tx = conn.begin().await?;
+                insert_batch!(sqlx::Postgres, tx, chunk);
+                tx.commit().await?;
+            }
+        }
+    }
+    Ok(Figure::rate(messages as u64, started.elapsed()))
+}

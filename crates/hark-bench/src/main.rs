@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use anyhow::bail;
 use clap::Parser;
-use hark_bench::baselines::{empty_route_baseline, raw_batched_insert_rate, raw_commit_baseline};
+use hark_bench::baselines::{
+    empty_route_baseline, fan_out_floor, raw_batched_insert_rate, raw_commit_baseline,
+};
 use hark_bench::cluster::{Cluster, Prepared};
 use hark_bench::figures::{
     fan_out, feed_read_under_load, feed_step, trigger_accept_rate, trigger_to_feed,
@@ -187,6 +189,16 @@ async fn main() -> anyhow::Result<()> {
             "baseline",
             &format!("raw batched inserts, {} rows, 500/commit", args.subscribers),
             raw_batched_insert_rate(&args.store, dir.path(), args.subscribers)
+                .await?
+                .describe(),
+        );
+        line(
+            "baseline",
+            &format!(
+                "fan-out floor: {} messages' rows in Hark's schema",
+                args.subscribers
+            ),
+            fan_out_floor(&args.store, dir.path(), args.subscribers)
                 .await?
                 .describe(),
         );

@@ -95,6 +95,32 @@ impl Slots {
         self.handover.lock().ok().and_then(|h| h.clone())
     }
 
+    /// Room for exactly `wanted` new jobs, waiting up to `patience` for it; `None` when
+    /// the workers do not run or stay too busy.
+    pub(crate) async fn reserve_waiting(
+        &self,
+        wanted: usize,
+        patience: Duration,
+    ) -> Option<Reservation> {
+        let wanted = u32::try_from(wanted).ok().filter(|n| *n > 0)?;
+        if self.handover().is_none() || wanted as usize > self.max_held {
+            return None;
+        }
+        let held = tokio::time::timeout(patience, self.held.clone().acquire_many_owned(wanted))
+            .await
+            .ok()?
+            .ok()?;
+        Some(Reservation::new(self.new_lease(), held))
+    }
+
+    /// A lease for jobs written from now on.
+    fn new_lease(&self) -> JobLease {
+        JobLease {
+            lease: new_id(),
+            expires_at: self.clock.now_ms() + self.lease_ms,
+        }
+    }
+
     /// No job runs and none is leased to this node's workers.
     fn all_free(&self) -> bool {
         self.running.available_permits() == self.concurrency
@@ -110,11 +136,7 @@ impl LocalWorkers for Slots {
         let granted = wanted.min(self.held.available_permits());
         let granted = u32::try_from(granted).ok().filter(|n| *n > 0)?;
         let held = self.held.clone().try_acquire_many_owned(granted).ok()?;
-        let lease = JobLease {
-            lease: new_id(),
-            expires_at: self.clock.now_ms() + self.lease_ms,
-        };
-        Some(Reservation::new(lease, held))
+        Some(Reservation::new(self.new_lease(), held))
     }
 
     fn start(&self, reservation: Reservation, jobs: Vec<ClaimedJob>) {

@@ -410,14 +410,16 @@ pub trait FanOutStore {
     /// Creates runs for one page of subscribers (deduplicated per trigger, the actor
     /// skipped, objects fanned out once more up to depth 2) and moves the fan-out's
     /// cursor past them, in one fenced transaction. An empty page finishes the fan-out.
-    /// Returns the runs created.
+    /// Returns the runs created (`None` when `job` lost its lease), with their jobs when
+    /// they were written leased to the caller's workers with `lease`.
     async fn fan_out_page(
         &self,
         job: &ClaimedJob,
         fanout: &FanOut,
         page: &[SubscriptionRecord],
+        lease: Option<&JobLease>,
         now: Millis,
-    ) -> StoreResult<Option<usize>>;
+    ) -> StoreResult<Option<Written<usize>>>;
 }
 
 #[async_trait]

@@ -129,6 +129,108 @@ async fn accepted_work_runs_without_claims_on_postgres() {
     accepted_work_runs_without_claims(true).await;
 }
 
+async fn fan_out_runs_are_handed_over(postgres: bool) {
+    const SUBSCRIBERS: usize = 1_200;
+    // Default concurrency (a page of 500 runs fits what the workers may hold); polling
+    // practically off.
+    let t = target_with_engine(postgres, "poll_interval_ms = 3600000", "").await;
+    let sk = cli_json(&t.args, &["keys", "create", "--environment", "development"])["secret_key"]
+        .as_str()
+        .expect("sk")
+        .to_string();
+    let token = cli_json(&t.args, &["tokens", "create"])["service_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = spawn_server(&t.args, port, &t._dir.path().join("serve.log"));
+    wait_healthy(&base).await;
+    let http = reqwest::Client::new();
+    put_workflow(
+        &http,
+        &base,
+        &token,
+        "announce",
+        json!([{"type": "channel", "ref": "feed", "channel_key": "in-app-feed",
+                "template": {"markdown_body": "news for {{ recipient.id }}"}}]),
+    )
+    .await;
+    let resp = http
+        .put(format!("{base}/v1/objects/teams/all"))
+        .bearer_auth(&sk)
+        .json(&json!({"name": "everyone"}))
+        .send()
+        .await
+        .expect("object");
+    assert!(resp.status().is_success(), "object: {}", resp.status());
+    let ids: Vec<String> = (0..SUBSCRIBERS).map(|i| format!("s{i:04}")).collect();
+    for chunk in ids.chunks(100) {
+        let resp = http
+            .post(format!("{base}/v1/objects/teams/all/subscriptions"))
+            .bearer_auth(&sk)
+            .json(&json!({"recipients": chunk}))
+            .send()
+            .await
+            .expect("subscribe");
+        assert!(resp.status().is_success(), "subscribe: {}", resp.status());
+    }
+    let resp = http
+        .post(format!("{base}/v1/workflows/announce/trigger"))
+        .bearer_auth(&sk)
+        .json(&json!({"recipients": [{"collection": "teams", "id": "all"}]}))
+        .send()
+        .await
+        .expect("trigger");
+    assert!(resp.status().is_success(), "trigger: {}", resp.status());
+
+    // Every subscriber's message, and the object's own.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let runs = loop {
+        let metrics = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("metrics text");
+        let finished = counter(&metrics, "hark_runs_finished_total{status=\"completed\"}");
+        if finished >= (SUBSCRIBERS + 1) as f64 {
+            break metrics;
+        }
+        assert!(Instant::now() < deadline, "runs finished: {finished}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut recipients = all_message_recipients(&http, &base, &sk).await;
+    assert!(
+        recipients.iter().any(|r| r == "teams/all"),
+        "the object's own"
+    );
+    recipients.retain(|r| r.starts_with('s'));
+    recipients.sort();
+    assert_eq!(recipients, ids, "one message per subscriber");
+    // Each run ran once, by one path or the other: the fan-out job is claimed (nobody
+    // holds it), the object's run and at least the first page (the workers held nothing
+    // yet) are handed over; later pages are handed over when the workers have room.
+    let handed_over = counter(&runs, "hark_jobs_handed_over_total");
+    let claimed = counter(&runs, "hark_jobs_claimed_total");
+    assert_eq!(handed_over + claimed, (SUBSCRIBERS + 2) as f64, "{runs}");
+    assert!(handed_over >= 501.0, "{runs}");
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[tokio::test]
+async fn fan_out_runs_are_handed_over_on_sqlite() {
+    fan_out_runs_are_handed_over(false).await;
+}
+
+#[tokio::test]
+async fn fan_out_runs_are_handed_over_on_postgres() {
+    fan_out_runs_are_handed_over(true).await;
+}
+
 /// Waits until the engine's worker loop takes hand-overs, and returns a reservation.
 async fn reservation_once_open(
     workers: &Arc<dyn LocalWorkers>,

@@ -60,8 +60,9 @@ impl FanOutStore for SqlStore {
         job: &ClaimedJob,
         fanout: &FanOut,
         page: &[SubscriptionRecord],
+        lease: Option<&JobLease>,
         now: Millis,
-    ) -> StoreResult<Option<usize>> {
+    ) -> StoreResult<Option<Written<usize>>> {
         const OP: &str = "fan out page";
         let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
         let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
@@ -75,7 +76,7 @@ impl FanOutStore for SqlStore {
                 .await
                 .map_err(StoreError::db(OP))?;
             tx.commit().await.map_err(StoreError::db(OP))?;
-            return Ok(Some(0));
+            return Ok(Some(Written::without_jobs(0)));
         };
         let Some(last) = page.last() else {
             for sql in [
@@ -93,7 +94,7 @@ impl FanOutStore for SqlStore {
                     .map_err(StoreError::db(OP))?;
             }
             tx.commit().await.map_err(StoreError::db(OP))?;
-            return Ok(Some(0));
+            return Ok(Some(Written::without_jobs(0)));
         };
         // A page that starts before the committed cursor was read by a stale worker.
         if current
@@ -146,7 +147,7 @@ impl FanOutStore for SqlStore {
                 Some(_) => {}
             }
         }
-        insert_runs(&mut tx, &template, &runs, None, now).await?;
+        let leased_jobs = insert_runs(&mut tx, &template, &runs, lease, now).await?;
         sqlx::query("UPDATE fanouts SET after_collection = $1, after_id = $2 WHERE id = $3")
             .bind(last.recipient.collection.clone().unwrap_or_default())
             .bind(&last.recipient.id)
@@ -155,6 +156,9 @@ impl FanOutStore for SqlStore {
             .await
             .map_err(StoreError::db(OP))?;
         tx.commit().await.map_err(StoreError::db(OP))?;
-        Ok(Some(runs.len()))
+        Ok(Some(Written {
+            outcome: runs.len(),
+            leased_jobs,
+        }))
     }
 }

@@ -19,6 +19,12 @@ pub async fn target(postgres: bool) -> Target {
 }
 
 pub async fn target_with_config(postgres: bool, extra_config: &str) -> Target {
+    // A short lease so the restarted server takes over the dead one's claims quickly.
+    target_with_engine(postgres, "concurrency = 8\nlease_seconds = 2", extra_config).await
+}
+
+/// A target whose config's `[engine]` table is `engine`, followed by `extra_config`.
+pub async fn target_with_engine(postgres: bool, engine: &str, extra_config: &str) -> Target {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut args = vec!["--data-dir".to_string(), dir.path().display().to_string()];
     if postgres {
@@ -28,12 +34,7 @@ pub async fn target_with_config(postgres: bool, extra_config: &str) -> Target {
         args.extend(["--database-url".to_string(), url]);
     }
     let config = dir.path().join("hark.toml");
-    // A short lease so the restarted server takes over the dead one's claims quickly.
-    std::fs::write(
-        &config,
-        format!("[engine]\nconcurrency = 8\nlease_seconds = 2\n{extra_config}"),
-    )
-    .expect("config");
+    std::fs::write(&config, format!("[engine]\n{engine}\n{extra_config}")).expect("config");
     args.extend(["--config".to_string(), config.display().to_string()]);
     Target { args, _dir: dir }
 }
@@ -128,7 +129,16 @@ pub async fn all_message_recipients(http: &reqwest::Client, base: &str, sk: &str
         }
         let page = get_json(http, &url, sk).await;
         for m in page["items"].as_array().expect("items") {
-            out.push(m["recipient"].as_str().expect("recipient").to_string());
+            // A user's id, or `collection/id` for an object recipient.
+            let recipient = &m["recipient"];
+            out.push(match recipient.as_str() {
+                Some(id) => id.to_string(),
+                None => format!(
+                    "{}/{}",
+                    recipient["collection"].as_str().expect("collection"),
+                    recipient["id"].as_str().expect("id")
+                ),
+            });
         }
         match page["page_info"]["after"].as_str() {
             Some(a) => after = Some(a.to_string()),
