@@ -29,16 +29,17 @@ pub(crate) struct Prefetched {
     messages: HashMap<String, MessageRecord>,
 }
 
-/// Whether reading ahead pays: at least two jobs that would each read for themselves.
+/// Whether reading ahead pays: any job that would otherwise read for itself. Even for
+/// one job it does: its reads go out together instead of one after another.
 pub(crate) fn worth_prefetching(jobs: &[ClaimedJob]) -> bool {
     jobs.iter()
-        .filter(|j| matches!(j.kind, JobKind::AdvanceRun | JobKind::DeliverMessage))
-        .count()
-        >= 2
+        .any(|j| matches!(j.kind, JobKind::AdvanceRun | JobKind::DeliverMessage))
 }
 
 impl Prefetched {
-    /// Reads ahead for the batch's `advance_run` and `deliver_message` jobs.
+    /// Reads ahead for the batch's `advance_run` and `deliver_message` jobs. Reads that
+    /// do not need each other's results go out together: the messages with the runs,
+    /// then each environment's users, preference sets and default set.
     pub async fn load(store: &Arc<dyn Store>, jobs: &[ClaimedJob]) -> Result<Self, StoreError> {
         let ids_of = |kind: JobKind| -> Vec<String> {
             jobs.iter()
@@ -46,21 +47,25 @@ impl Prefetched {
                 .map(|j| j.ref_id.clone())
                 .collect()
         };
-        let mut prefetched = Prefetched::default();
-        let message_ids = ids_of(JobKind::DeliverMessage);
-        if !message_ids.is_empty() {
-            prefetched.messages = store
-                .load_messages_for_jobs(&message_ids)
-                .await?
-                .into_iter()
-                .map(|m| (m.id.clone(), m))
-                .collect();
-        }
-        let run_ids = ids_of(JobKind::AdvanceRun);
-        if run_ids.is_empty() {
-            return Ok(prefetched);
-        }
-        let runs = store.load_runs_for_jobs(&run_ids).await?;
+        let (message_ids, run_ids) = (ids_of(JobKind::DeliverMessage), ids_of(JobKind::AdvanceRun));
+        let (messages, runs) = tokio::try_join!(
+            async {
+                if message_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                store.load_messages_for_jobs(&message_ids).await
+            },
+            async {
+                if run_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                store.load_runs_for_jobs(&run_ids).await
+            },
+        )?;
+        let mut prefetched = Prefetched {
+            messages: messages.into_iter().map(|m| (m.id.clone(), m)).collect(),
+            ..Prefetched::default()
+        };
         let mut by_environment: BTreeMap<&str, Vec<&RecipientRun>> = BTreeMap::new();
         for run in &runs {
             by_environment
@@ -76,47 +81,41 @@ impl Prefetched {
                 .chain(runs.iter().filter_map(|r| r.actor.clone()))
                 .collect();
             let user_ids: Vec<String> = user_ids.into_iter().collect();
-            let found: HashMap<String, Map<String, Value>> = store
-                .get_users(environment_id, &user_ids)
-                .await?
-                .into_iter()
-                .map(|u| (u.id, u.properties))
+            let owners: BTreeSet<Owner> = runs
+                .iter()
+                .map(|r| Owner::recipient(r.recipient_collection.as_deref(), &r.recipient_id))
                 .collect();
+            let owners: Vec<Owner> = owners.into_iter().collect();
+            let (users, documents, default_set) = tokio::try_join!(
+                store.get_users(environment_id, &user_ids),
+                store.list_documents_of(environment_id, &owners, DocumentKind::Preferences),
+                store.get_document(
+                    environment_id,
+                    &Owner::Environment,
+                    DocumentKind::Preferences,
+                    "default",
+                ),
+            )?;
+            let found: HashMap<String, Map<String, Value>> =
+                users.into_iter().map(|u| (u.id, u.properties)).collect();
             for id in user_ids {
                 let properties = found.get(&id).cloned();
                 prefetched
                     .users
                     .insert((environment_id.to_string(), id), properties);
             }
-
-            let owners: BTreeSet<Owner> = runs
-                .iter()
-                .map(|r| Owner::recipient(r.recipient_collection.as_deref(), &r.recipient_id))
-                .collect();
-            let owners: Vec<Owner> = owners.into_iter().collect();
             for owner in &owners {
                 prefetched
                     .preferences
                     .insert((environment_id.to_string(), owner.key()), Vec::new());
             }
-            for (owner_key, document) in store
-                .list_documents_of(environment_id, &owners, DocumentKind::Preferences)
-                .await?
-            {
+            for (owner_key, document) in documents {
                 prefetched
                     .preferences
                     .entry((environment_id.to_string(), owner_key))
                     .or_default()
                     .push(document);
             }
-            let default_set = store
-                .get_document(
-                    environment_id,
-                    &Owner::Environment,
-                    DocumentKind::Preferences,
-                    "default",
-                )
-                .await?;
             prefetched
                 .environment_preferences
                 .insert(environment_id.to_string(), default_set);

@@ -35,7 +35,24 @@ struct Pending {
     job: ClaimedJob,
     held: Option<OwnedSemaphorePermit>,
     lease_expires_at: Millis,
-    prefetched: Option<Arc<Prefetched>>,
+    reads: Arc<BatchReads>,
+}
+
+/// What a batch of jobs (a claim, or hand-overs that arrived together) reads ahead, read
+/// by whichever of its jobs starts first and shared with the rest: the worker loop never
+/// waits for a read.
+struct BatchReads {
+    jobs: Vec<ClaimedJob>,
+    read: tokio::sync::OnceCell<Option<Arc<Prefetched>>>,
+}
+
+impl BatchReads {
+    fn new(jobs: Vec<ClaimedJob>) -> Arc<Self> {
+        Arc::new(BatchReads {
+            jobs,
+            read: tokio::sync::OnceCell::new(),
+        })
+    }
 }
 
 /// Handed-over jobs held per running slot. At a few thousand jobs a second the queue this
@@ -211,7 +228,7 @@ impl Engine {
                 _ = slots.wake.notified() => claim_now = true,
                 _ = sleep_until(next_poll) => claim_now = true,
                 Some(batch) = handed_over.recv() => {
-                    self.queue_handed_over(&mut pending, batch, &mut handed_over).await;
+                    self.queue_handed_over(&mut pending, batch, &mut handed_over);
                 }
                 _ = shutdown.changed() => {}
                 // A finished job frees a slot for what waits: handed-over jobs, and what
@@ -225,8 +242,7 @@ impl Engine {
         loop {
             while tasks.try_join_next().is_some() {}
             while let Ok(batch) = handed_over.try_recv() {
-                self.queue_handed_over(&mut pending, batch, &mut handed_over)
-                    .await;
+                self.queue_handed_over(&mut pending, batch, &mut handed_over);
             }
             self.start_pending(&mut tasks, &mut pending, 0);
             if tasks.is_empty() && pending.is_empty() && slots.all_free() {
@@ -234,7 +250,7 @@ impl Engine {
             }
             tokio::select! {
                 Some(batch) = handed_over.recv() => {
-                    self.queue_handed_over(&mut pending, batch, &mut handed_over).await;
+                    self.queue_handed_over(&mut pending, batch, &mut handed_over);
                 }
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 // A reservation given back unused sends nothing.
@@ -246,9 +262,9 @@ impl Engine {
         }
     }
 
-    /// Queues handed-over jobs, with whatever else has arrived meanwhile, reading ahead
-    /// for them together.
-    async fn queue_handed_over(
+    /// Queues handed-over jobs, with whatever else has arrived meanwhile; they read ahead
+    /// together.
+    fn queue_handed_over(
         &self,
         pending: &mut VecDeque<Pending>,
         first: HandedOver,
@@ -263,7 +279,7 @@ impl Engine {
             .flat_map(|b| b.jobs.iter().cloned())
             .collect();
         metrics::counter!("hark_jobs_handed_over_total").increment(jobs.len() as u64);
-        let prefetched = self.prefetch(&jobs).await;
+        let reads = BatchReads::new(jobs);
         for batch in batches {
             let mut held = batch.held;
             for job in batch.jobs {
@@ -271,7 +287,7 @@ impl Engine {
                     job,
                     held: held.split(1),
                     lease_expires_at: batch.lease_expires_at,
-                    prefetched: prefetched.clone(),
+                    reads: reads.clone(),
                 });
             }
         }
@@ -295,7 +311,7 @@ impl Engine {
                 tracing::info!(job = %next.job.id, "handed-over job waited too long; left to a claim");
                 continue;
             }
-            self.spawn_job(tasks, next.job, next.prefetched, (permit, next.held));
+            self.spawn_job(tasks, next.job, next.reads, (permit, next.held));
         }
     }
 
@@ -332,12 +348,12 @@ impl Engine {
         };
         metrics::counter!("hark_jobs_claimed_total").increment(jobs.len() as u64);
         let full = jobs.len() >= limit;
-        let prefetched = self.prefetch(&jobs).await;
+        let reads = BatchReads::new(jobs.clone());
         for job in jobs {
             let Some(permit) = permits.split(1) else {
                 break;
             };
-            self.spawn_job(tasks, job, prefetched.clone(), permit);
+            self.spawn_job(tasks, job, reads.clone(), permit);
         }
         full
     }
@@ -348,13 +364,18 @@ impl Engine {
         &self,
         tasks: &mut JoinSet<()>,
         job: ClaimedJob,
-        prefetched: Option<Arc<Prefetched>>,
+        reads: Arc<BatchReads>,
         slot: S,
     ) {
         let engine = self.clone();
         let span = tracing::info_span!("job", kind = job.kind.as_str(), id = %job.id);
         tasks.spawn(
             async move {
+                let prefetched = reads
+                    .read
+                    .get_or_init(|| engine.prefetch(&reads.jobs))
+                    .await
+                    .clone();
                 engine.process_job(job, prefetched.as_deref()).await;
                 drop(slot);
             }
