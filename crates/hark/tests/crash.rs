@@ -207,18 +207,13 @@ async fn kill_nine_during_deliveries(postgres: bool) {
         "[outbound]\nallow_private_networks = true\n\n[[channels]]\nkey = \"webhook\"\ntype = \"http\"\nprovider = \"webhook\"\n",
     )
     .await;
-    let sk = cli_json(&t.args, &["keys", "create", "--environment", "development"])["secret_key"]
-        .as_str()
-        .expect("sk")
-        .to_string();
-    let token = cli_json(&t.args, &["tokens", "create"])["service_token"]
-        .as_str()
-        .expect("token")
-        .to_string();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = spawn_server(&t.args, port, &t._dir.path().join("hooks-1.log"));
-    wait_healthy(&base).await;
+    let Served {
+        base,
+        port,
+        sk,
+        token,
+        mut server,
+    } = serve_with_credentials(&t, "hooks-1.log").await;
     let http = reqwest::Client::new();
     put_workflow(
         &http,

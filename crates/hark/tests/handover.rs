@@ -38,18 +38,13 @@ async fn accepted_work_runs_without_claims(postgres: bool) {
          [[channels]]\nkey = \"webhook\"\ntype = \"http\"\nprovider = \"webhook\"\n",
     )
     .await;
-    let sk = cli_json(&t.args, &["keys", "create", "--environment", "development"])["secret_key"]
-        .as_str()
-        .expect("sk")
-        .to_string();
-    let token = cli_json(&t.args, &["tokens", "create"])["service_token"]
-        .as_str()
-        .expect("token")
-        .to_string();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = spawn_server(&t.args, port, &t._dir.path().join("serve.log"));
-    wait_healthy(&base).await;
+    let Served {
+        base,
+        sk,
+        token,
+        mut server,
+        ..
+    } = serve_with_credentials(&t, "serve.log").await;
     let http = reqwest::Client::new();
     put_workflow(
         &http,
@@ -134,18 +129,13 @@ async fn fan_out_runs_are_handed_over(postgres: bool) {
     // Default concurrency (a page of 500 runs fits what the workers may hold); polling
     // practically off.
     let t = target_with_engine(postgres, "poll_interval_ms = 3600000", "").await;
-    let sk = cli_json(&t.args, &["keys", "create", "--environment", "development"])["secret_key"]
-        .as_str()
-        .expect("sk")
-        .to_string();
-    let token = cli_json(&t.args, &["tokens", "create"])["service_token"]
-        .as_str()
-        .expect("token")
-        .to_string();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = spawn_server(&t.args, port, &t._dir.path().join("serve.log"));
-    wait_healthy(&base).await;
+    let Served {
+        base,
+        sk,
+        token,
+        mut server,
+        ..
+    } = serve_with_credentials(&t, "serve.log").await;
     let http = reqwest::Client::new();
     put_workflow(
         &http,

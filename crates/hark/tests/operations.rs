@@ -49,18 +49,13 @@ async fn scrape(http: &reqwest::Client, base: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_after_a_trigger() {
     let t = target(false).await;
-    let sk = cli_json(&t.args, &["keys", "create", "--environment", "development"])["secret_key"]
-        .as_str()
-        .expect("sk")
-        .to_string();
-    let token = cli_json(&t.args, &["tokens", "create"])["service_token"]
-        .as_str()
-        .expect("token")
-        .to_string();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = spawn_server(&t.args, port, &t._dir.path().join("serve.log"));
-    wait_healthy(&base).await;
+    let Served {
+        base,
+        sk,
+        token,
+        mut server,
+        ..
+    } = serve_with_credentials(&t, "serve.log").await;
     let http = reqwest::Client::new();
     put_workflow(
         &http,

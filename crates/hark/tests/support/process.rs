@@ -146,3 +146,37 @@ pub async fn all_message_recipients(http: &reqwest::Client, base: &str, sk: &str
         }
     }
 }
+
+/// A running `hark serve` with a secret key and a service token its CLI made.
+pub struct Served {
+    pub base: String,
+    pub port: u16,
+    pub sk: String,
+    pub token: String,
+    pub server: Child,
+}
+
+/// Makes a secret key (development) and a service token with the CLI, starts `hark serve`
+/// on a free port (its log in the target's directory as `log`) and waits until it is
+/// healthy.
+pub async fn serve_with_credentials(t: &Target, log: &str) -> Served {
+    let sk = cli_json(&t.args, &["keys", "create", "--environment", "development"])["secret_key"]
+        .as_str()
+        .expect("sk")
+        .to_string();
+    let token = cli_json(&t.args, &["tokens", "create"])["service_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let server = spawn_server(&t.args, port, &t._dir.path().join(log));
+    wait_healthy(&base).await;
+    Served {
+        base,
+        port,
+        sk,
+        token,
+        server,
+    }
+}
