@@ -38,10 +38,10 @@ impl Figure {
         if self.latencies_us.is_empty() {
             return format!("{:>9.0}/s  (n={})", self.per_second, self.count);
         }
-        let (p50, p99) = (self.p(0.5), self.p(0.99));
+        let (p50, p90, p99, max) = (self.p(0.5), self.p(0.9), self.p(0.99), self.p(1.0));
         format!(
-            "{:>9.0}/s  (n={}, p50 {:.2} ms, p99 {:.2} ms)",
-            self.per_second, self.count, p50, p99
+            "{:>9.0}/s  (n={}, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms)",
+            self.per_second, self.count, p50, p90, p99, max
         )
     }
 }

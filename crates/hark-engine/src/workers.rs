@@ -65,8 +65,9 @@ pub(crate) struct Slots {
     /// One permit per job running.
     running: Arc<Semaphore>,
     concurrency: usize,
-    /// Running slots handed-over jobs leave free, so claims of due jobs (timers, retries,
-    /// other nodes' work) always find room under a steady stream of new work.
+    /// Running slots handed-over jobs leave free while claims find more due jobs than
+    /// they have room for, so timers, retries and other nodes' work are not starved by a
+    /// steady stream of new work.
     kept_for_claims: usize,
     /// One permit per job leased to this node's workers, from before its write until it
     /// ends: bounds the handed-over jobs waiting for a running slot.
@@ -219,7 +220,10 @@ impl Engine {
                 break;
             }
             while tasks.try_join_next().is_some() {}
-            self.start_pending(&mut tasks, &mut pending, slots.kept_for_claims);
+            // While claims find more than they have room for, handed-over jobs leave them
+            // a quarter of the slots; otherwise they may use every slot.
+            let keep = if backlog { slots.kept_for_claims } else { 0 };
+            self.start_pending(&mut tasks, &mut pending, keep);
             if std::mem::take(&mut claim_now) {
                 next_poll = Instant::now() + poll_interval;
                 backlog = self.claim_and_start(&mut tasks).await;
