@@ -17,7 +17,7 @@ struct Running {
     port: u16,
 }
 
-async fn start(t: &Target, log: &str) -> (Running, std::process::Child) {
+async fn start(t: &Target, log: &str) -> (Running, ServerProcess) {
     let keys = cli_json(&t.args, &["keys", "create", "--environment", "development"]);
     let sk = keys["secret_key"].as_str().expect("sk").to_string();
     let port = free_port();

@@ -7,7 +7,6 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,7 +26,7 @@ const STALL_LIMIT: Duration = Duration::from_secs(180);
 
 struct Node {
     base: String,
-    process: Child,
+    process: ServerProcess,
 }
 
 fn start_node(dir: &Path, database_url: &str, name: &str, role: &str, engine: &str) -> Node {

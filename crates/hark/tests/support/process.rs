@@ -64,9 +64,34 @@ pub fn cli_json(args: &[String], command: &[&str]) -> Value {
     serde_json::from_str(text.trim()).expect("json line")
 }
 
-pub fn spawn_server(args: &[String], port: u16, log: &Path) -> Child {
+/// A `hark serve` child, killed when dropped so that a failing test leaves no server
+/// (and no database connection) behind.
+pub struct ServerProcess(Child);
+
+impl std::ops::Deref for ServerProcess {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ServerProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn spawn_server(args: &[String], port: u16, log: &Path) -> ServerProcess {
     let log = std::fs::File::create(log).expect("log file");
-    Command::new(HARK)
+    let child = Command::new(HARK)
         .arg("serve")
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(args)
@@ -74,7 +99,8 @@ pub fn spawn_server(args: &[String], port: u16, log: &Path) -> Child {
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .expect("spawn hark serve")
+        .expect("spawn hark serve");
+    ServerProcess(child)
 }
 
 pub async fn wait_healthy(base: &str) {
@@ -153,7 +179,7 @@ pub struct Served {
     pub port: u16,
     pub sk: String,
     pub token: String,
-    pub server: Child,
+    pub server: ServerProcess,
 }
 
 /// Makes a secret key (development) and a service token with the CLI, starts `hark serve`
