@@ -205,12 +205,11 @@ pub fn step_committer(store: Arc<dyn Store>, workers: Arc<dyn LocalWorkers>) -> 
     let commit = move |mut batch: Vec<(ClaimedJob, StepCommit)>| {
         let (store, workers) = (store.clone(), workers.clone());
         async move {
-            let delivers = |s: &StepCommit| s.enqueue_delivery && s.message.is_some();
-            let wanted = batch.iter().filter(|(_, s)| delivers(s)).count();
+            let wanted = batch.iter().filter(|(_, s)| creates_delivery(s)).count();
             let reservation = (wanted > 0).then(|| workers.reserve(wanted)).flatten();
             lease_deliveries(&mut batch, reservation.as_ref());
             let unheld = batch.iter().any(|(_, s)| {
-                (delivers(s) && s.delivery_lease.is_none()) || !s.triggers.is_empty()
+                (creates_delivery(s) && s.delivery_lease.is_none()) || !s.triggers.is_empty()
             });
             let written = store.commit_steps_with_jobs(&batch).await;
             hand_over(workers.as_ref(), reservation, &written, unheld);
@@ -220,15 +219,18 @@ pub fn step_committer(store: Arc<dyn Store>, workers: Arc<dyn LocalWorkers>) -> 
     GroupCommitter::batched(limits, lanes, commit)
 }
 
+/// Whether committing `step` writes a delivery job (when its message is new).
+fn creates_delivery(step: &StepCommit) -> bool {
+    step.enqueue_delivery && step.message.is_some()
+}
+
 /// Leases the delivery jobs of as many of the batch's steps as the reservation has room
 /// for.
 fn lease_deliveries(batch: &mut [(ClaimedJob, StepCommit)], reservation: Option<&Reservation>) {
     let Some(reservation) = reservation else {
         return;
     };
-    let delivering = batch
-        .iter_mut()
-        .filter(|(_, s)| s.enqueue_delivery && s.message.is_some());
+    let delivering = batch.iter_mut().filter(|(_, s)| creates_delivery(s));
     for (_, step) in delivering.take(reservation.slots()) {
         step.delivery_lease = Some(reservation.lease.clone());
     }

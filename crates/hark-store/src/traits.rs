@@ -665,4 +665,10 @@ pub trait Store:
     /// Wake-ups shared between nodes (PostgreSQL); `None` where every worker is in
     /// this process (SQLite), which the engine's in-process wake already reaches.
     fn job_wakeups(&self) -> Option<std::sync::Arc<crate::wakeups::JobWakeups>>;
+
+    /// Notified (one permit, for the one worker loop of this process) after a commit in
+    /// which events reached open waits and made the waiting runs' jobs due now: a message
+    /// event, a run started or completed. Other nodes hear of it through
+    /// [`Store::job_wakeups`].
+    fn runs_made_due(&self) -> &tokio::sync::Notify;
 }

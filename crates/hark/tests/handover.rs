@@ -2,7 +2,9 @@
 //! accepts and the deliveries its steps create are written leased to its workers and
 //! handed over after the commit, so none of them is claimed from the job table. The real
 //! binary on both stores, with polling practically off; and the worker slots in process:
-//! reservations, and a hand-over that came too late.
+//! reservations, and a hand-over that came too late. Also with polling off: a run waiting
+//! for an event goes on as soon as the commit that brings the event, since no finished
+//! job triggers a claim any more.
 
 mod support;
 
@@ -219,6 +221,117 @@ async fn fan_out_runs_are_handed_over_on_sqlite() {
 #[tokio::test]
 async fn fan_out_runs_are_handed_over_on_postgres() {
     fan_out_runs_are_handed_over(true).await;
+}
+
+/// The status of the recipient's run of `workflow` over the API (`None`: no run yet).
+async fn run_status(
+    http: &reqwest::Client,
+    base: &str,
+    sk: &str,
+    workflow: &str,
+) -> Option<String> {
+    let runs = get_json(
+        http,
+        &format!("{base}/v1/workflow_recipient_runs?recipient=ada&workflow={workflow}"),
+        sk,
+    )
+    .await;
+    runs["items"][0]["status"].as_str().map(str::to_string)
+}
+
+async fn a_waiting_run_goes_on_when_its_event_commits(postgres: bool) {
+    let t = target_with_engine(postgres, "poll_interval_ms = 3600000", "").await;
+    let Served {
+        base,
+        sk,
+        token,
+        mut server,
+        ..
+    } = serve_with_credentials(&t, "serve.log").await;
+    let http = reqwest::Client::new();
+    put_workflow(
+        &http,
+        &base,
+        &token,
+        "nudge",
+        json!([{"type": "channel", "ref": "hello", "channel_key": "in-app-feed",
+                "template": {"markdown_body": "hello"}}]),
+    )
+    .await;
+    put_workflow(
+        &http,
+        &base,
+        &token,
+        "waiter",
+        json!([
+            {"type": "wait_for_event", "ref": "seen_hello", "settings": {
+                "event": {"event_type": "message", "event_key": "delivered",
+                          "source_type": "workflow", "source_key": "nudge"},
+                "match_conditions": [{"operator": "and", "conditions": [
+                    {"variable": "event.step_ref", "operator": "equal_to", "argument": "hello"}]}],
+                "expires_after": {"unit": "days", "value": 1},
+                "on_match": "continue", "on_timeout": "halt"}},
+            {"type": "channel", "ref": "after", "channel_key": "in-app-feed",
+             "template": {"markdown_body": "after the wait"}}
+        ]),
+    )
+    .await;
+    let trigger = |key: &'static str| {
+        let (http, base, sk) = (http.clone(), base.clone(), sk.clone());
+        async move {
+            let resp = http
+                .post(format!("{base}/v1/workflows/{key}/trigger"))
+                .bearer_auth(&sk)
+                .json(&json!({"recipients": ["ada"]}))
+                .send()
+                .await
+                .expect("trigger");
+            assert!(
+                resp.status().is_success(),
+                "trigger {key}: {}",
+                resp.status()
+            );
+        }
+    };
+    trigger("waiter").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while run_status(&http, &base, &sk, "waiter").await.as_deref() != Some("paused") {
+        assert!(
+            Instant::now() < deadline,
+            "the waiter never started waiting"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The nudge's in-app message is `message.delivered` for the waiting run: the commit
+    // that creates it makes the waiter's job due, and that commit wakes the workers.
+    trigger("nudge").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while run_status(&http, &base, &sk, "waiter").await.as_deref() != Some("completed") {
+        assert!(
+            Instant::now() < deadline,
+            "the waiting run was not woken by its event (polling is off)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut recipients = all_message_recipients(&http, &base, &sk).await;
+    recipients.sort();
+    assert_eq!(
+        recipients,
+        ["ada", "ada"],
+        "the nudge and the message after the wait"
+    );
+    let _ = server.kill();
+}
+
+#[tokio::test]
+async fn a_waiting_run_goes_on_when_its_event_commits_on_sqlite() {
+    a_waiting_run_goes_on_when_its_event_commits(false).await;
+}
+
+#[tokio::test]
+async fn a_waiting_run_goes_on_when_its_event_commits_on_postgres() {
+    a_waiting_run_goes_on_when_its_event_commits(true).await;
 }
 
 /// Waits until the engine's worker loop takes hand-overs, and returns a reservation.

@@ -57,13 +57,9 @@ async fn record(state: &AppState, link: &TrackedLink, change: Engagement) {
             state.now(),
         )
         .await;
-    match result {
-        // The event may have released a run waiting for it.
-        Ok(updated) if !updated.is_empty() => state.engine.wake(),
-        Ok(_) => {}
-        Err(e) => {
-            tracing::warn!(message = %link.message_id, error = %e, "recording a tracking event failed")
-        }
+    // A run the event released is announced by the store after its commit.
+    if let Err(e) = result {
+        tracing::warn!(message = %link.message_id, error = %e, "recording a tracking event failed");
     }
 }
 

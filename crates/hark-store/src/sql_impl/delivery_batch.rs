@@ -30,11 +30,12 @@ pub(super) fn plain_deliveries(batch: &[(ClaimedJob, DeliveryCommit)]) -> HashSe
 }
 
 /// Writes every delivery of `batch` (all plain) whose job still holds its lease, and says
-/// per delivery whether it did. Nothing is committed here; an error means none of them
-/// may be reported as written.
+/// per delivery whether it did (runs its events made due are noted in `after`). Nothing
+/// is committed here; an error means none of them may be reported as written.
 pub(super) async fn write_plain_deliveries(
     tx: &mut Tx<'_>,
     batch: &[&(ClaimedJob, DeliveryCommit)],
+    after: &mut AfterCommit,
 ) -> StoreResult<Vec<bool>> {
     let finished = finish_held_jobs(tx, batch).await?;
     let held: Vec<&DeliveryCommit> = batch
@@ -42,7 +43,7 @@ pub(super) async fn write_plain_deliveries(
         .filter(|(job, _)| finished.contains(&job.id))
         .map(|(_, d)| d)
         .collect();
-    write_delivery_rows(tx, &held).await?;
+    after.runs_made_due |= write_delivery_rows(tx, &held).await?;
     Ok(batch
         .iter()
         .map(|(job, _)| finished.contains(&job.id))
@@ -51,12 +52,12 @@ pub(super) async fn write_plain_deliveries(
 
 /// What deliveries whose jobs hold their lease record: each message's status, its
 /// delivery logs and its event (a message that no longer exists records nothing), in one
-/// request; then the waits the events signal. The per-delivery path writes through here
-/// too, with one delivery.
+/// request; then the waits the events signal (whether that made a waiting run due is
+/// returned). The per-delivery path writes through here too, with one delivery.
 pub(super) async fn write_delivery_rows(
     tx: &mut Tx<'_>,
     held: &[&DeliveryCommit],
-) -> StoreResult<()> {
+) -> StoreResult<bool> {
     let mut chain = Chain::new();
     push_delivery_logs(&mut chain, held);
     push_delivery_events(&mut chain, held);
@@ -198,11 +199,12 @@ fn push_delivery_events(chain: &mut Chain, held: &[&DeliveryCommit]) {
 }
 
 /// The waits the deliveries' events signal: asked once per environment, then per message
-/// only where runs wait.
+/// only where runs wait. Returns whether a waiting run was made due.
 async fn signal_delivery_waits(
     tx: &mut Tx<'_>,
     written: &[(&DeliveryCommit, &MessageOwner)],
-) -> StoreResult<()> {
+) -> StoreResult<bool> {
+    let mut made_due = false;
     let environments: HashSet<&str> = written
         .iter()
         .map(|(_, owner)| owner.environment_id.as_str())
@@ -215,7 +217,7 @@ async fn signal_delivery_waits(
             .iter()
             .filter(|(_, owner)| owner.environment_id == environment_id)
         {
-            signal_message_waits(
+            made_due |= signal_message_waits(
                 tx,
                 &owner.environment_id,
                 &d.message_id,
@@ -226,5 +228,5 @@ async fn signal_delivery_waits(
             .await?;
         }
     }
-    Ok(())
+    Ok(made_due)
 }

@@ -9,13 +9,14 @@ use std::collections::VecDeque;
 
 use super::*;
 
-/// Writes one step's outcome inside `tx` if `job` still holds its lease. A new in-app
-/// message is announced through `feed` (and `NOTIFY` on PostgreSQL, sent on commit).
+/// Writes one step's outcome inside `tx` if `job` still holds its lease. What to announce
+/// after the commit (a new in-app message, runs made due) goes into `after`; on
+/// PostgreSQL the message's `NOTIFY` is also sent, on commit.
 async fn write_step(
     tx: &mut Tx<'_>,
     job: &ClaimedJob,
     step: &StepCommit,
-    feed: &mut Vec<FeedEvent>,
+    after: &mut AfterCommit,
 ) -> StoreResult<Written<bool>> {
     const OP: &str = "commit step";
     if !hold_lease(tx, job).await? {
@@ -26,14 +27,14 @@ async fn write_step(
         // Architecture invariant: the unique key makes a replayed step a no-op.
         if insert_messages(tx, &[m]).await?.contains(&m.id) {
             let created = [(m, step)];
-            announce_feed_messages(tx, &created, feed).await?;
-            insert_message_events(tx, &created).await?;
+            announce_feed_messages(tx, &created, &mut after.feed).await?;
+            after.runs_made_due |= insert_message_events(tx, &created).await?;
             leased_jobs = insert_delivery_jobs(tx, &created).await?;
         }
     }
     insert_run_events(tx, &step.run_id, &step.events).await?;
     for trigger in &step.triggers {
-        super::runs::write_trigger(tx, trigger).await?;
+        super::runs::write_trigger(tx, trigger, after).await?;
     }
     if let Some(w) = &step.new_wait {
         sqlx::query(
@@ -119,7 +120,7 @@ async fn write_step(
         .map_err(StoreError::db(OP))?;
     }
     if let (Some(RunStatus::Completed), Some(row)) = (step.finished, updated) {
-        signal_completed_from_row(tx, &row, &step.run_id, step.now).await?;
+        after.runs_made_due |= signal_completed_from_row(tx, &row, &step.run_id, step.now).await?;
     }
     Ok(Written {
         outcome: true,
@@ -128,13 +129,14 @@ async fn write_step(
 }
 
 /// `workflow.completed` for runs waiting on the workflow of `run_id`, from the run's row
-/// (`environment_id`, `workflow_key`, `workflow_run_id`, `tenant`).
+/// (`environment_id`, `workflow_key`, `workflow_run_id`, `tenant`); whether a waiting
+/// run was made due.
 async fn signal_completed_from_row(
     tx: &mut Tx<'_>,
     row: &DbRow,
     run_id: &str,
     now: Millis,
-) -> StoreResult<()> {
+) -> StoreResult<bool> {
     const OP: &str = "signal run completed";
     let environment_id: String = get(row, "environment_id", OP)?;
     let workflow_key: String = get(row, "workflow_key", OP)?;
@@ -160,12 +162,13 @@ async fn signal_completed_from_row(
     .await
 }
 
-/// `workflow.completed` for runs waiting on the workflow of `run_id`.
+/// `workflow.completed` for runs waiting on the workflow of `run_id`; whether a waiting
+/// run was made due.
 pub(super) async fn signal_run_completed(
     tx: &mut Tx<'_>,
     run_id: &str,
     now: Millis,
-) -> StoreResult<()> {
+) -> StoreResult<bool> {
     let row = sqlx::query(
         "SELECT environment_id, workflow_key, workflow_run_id, tenant FROM recipient_runs WHERE id = $1",
     )
@@ -175,7 +178,7 @@ pub(super) async fn signal_run_completed(
     .map_err(StoreError::db("signal run completed"))?;
     match row {
         Some(row) => signal_completed_from_row(tx, &row, run_id, now).await,
-        None => Ok(()),
+        None => Ok(false),
     }
 }
 
@@ -186,7 +189,7 @@ async fn write_steps_one_by_one(
     tx: &mut Tx<'_>,
     steps: &[(ClaimedJob, StepCommit)],
     mut written_together: Option<VecDeque<Written<bool>>>,
-    feed: &mut Vec<FeedEvent>,
+    after: &mut AfterCommit,
 ) -> StoreResult<Vec<StoreResult<Written<bool>>>> {
     let mut outcomes = Vec::with_capacity(steps.len());
     for (job, step) in steps {
@@ -199,13 +202,13 @@ async fn write_steps_one_by_one(
         let mut savepoint = sqlx::Acquire::begin(&mut **tx)
             .await
             .map_err(StoreError::db("savepoint"))?;
-        let mut step_feed = Vec::new();
-        let outcome = write_step(&mut savepoint, job, step, &mut step_feed).await;
+        let mut step_after = AfterCommit::default();
+        let outcome = write_step(&mut savepoint, job, step, &mut step_after).await;
         end_savepoint(savepoint, outcome.is_ok()).await?;
-        // A step rolled back to its savepoint created no message (its NOTIFY is
-        // discarded with it).
+        // A step rolled back to its savepoint created no message and signalled nothing
+        // (its NOTIFY is discarded with it).
         if outcome.is_ok() {
-            feed.append(&mut step_feed);
+            after.absorb(step_after);
         }
         outcomes.push(outcome);
     }
@@ -265,12 +268,13 @@ async fn write_delivery(
     tx: &mut Tx<'_>,
     job: &ClaimedJob,
     d: &DeliveryCommit,
+    after: &mut AfterCommit,
 ) -> StoreResult<bool> {
     const OP: &str = "commit delivery";
     if !hold_lease(tx, job).await? {
         return Ok(false);
     }
-    write_delivery_rows(tx, &[d]).await?;
+    after.runs_made_due |= write_delivery_rows(tx, &[d]).await?;
     match d.retry_at {
         Some(at) => {
             sqlx::query("UPDATE jobs SET run_at = $1, lease = NULL WHERE id = $2")
@@ -299,6 +303,7 @@ async fn write_deliveries_one_by_one(
     deliveries: &[(ClaimedJob, DeliveryCommit)],
     together: &std::collections::HashSet<usize>,
     mut written_together: Option<VecDeque<bool>>,
+    after: &mut AfterCommit,
 ) -> StoreResult<Vec<StoreResult<bool>>> {
     let mut outcomes = Vec::with_capacity(deliveries.len());
     for (i, (job, d)) in deliveries.iter().enumerate() {
@@ -309,8 +314,12 @@ async fn write_deliveries_one_by_one(
         let mut savepoint = sqlx::Acquire::begin(&mut **tx)
             .await
             .map_err(StoreError::db("savepoint"))?;
-        let outcome = write_delivery(&mut savepoint, job, d).await;
+        let mut delivery_after = AfterCommit::default();
+        let outcome = write_delivery(&mut savepoint, job, d, &mut delivery_after).await;
         end_savepoint(savepoint, outcome.is_ok()).await?;
+        if outcome.is_ok() {
+            after.absorb(delivery_after);
+        }
         outcomes.push(outcome);
     }
     Ok(outcomes)
@@ -399,12 +408,12 @@ impl JobStore for SqlStore {
     ) -> StoreResult<Vec<StoreResult<Written<bool>>>> {
         let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
         let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
-        let mut feed = Vec::new();
+        let mut after = AfterCommit::default();
         let plain: Vec<&(ClaimedJob, StepCommit)> =
             steps.iter().filter(|(_, s)| is_plain(s)).collect();
         let outcomes = if let ([(job, step)], true) = (steps, plain.is_empty()) {
             // Alone in the transaction, it needs no savepoint.
-            vec![write_step(&mut tx, job, step, &mut feed).await]
+            vec![write_step(&mut tx, job, step, &mut after).await]
         } else {
             let mut together = None;
             if !plain.is_empty() {
@@ -412,22 +421,20 @@ impl JobStore for SqlStore {
                 // page a savepoint touches): should it fail, the transaction starts again
                 // and every step goes one by one. Even one plain step goes this way: it
                 // takes fewer statements than the general one.
-                match write_plain_steps(&mut tx, &plain, &mut feed).await {
+                match write_plain_steps(&mut tx, &plain, &mut after).await {
                     Ok(held) => together = Some(held.into()),
                     Err(_) => {
-                        feed.clear();
+                        after = AfterCommit::default();
                         tx.rollback().await.map_err(StoreError::db("roll back"))?;
                         tx = conn.begin().await.map_err(StoreError::db("begin"))?;
                     }
                 }
             }
-            write_steps_one_by_one(&mut tx, steps, together, &mut feed).await?
+            write_steps_one_by_one(&mut tx, steps, together, &mut after).await?
         };
         if outcomes.iter().any(|o| o.is_ok()) {
             tx.commit().await.map_err(StoreError::db("commit steps"))?;
-            if FEED_NOTIFY_SQL.is_none() {
-                self.feed_events.publish(feed);
-            }
+            self.announce(after);
         }
         Ok(outcomes)
     }
@@ -438,10 +445,11 @@ impl JobStore for SqlStore {
     ) -> StoreResult<Vec<StoreResult<bool>>> {
         let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
         let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
+        let mut after = AfterCommit::default();
         let plain = plain_deliveries(deliveries);
         let outcomes = if let ([(job, d)], true) = (deliveries, plain.is_empty()) {
             // Alone in the transaction, it needs no savepoint.
-            vec![write_delivery(&mut tx, job, d).await]
+            vec![write_delivery(&mut tx, job, d, &mut after).await]
         } else {
             let mut together = None;
             // Even one plain delivery: fewer statements than the general path.
@@ -454,20 +462,22 @@ impl JobStore for SqlStore {
                     .map(|(_, d)| d)
                     .collect();
                 // As for steps: no savepoint; on failure, again one by one.
-                match write_plain_deliveries(&mut tx, &batch).await {
+                match write_plain_deliveries(&mut tx, &batch, &mut after).await {
                     Ok(held) => together = Some(held.into()),
                     Err(_) => {
+                        after = AfterCommit::default();
                         tx.rollback().await.map_err(StoreError::db("roll back"))?;
                         tx = conn.begin().await.map_err(StoreError::db("begin"))?;
                     }
                 }
             }
-            write_deliveries_one_by_one(&mut tx, deliveries, &plain, together).await?
+            write_deliveries_one_by_one(&mut tx, deliveries, &plain, together, &mut after).await?
         };
         if outcomes.iter().any(|o| matches!(o, Ok(true))) {
             tx.commit()
                 .await
                 .map_err(StoreError::db("commit deliveries"))?;
+            self.announce(after);
         }
         Ok(outcomes)
     }

@@ -86,6 +86,7 @@ impl MessageStore for SqlStore {
         let (column, set) = change.column();
         let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
         let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
+        let mut after = AfterCommit::default();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let sql = if set {
@@ -109,7 +110,7 @@ impl MessageStore for SqlStore {
             match row {
                 Some(row) => {
                     let message = message_from_row(&row)?;
-                    insert_message_event(
+                    after.runs_made_due |= insert_message_event(
                         &mut tx,
                         environment_id,
                         &message.id,
@@ -138,6 +139,7 @@ impl MessageStore for SqlStore {
             }
         }
         tx.commit().await.map_err(StoreError::db(OP))?;
+        self.announce(after);
         Ok(out)
     }
 

@@ -52,6 +52,26 @@ pub struct SqlStore {
     feed_events: FeedEventHub,
     /// Cross-node wake-ups (PostgreSQL only).
     wakeups: Option<std::sync::Arc<crate::wakeups::JobWakeups>>,
+    /// Notified after a commit that made the jobs of runs waiting on events due.
+    runs_made_due: tokio::sync::Notify,
+}
+
+/// What a transaction announces once it has committed, gathered while it writes.
+#[derive(Default)]
+pub(super) struct AfterCommit {
+    /// New in-app messages for realtime feeds (published here on SQLite; PostgreSQL
+    /// sends its `NOTIFY` inside the transaction).
+    pub feed: Vec<FeedEvent>,
+    /// Waits got candidates and the waiting runs' jobs were made due now.
+    pub runs_made_due: bool,
+}
+
+impl AfterCommit {
+    /// Takes over what a savepoint that was kept gathered.
+    pub fn absorb(&mut self, mut kept: AfterCommit) {
+        self.feed.append(&mut kept.feed);
+        self.runs_made_due |= kept.runs_made_due;
+    }
 }
 
 impl SqlStore {
@@ -125,6 +145,22 @@ impl SqlStore {
             reader,
             feed_events,
             wakeups: None,
+            runs_made_due: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Announces what a committed transaction gathered: new feed messages (SQLite), and
+    /// runs made due by signalled waits, to this process's workers and (PostgreSQL) to
+    /// the other nodes'.
+    pub(super) fn announce(&self, after: AfterCommit) {
+        if FEED_NOTIFY_SQL.is_none() {
+            self.feed_events.publish(after.feed);
+        }
+        if after.runs_made_due {
+            self.runs_made_due.notify_one();
+            if let Some(wakeups) = &self.wakeups {
+                wakeups.announce();
+            }
         }
     }
 
@@ -572,6 +608,8 @@ fn push_run_event_rows(chain: &mut Chain, rows: &[(&str, &RunEvent)]) {
     }
 }
 
+/// Records one message event and hands it to the waits it concerns; returns whether a
+/// waiting run's job was made due.
 async fn insert_message_event(
     tx: &mut Tx<'_>,
     environment_id: &str,
@@ -580,7 +618,7 @@ async fn insert_message_event(
     event_type: &str,
     data: &Value,
     now: Millis,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     sqlx::query(
         "INSERT INTO message_events (id, environment_id, message_id, recipient_id, event_type, data, inserted_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -608,7 +646,7 @@ async fn insert_message_event(
 
 /// Records a message event as a candidate for every open wait of the recipient on that
 /// message's workflow and event, and wakes the waiting runs. One indexed statement when
-/// nobody waits.
+/// nobody waits. Returns whether a waiting run's job was made due.
 async fn signal_message_waits(
     tx: &mut Tx<'_>,
     environment_id: &str,
@@ -616,7 +654,7 @@ async fn signal_message_waits(
     recipient_id: &str,
     event_type: &str,
     now: Millis,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     const OP: &str = "signal message waits";
     let event_key = event_type.strip_prefix("message.").unwrap_or(event_type);
     let signal = new_id();
@@ -638,16 +676,21 @@ async fn signal_message_waits(
     .execute(&mut **tx)
     .await
     .map_err(StoreError::db(OP))?;
-    if recorded.rows_affected() > 0 {
-        wake_signalled_runs(tx, &signal, now).await?;
+    if recorded.rows_affected() == 0 {
+        return Ok(false);
     }
-    Ok(())
+    wake_signalled_runs(tx, &signal, now).await
 }
 
-/// Makes the jobs of runs whose waits got candidates from `signal` due now. A job that a
-/// worker holds is left alone: that worker re-checks candidates before it sleeps.
-async fn wake_signalled_runs(tx: &mut Tx<'_>, signal: &str, now: Millis) -> Result<(), StoreError> {
-    sqlx::query(
+/// Makes the jobs of runs whose waits got candidates from `signal` due now, and says
+/// whether there were any. A job that a worker holds is left alone: that worker
+/// re-checks candidates before it sleeps.
+async fn wake_signalled_runs(
+    tx: &mut Tx<'_>,
+    signal: &str,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    let woken = sqlx::query(
         "UPDATE jobs SET run_at = $1 WHERE kind = 'advance_run' AND lease IS NULL AND ref_id IN \
          (SELECT w.run_id FROM waits w JOIN wait_events e ON e.wait_id = w.id WHERE e.signal_id = $2)",
     )
@@ -656,7 +699,7 @@ async fn wake_signalled_runs(tx: &mut Tx<'_>, signal: &str, now: Millis) -> Resu
     .execute(&mut **tx)
     .await
     .map_err(StoreError::db("wake waiting runs"))?;
-    Ok(())
+    Ok(woken.rows_affected() > 0)
 }
 
 /// A workflow lifecycle event (`started`, `completed`) for open waits on that workflow.
@@ -674,7 +717,7 @@ async fn signal_workflow_waits(
     tx: &mut Tx<'_>,
     s: &WorkflowSignal<'_>,
     now: Millis,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     const OP: &str = "signal workflow waits";
     let signal = new_id();
     let recorded = sqlx::query(&format!(
@@ -695,10 +738,10 @@ async fn signal_workflow_waits(
     .execute(&mut **tx)
     .await
     .map_err(StoreError::db(OP))?;
-    if recorded.rows_affected() > 0 {
-        wake_signalled_runs(tx, &signal, now).await?;
+    if recorded.rows_affected() == 0 {
+        return Ok(false);
     }
-    Ok(())
+    wake_signalled_runs(tx, &signal, now).await
 }
 
 fn push_message_filter(qb: &mut QueryBuilder<'_, Db>, environment_id: &str, f: &MessageFilter) {
@@ -864,5 +907,9 @@ impl Store for SqlStore {
 
     fn job_wakeups(&self) -> Option<std::sync::Arc<crate::wakeups::JobWakeups>> {
         self.wakeups.clone()
+    }
+
+    fn runs_made_due(&self) -> &tokio::sync::Notify {
+        &self.runs_made_due
     }
 }

@@ -9,10 +9,12 @@ use super::*;
 const EARLY_CANCELLATION_WINDOW_MS: Millis = 60_000;
 
 /// Writes one trigger inside `tx`: idempotency key, inline users, the workflow run, one
-/// recipient run and one job per recipient. Nothing is committed here.
+/// recipient run and one job per recipient. Nothing is committed here; runs it made due
+/// (waits on the workflow starting) are noted in `after`.
 pub(super) async fn write_trigger(
     tx: &mut Tx<'_>,
     t: &TriggerWrite,
+    after: &mut AfterCommit,
 ) -> StoreResult<Written<TriggerOutcome>> {
     const OP: &str = "create trigger";
     if let Some(claim) = &t.idempotency {
@@ -137,7 +139,7 @@ pub(super) async fn write_trigger(
     if t.cancellation_key.is_some() {
         apply_early_cancellation(tx, t).await?;
     }
-    signal_trigger_started(tx, t).await?;
+    after.runs_made_due |= signal_trigger_started(tx, t).await?;
     Ok(Written {
         outcome: TriggerOutcome::Accepted,
         leased_jobs,
@@ -166,8 +168,9 @@ pub(super) async fn apply_early_cancellation(tx: &mut Tx<'_>, t: &TriggerWrite) 
     Ok(())
 }
 
-/// Hands `workflow.started` to runs waiting for this workflow.
-pub(super) async fn signal_trigger_started(tx: &mut Tx<'_>, t: &TriggerWrite) -> StoreResult<()> {
+/// Hands `workflow.started` to runs waiting for this workflow; whether a waiting run was
+/// made due.
+pub(super) async fn signal_trigger_started(tx: &mut Tx<'_>, t: &TriggerWrite) -> StoreResult<bool> {
     signal_workflow_waits(
         tx,
         &WorkflowSignal {
@@ -444,15 +447,14 @@ async fn first_time_recipients(tx: &mut Tx<'_>, t: &TriggerWrite) -> StoreResult
         .collect())
 }
 
-/// Group commit: the plain triggers together in a few statements; every other trigger
-/// (and the plain ones again, one by one, if writing them together failed) in its own
-/// savepoint, so that a failing trigger is rolled back alone.
 /// Writes the triggers a batch could not write together, each in a savepoint of its own
-/// so one bad trigger leaves the others in; `written` are those already in `tx`.
+/// so one bad trigger leaves the others in. `written_together` gives, for a trigger
+/// already in `tx`, the jobs it leased.
 async fn write_triggers_one_by_one(
     tx: &mut Tx<'_>,
     triggers: &[TriggerWrite],
     mut written_together: impl FnMut(&TriggerWrite) -> Option<Vec<ClaimedJob>>,
+    after: &mut AfterCommit,
 ) -> StoreResult<Vec<StoreResult<Written<TriggerOutcome>>>> {
     let mut outcomes = Vec::with_capacity(triggers.len());
     for t in triggers {
@@ -466,8 +468,12 @@ async fn write_triggers_one_by_one(
         let mut savepoint = sqlx::Acquire::begin(&mut **tx)
             .await
             .map_err(StoreError::db("savepoint"))?;
-        let outcome = write_trigger(&mut savepoint, t).await;
+        let mut trigger_after = AfterCommit::default();
+        let outcome = write_trigger(&mut savepoint, t, &mut trigger_after).await;
         end_savepoint(savepoint, outcome.is_ok()).await?;
+        if outcome.is_ok() {
+            after.absorb(trigger_after);
+        }
         outcomes.push(outcome);
     }
     Ok(outcomes)
@@ -481,10 +487,11 @@ impl RunStore for SqlStore {
     ) -> StoreResult<Vec<StoreResult<Written<TriggerOutcome>>>> {
         let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
         let mut tx = conn.begin().await.map_err(StoreError::db("begin"))?;
+        let mut after = AfterCommit::default();
         let plain: Vec<&TriggerWrite> = triggers.iter().filter(|t| is_plain(t)).collect();
         let outcomes = if let ([single], true) = (triggers, plain.is_empty()) {
             // Alone in the transaction, it needs no savepoint.
-            vec![write_trigger(&mut tx, single).await]
+            vec![write_trigger(&mut tx, single, &mut after).await]
         } else {
             // Written straight into the transaction, without a savepoint of their own
             // (SQLite copies every page a savepoint touches): should that fail, the whole
@@ -492,26 +499,33 @@ impl RunStore for SqlStore {
             // trigger goes this way: it takes fewer statements than the general one.
             let mut together = None;
             if !plain.is_empty() {
-                match write_plain_triggers(&mut tx, &plain).await {
+                match write_plain_triggers(&mut tx, &plain, &mut after).await {
                     Ok(jobs) => together = Some(std::collections::VecDeque::from(jobs)),
                     Err(_) => {
+                        after = AfterCommit::default();
                         tx.rollback().await.map_err(StoreError::db("roll back"))?;
                         tx = conn.begin().await.map_err(StoreError::db("begin"))?;
                     }
                 }
             }
-            write_triggers_one_by_one(&mut tx, triggers, |t| {
-                together
-                    .as_mut()
-                    .filter(|_| is_plain(t))
-                    .map(|jobs| jobs.pop_front().unwrap_or_default())
-            })
+            write_triggers_one_by_one(
+                &mut tx,
+                triggers,
+                |t| {
+                    together
+                        .as_mut()
+                        .filter(|_| is_plain(t))
+                        .map(|jobs| jobs.pop_front().unwrap_or_default())
+                },
+                &mut after,
+            )
             .await?
         };
         if outcomes.iter().any(|o| o.is_ok()) {
             tx.commit()
                 .await
                 .map_err(StoreError::db("commit triggers"))?;
+            self.announce(after);
         }
         Ok(outcomes)
     }

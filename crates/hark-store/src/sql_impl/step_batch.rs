@@ -25,12 +25,13 @@ pub(super) fn is_plain(step: &StepCommit) -> bool {
 }
 
 /// Writes every step of `batch` (all plain) inside `tx` whose job still holds its lease,
-/// and says per step whether it did, with the delivery job it wrote leased to the writer.
-/// Nothing is committed here; an error means none of them may be reported as written.
+/// and says per step whether it did, with the delivery job it wrote leased to the writer;
+/// what to announce after the commit goes into `after`. Nothing is committed here; an
+/// error means none of them may be reported as written.
 pub(super) async fn write_plain_steps(
     tx: &mut Tx<'_>,
     batch: &[&(ClaimedJob, StepCommit)],
-    feed: &mut Vec<FeedEvent>,
+    after: &mut AfterCommit,
 ) -> StoreResult<Vec<Written<bool>>> {
     let held = hold_leases(tx, batch).await?;
     let steps: Vec<&(ClaimedJob, StepCommit)> = batch
@@ -49,11 +50,15 @@ pub(super) async fn write_plain_steps(
         .filter_map(|(_, s)| s.message.as_ref().map(|m| (m, s)))
         .filter(|(m, _)| created.contains(&m.id))
         .collect();
-    announce_feed_messages(tx, &created, feed).await?;
+    announce_feed_messages(tx, &created, &mut after.feed).await?;
     // Everything else the steps write goes in one request, ending with the runs' update.
     let mut chain = Chain::new();
     push_message_events(&mut chain, &created);
-    let mut leased = delivery_jobs_by_message(push_delivery_jobs(&mut chain, &created));
+    // Leased delivery jobs by the message they deliver.
+    let mut leased: HashMap<String, ClaimedJob> = push_delivery_jobs(&mut chain, &created)
+        .into_iter()
+        .map(|job| (job.ref_id.clone(), job))
+        .collect();
     let events: Vec<(&str, &RunEvent)> = steps
         .iter()
         .flat_map(|(_, s)| s.events.iter().map(|e| (s.run_id.as_str(), e)))
@@ -75,33 +80,21 @@ pub(super) async fn write_plain_steps(
         });
     }
     let updated = update_runs(tx, chain, &steps).await?;
-    signal_new_message_waits(tx, &created).await?;
-    signal_completed_runs(tx, &steps, &updated).await?;
+    after.runs_made_due |= signal_new_message_waits(tx, &created).await?;
+    after.runs_made_due |= signal_completed_runs(tx, &steps, &updated).await?;
     Ok(batch
         .iter()
         .zip(held)
         .map(|((_, step), held)| Written {
             outcome: held,
-            leased_jobs: leased_delivery_of(step, &mut leased),
+            leased_jobs: step
+                .message
+                .as_ref()
+                .and_then(|m| leased.remove(&m.id))
+                .into_iter()
+                .collect(),
         })
         .collect())
-}
-
-/// Leased delivery jobs by the message they deliver.
-pub(super) fn delivery_jobs_by_message(jobs: Vec<ClaimedJob>) -> HashMap<String, ClaimedJob> {
-    jobs.into_iter().map(|j| (j.ref_id.clone(), j)).collect()
-}
-
-/// The leased delivery job written for `step`'s message, if one was.
-pub(super) fn leased_delivery_of(
-    step: &StepCommit,
-    leased: &mut HashMap<String, ClaimedJob>,
-) -> Vec<ClaimedJob> {
-    step.message
-        .as_ref()
-        .and_then(|m| leased.remove(&m.id))
-        .into_iter()
-        .collect()
 }
 
 /// New in-app messages for realtime feeds (per user; an object's feed is read over HTTP
@@ -229,11 +222,12 @@ pub(super) async fn insert_messages(
     Ok(created)
 }
 
-/// The first event of each new message (`message.{status}`), and the waits it signals.
+/// The first event of each new message (`message.{status}`), and the waits it signals;
+/// whether that made a waiting run due.
 pub(super) async fn insert_message_events(
     tx: &mut Tx<'_>,
     created: &[(&NewMessage, &StepCommit)],
-) -> StoreResult<()> {
+) -> StoreResult<bool> {
     Chain::execute_one(tx, "insert message event", |chain| {
         push_message_events(chain, created)
     })
@@ -262,11 +256,12 @@ fn push_message_events(chain: &mut Chain, created: &[(&NewMessage, &StepCommit)]
 }
 
 /// Hands each new message's first event to the runs waiting for messages, if any run of
-/// its environment waits for one.
+/// its environment waits for one; whether a waiting run was made due.
 async fn signal_new_message_waits(
     tx: &mut Tx<'_>,
     created: &[(&NewMessage, &StepCommit)],
-) -> StoreResult<()> {
+) -> StoreResult<bool> {
+    let mut made_due = false;
     let environments: HashSet<&str> = created
         .iter()
         .map(|(m, _)| m.environment_id.as_str())
@@ -279,7 +274,7 @@ async fn signal_new_message_waits(
             .iter()
             .filter(|(m, _)| m.environment_id == environment_id)
         {
-            signal_message_waits(
+            made_due |= signal_message_waits(
                 tx,
                 &m.environment_id,
                 &m.id,
@@ -290,7 +285,7 @@ async fn signal_new_message_waits(
             .await?;
         }
     }
-    Ok(())
+    Ok(made_due)
 }
 
 /// Writes a delivery job for each new message that is to be delivered; returns those
@@ -406,12 +401,13 @@ fn push_run_update(qb: &mut QueryBuilder<'static, Db>, steps: &[&(ClaimedJob, St
     );
 }
 
-/// `workflow.completed` for runs other runs wait on.
+/// `workflow.completed` for runs other runs wait on; whether a waiting run was made due.
 async fn signal_completed_runs(
     tx: &mut Tx<'_>,
     steps: &[&(ClaimedJob, StepCommit)],
     updated: &HashMap<String, UpdatedRun>,
-) -> StoreResult<()> {
+) -> StoreResult<bool> {
+    let mut made_due = false;
     let completed: Vec<(&StepCommit, &UpdatedRun)> = steps
         .iter()
         .filter(|(_, s)| s.finished == Some(RunStatus::Completed))
@@ -436,10 +432,10 @@ async fn signal_completed_runs(
             .iter()
             .filter(|(_, u)| u.environment_id == environment_id && u.workflow_key == workflow_key)
         {
-            signal_run_completed(tx, &step.run_id, step.now).await?;
+            made_due |= signal_run_completed(tx, &step.run_id, step.now).await?;
         }
     }
-    Ok(())
+    Ok(made_due)
 }
 
 /// Whether any run of the environment waits on events of `event_type` (optionally only

@@ -26,13 +26,15 @@ pub(super) fn is_plain(t: &TriggerWrite) -> bool {
 
 /// Writes every trigger of `batch` (all plain) inside `tx`; nothing is committed here.
 /// An error means none of them may be reported as accepted, and `tx` must be rolled back.
-/// Returns, trigger by trigger, the jobs written leased to the writer.
+/// Returns, trigger by trigger, the jobs written leased to the writer; runs made due
+/// (waits on a workflow starting) are noted in `after`.
 ///
 /// The rows and the question whether any trigger needs more (a run waiting for the
 /// workflow to start, a cancel that arrived first) go to the database as one request.
 pub(super) async fn write_plain_triggers(
     tx: &mut Tx<'_>,
     batch: &[&TriggerWrite],
+    after: &mut AfterCommit,
 ) -> StoreResult<Vec<Vec<ClaimedJob>>> {
     const OP: &str = "create triggers";
     let mut chain = Chain::new();
@@ -104,7 +106,7 @@ pub(super) async fn write_plain_triggers(
             apply_early_cancellation(tx, t).await?;
         }
         if with_waits.contains(&workflow) {
-            signal_trigger_started(tx, t).await?;
+            after.runs_made_due |= signal_trigger_started(tx, t).await?;
         }
     }
     Ok(leased_per_trigger)
