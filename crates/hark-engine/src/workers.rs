@@ -4,10 +4,10 @@
 //! Jobs reach the workers two ways. Jobs this node writes while its workers have room
 //! (the runs of the triggers it accepts, the deliveries its steps create) are written
 //! already leased to them and handed over after the commit (`hark_store::handoff`).
-//! Everything else (timers, retries, runs whose waits an event reached, other nodes' work,
-//! overflow) is claimed from the job table: when a wake-up says jobs are due (the
-//! store's own after a commit that made waiting runs due), when the poll interval passes,
-//! and again at once while claims come back full.
+//! Everything else (timers, retries, runs whose waits an event reached, full batches,
+//! other nodes' work, overflow) is claimed from the job table: when a wake-up says jobs
+//! are due (the store's own after a commit that made jobs due), when the poll interval
+//! passes, and again at once while claims come back full.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -231,9 +231,9 @@ impl Engine {
             }
             tokio::select! {
                 _ = slots.wake.notified() => claim_now = true,
-                // Events reached waiting runs in a commit of this process and made their
-                // jobs due (other nodes' arrive through the wake-ups).
-                _ = self.inner.store.runs_made_due().notified() => claim_now = true,
+                // A commit of this process made jobs nobody holds due: waiting runs an
+                // event reached, a full batch (other nodes' arrive through the wake-ups).
+                _ = self.inner.store.jobs_made_due().notified() => claim_now = true,
                 _ = sleep_until(next_poll) => claim_now = true,
                 Some(batch) = handed_over.recv() => {
                     self.queue_handed_over(&mut pending, batch, &mut handed_over);

@@ -666,9 +666,9 @@ pub trait Store:
     /// this process (SQLite), which the engine's in-process wake already reaches.
     fn job_wakeups(&self) -> Option<std::sync::Arc<crate::wakeups::JobWakeups>>;
 
-    /// Notified (one permit, for the one worker loop of this process) after a commit in
-    /// which events reached open waits and made the waiting runs' jobs due now: a message
-    /// event, a run started or completed. Other nodes hear of it through
-    /// [`Store::job_wakeups`].
-    fn runs_made_due(&self) -> &tokio::sync::Notify;
+    /// Notified (one permit, for the one worker loop of this process) after a commit
+    /// that made jobs already in the table, held by nobody, due now: runs whose waits an
+    /// event reached (a message event, a run started or completed), a batch that filled
+    /// up and closes at once. Other nodes hear of it through [`Store::job_wakeups`].
+    fn jobs_made_due(&self) -> &tokio::sync::Notify;
 }

@@ -334,6 +334,63 @@ async fn a_waiting_run_goes_on_when_its_event_commits_on_postgres() {
     a_waiting_run_goes_on_when_its_event_commits(true).await;
 }
 
+async fn a_batch_that_fills_up_closes_at_once(postgres: bool) {
+    let t = target_with_engine(postgres, "poll_interval_ms = 3600000", "").await;
+    let Served {
+        base,
+        sk,
+        token,
+        mut server,
+        ..
+    } = serve_with_credentials(&t, "serve.log").await;
+    let http = reqwest::Client::new();
+    put_workflow(
+        &http,
+        &base,
+        &token,
+        "digest",
+        json!([
+            {"type": "batch", "ref": "batch", "settings": {
+                "batch_window": {"unit": "hours", "value": 1}, "batch_items_max_limit": 2}},
+            {"type": "channel", "ref": "digest", "channel_key": "in-app-feed",
+             "template": {"markdown_body": "{{ total_activities }} comments"}}
+        ]),
+    )
+    .await;
+    for _ in 0..2 {
+        let resp = http
+            .post(format!("{base}/v1/workflows/digest/trigger"))
+            .bearer_auth(&sk)
+            .json(&json!({"recipients": ["ada"]}))
+            .send()
+            .await
+            .expect("trigger");
+        assert!(resp.status().is_success(), "trigger: {}", resp.status());
+    }
+    // The second item fills the batch: the commit that adds it makes the close due now
+    // and wakes the workers, an hour before the window ends and the poll comes.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while all_message_recipients(&http, &base, &sk).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the full batch did not close (polling is off)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(all_message_recipients(&http, &base, &sk).await, ["ada"]);
+    let _ = server.kill();
+}
+
+#[tokio::test]
+async fn a_batch_that_fills_up_closes_at_once_on_sqlite() {
+    a_batch_that_fills_up_closes_at_once(false).await;
+}
+
+#[tokio::test]
+async fn a_batch_that_fills_up_closes_at_once_on_postgres() {
+    a_batch_that_fills_up_closes_at_once(true).await;
+}
+
 /// Waits until the engine's worker loop takes hand-overs, and returns a reservation.
 async fn reservation_once_open(
     workers: &Arc<dyn LocalWorkers>,

@@ -43,7 +43,7 @@ pub(super) async fn write_plain_deliveries(
         .filter(|(job, _)| finished.contains(&job.id))
         .map(|(_, d)| d)
         .collect();
-    after.runs_made_due |= write_delivery_rows(tx, &held).await?;
+    after.jobs_made_due |= write_delivery_rows(tx, &held).await?;
     Ok(batch
         .iter()
         .map(|(job, _)| finished.contains(&job.id))

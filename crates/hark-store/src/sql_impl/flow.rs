@@ -81,8 +81,10 @@ async fn insert_item(tx: &mut Tx<'_>, batch_id: &str, seq: i64, j: &BatchJoin) -
     Ok(())
 }
 
-/// Adds `j` to the open batch if there is one. `None` when no batch is open.
-async fn join_open_batch(tx: &mut Tx<'_>, j: &BatchJoin) -> StoreResult<Option<String>> {
+/// Adds `j` to the open batch if there is one: the batch's id, and whether joining it
+/// made its close due now (it filled up, or its extension limit has passed). `None` when
+/// no batch is open.
+async fn join_open_batch(tx: &mut Tx<'_>, j: &BatchJoin) -> StoreResult<Option<(String, bool)>> {
     const OP: &str = "join batch";
     let row = sqlx::query(&format!(
         "SELECT id, opened_at, closes_at, item_count FROM batches \
@@ -122,10 +124,11 @@ async fn join_open_batch(tx: &mut Tx<'_>, j: &BatchJoin) -> StoreResult<Option<S
         .await
         .map_err(StoreError::db(OP))?;
     insert_item(tx, &batch_id, count, j).await?;
+    let mut close_made_due = false;
     if closes_at != old_close {
         // A close job a worker holds right now re-reads the batch under its lock and
         // reschedules itself, so only an idle one is moved here.
-        sqlx::query(
+        let moved = sqlx::query(
             "UPDATE jobs SET run_at = $1 WHERE kind = 'close_batch' AND ref_id = $2 AND lease IS NULL",
         )
         .bind(closes_at)
@@ -133,8 +136,9 @@ async fn join_open_batch(tx: &mut Tx<'_>, j: &BatchJoin) -> StoreResult<Option<S
         .execute(&mut **tx)
         .await
         .map_err(StoreError::db(OP))?;
+        close_made_due = closes_at <= j.now && moved.rows_affected() > 0;
     }
-    Ok(Some(batch_id))
+    Ok(Some((batch_id, close_made_due)))
 }
 
 /// Opens a batch for `j`. `None` when another transaction opened one first.
@@ -196,8 +200,10 @@ impl FlowStore for SqlStore {
         if !hold_lease(&mut tx, job).await? {
             return Ok(None);
         }
+        let mut after = AfterCommit::default();
         for _ in 0..MAX_JOIN_ROUNDS {
-            let outcome = if let Some(batch_id) = join_open_batch(&mut tx, j).await? {
+            let outcome = if let Some((batch_id, close_due)) = join_open_batch(&mut tx, j).await? {
+                after.jobs_made_due = close_due;
                 BatchJoined::Joined { batch_id }
             } else if let Some(batch_id) = open_batch(&mut tx, j).await? {
                 BatchJoined::Opened {
@@ -248,6 +254,7 @@ impl FlowStore for SqlStore {
             tx.commit()
                 .await
                 .map_err(StoreError::db("commit batch join"))?;
+            self.announce(after);
             return Ok(Some(outcome));
         }
         Err(StoreError::Corrupt {

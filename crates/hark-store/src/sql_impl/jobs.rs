@@ -28,7 +28,7 @@ async fn write_step(
         if insert_messages(tx, &[m]).await?.contains(&m.id) {
             let created = [(m, step)];
             announce_feed_messages(tx, &created, &mut after.feed).await?;
-            after.runs_made_due |= insert_message_events(tx, &created).await?;
+            after.jobs_made_due |= insert_message_events(tx, &created).await?;
             leased_jobs = insert_delivery_jobs(tx, &created).await?;
         }
     }
@@ -120,7 +120,7 @@ async fn write_step(
         .map_err(StoreError::db(OP))?;
     }
     if let (Some(RunStatus::Completed), Some(row)) = (step.finished, updated) {
-        after.runs_made_due |= signal_completed_from_row(tx, &row, &step.run_id, step.now).await?;
+        after.jobs_made_due |= signal_completed_from_row(tx, &row, &step.run_id, step.now).await?;
     }
     Ok(Written {
         outcome: true,
@@ -274,7 +274,7 @@ async fn write_delivery(
     if !hold_lease(tx, job).await? {
         return Ok(false);
     }
-    after.runs_made_due |= write_delivery_rows(tx, &[d]).await?;
+    after.jobs_made_due |= write_delivery_rows(tx, &[d]).await?;
     match d.retry_at {
         Some(at) => {
             sqlx::query("UPDATE jobs SET run_at = $1, lease = NULL WHERE id = $2")

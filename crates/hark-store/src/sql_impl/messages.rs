@@ -110,7 +110,7 @@ impl MessageStore for SqlStore {
             match row {
                 Some(row) => {
                     let message = message_from_row(&row)?;
-                    after.runs_made_due |= insert_message_event(
+                    after.jobs_made_due |= insert_message_event(
                         &mut tx,
                         environment_id,
                         &message.id,

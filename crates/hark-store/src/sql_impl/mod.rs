@@ -52,8 +52,9 @@ pub struct SqlStore {
     feed_events: FeedEventHub,
     /// Cross-node wake-ups (PostgreSQL only).
     wakeups: Option<std::sync::Arc<crate::wakeups::JobWakeups>>,
-    /// Notified after a commit that made the jobs of runs waiting on events due.
-    runs_made_due: tokio::sync::Notify,
+    /// Notified after a commit that made jobs nobody holds due now (see
+    /// [`AfterCommit::jobs_made_due`]).
+    jobs_made_due: tokio::sync::Notify,
 }
 
 /// What a transaction announces once it has committed, gathered while it writes.
@@ -62,15 +63,16 @@ pub(super) struct AfterCommit {
     /// New in-app messages for realtime feeds (published here on SQLite; PostgreSQL
     /// sends its `NOTIFY` inside the transaction).
     pub feed: Vec<FeedEvent>,
-    /// Waits got candidates and the waiting runs' jobs were made due now.
-    pub runs_made_due: bool,
+    /// Jobs already in the table, held by nobody, were made due now: the jobs of runs
+    /// whose waits got candidates, the close of a batch that filled up.
+    pub jobs_made_due: bool,
 }
 
 impl AfterCommit {
     /// Takes over what a savepoint that was kept gathered.
     pub fn absorb(&mut self, mut kept: AfterCommit) {
         self.feed.append(&mut kept.feed);
-        self.runs_made_due |= kept.runs_made_due;
+        self.jobs_made_due |= kept.jobs_made_due;
     }
 }
 
@@ -145,19 +147,18 @@ impl SqlStore {
             reader,
             feed_events,
             wakeups: None,
-            runs_made_due: tokio::sync::Notify::new(),
+            jobs_made_due: tokio::sync::Notify::new(),
         }
     }
 
     /// Announces what a committed transaction gathered: new feed messages (SQLite), and
-    /// runs made due by signalled waits, to this process's workers and (PostgreSQL) to
-    /// the other nodes'.
+    /// jobs it made due, to this process's workers and (PostgreSQL) to the other nodes'.
     pub(super) fn announce(&self, after: AfterCommit) {
         if FEED_NOTIFY_SQL.is_none() {
             self.feed_events.publish(after.feed);
         }
-        if after.runs_made_due {
-            self.runs_made_due.notify_one();
+        if after.jobs_made_due {
+            self.jobs_made_due.notify_one();
             if let Some(wakeups) = &self.wakeups {
                 wakeups.announce();
             }
@@ -909,7 +910,7 @@ impl Store for SqlStore {
         self.wakeups.clone()
     }
 
-    fn runs_made_due(&self) -> &tokio::sync::Notify {
-        &self.runs_made_due
+    fn jobs_made_due(&self) -> &tokio::sync::Notify {
+        &self.jobs_made_due
     }
 }

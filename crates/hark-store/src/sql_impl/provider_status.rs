@@ -41,7 +41,7 @@ impl ProviderStatusStore for SqlStore {
         };
         let environment_id: String = get(&row, "environment_id", OP)?;
         let recipient_id: String = get(&row, "recipient_id", OP)?;
-        let runs_made_due = insert_message_event(
+        let jobs_made_due = insert_message_event(
             &mut tx,
             &environment_id,
             &update.message_id,
@@ -53,7 +53,7 @@ impl ProviderStatusStore for SqlStore {
         .await?;
         tx.commit().await.map_err(StoreError::db(OP))?;
         self.announce(AfterCommit {
-            runs_made_due,
+            jobs_made_due,
             ..AfterCommit::default()
         });
         Ok(true)

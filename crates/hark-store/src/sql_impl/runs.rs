@@ -139,7 +139,7 @@ pub(super) async fn write_trigger(
     if t.cancellation_key.is_some() {
         apply_early_cancellation(tx, t).await?;
     }
-    after.runs_made_due |= signal_trigger_started(tx, t).await?;
+    after.jobs_made_due |= signal_trigger_started(tx, t).await?;
     Ok(Written {
         outcome: TriggerOutcome::Accepted,
         leased_jobs,

@@ -80,8 +80,8 @@ pub(super) async fn write_plain_steps(
         });
     }
     let updated = update_runs(tx, chain, &steps).await?;
-    after.runs_made_due |= signal_new_message_waits(tx, &created).await?;
-    after.runs_made_due |= signal_completed_runs(tx, &steps, &updated).await?;
+    after.jobs_made_due |= signal_new_message_waits(tx, &created).await?;
+    after.jobs_made_due |= signal_completed_runs(tx, &steps, &updated).await?;
     Ok(batch
         .iter()
         .zip(held)

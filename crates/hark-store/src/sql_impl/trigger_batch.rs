@@ -106,7 +106,7 @@ pub(super) async fn write_plain_triggers(
             apply_early_cancellation(tx, t).await?;
         }
         if with_waits.contains(&workflow) {
-            after.runs_made_due |= signal_trigger_started(tx, t).await?;
+            after.jobs_made_due |= signal_trigger_started(tx, t).await?;
         }
     }
     Ok(leased_per_trigger)
