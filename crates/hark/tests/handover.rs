@@ -15,7 +15,7 @@ use hark_channels::testing::HttpSink;
 use hark_core::Clock;
 use hark_store::handoff::LocalWorkers;
 use hark_store::{TriggerFrequency, TriggerWrite};
-use serde_json::json;
+use serde_json::{json, Value};
 use support::process::*;
 use support::{feed_step, Backend, TestServer};
 use tokio::sync::watch;
@@ -28,6 +28,29 @@ fn counter(metrics: &str, name: &str) -> f64 {
         .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// A server whose workers practically never poll: whatever runs was handed over or woken.
+async fn serve_without_polling(postgres: bool) -> (Target, Served) {
+    let t = target_with_engine(postgres, "poll_interval_ms = 3600000", "").await;
+    let served = serve_with_credentials(&t, "serve.log").await;
+    (t, served)
+}
+
+/// Triggers workflow `key` for `recipients` and asserts it was accepted.
+async fn trigger(http: &reqwest::Client, served: &Served, key: &str, recipients: Value) {
+    let resp = http
+        .post(format!("{}/v1/workflows/{key}/trigger", served.base))
+        .bearer_auth(&served.sk)
+        .json(&json!({ "recipients": recipients }))
+        .send()
+        .await
+        .expect("trigger");
+    assert!(
+        resp.status().is_success(),
+        "trigger {key} for {recipients}: {}",
+        resp.status()
+    );
 }
 
 async fn accepted_work_runs_without_claims(postgres: bool) {
@@ -128,16 +151,9 @@ async fn accepted_work_runs_without_claims_on_postgres() {
 
 async fn fan_out_runs_are_handed_over(postgres: bool) {
     const SUBSCRIBERS: usize = 1_200;
-    // Default concurrency (a page of 500 runs fits what the workers may hold); polling
-    // practically off.
-    let t = target_with_engine(postgres, "poll_interval_ms = 3600000", "").await;
-    let Served {
-        base,
-        sk,
-        token,
-        mut server,
-        ..
-    } = serve_with_credentials(&t, "serve.log").await;
+    // Default concurrency (a page of 500 runs fits what the workers may hold).
+    let (_t, served) = serve_without_polling(postgres).await;
+    let (base, sk, token) = (served.base.clone(), served.sk.clone(), served.token.clone());
     let http = reqwest::Client::new();
     put_workflow(
         &http,
@@ -167,14 +183,13 @@ async fn fan_out_runs_are_handed_over(postgres: bool) {
             .expect("subscribe");
         assert!(resp.status().is_success(), "subscribe: {}", resp.status());
     }
-    let resp = http
-        .post(format!("{base}/v1/workflows/announce/trigger"))
-        .bearer_auth(&sk)
-        .json(&json!({"recipients": [{"collection": "teams", "id": "all"}]}))
-        .send()
-        .await
-        .expect("trigger");
-    assert!(resp.status().is_success(), "trigger: {}", resp.status());
+    trigger(
+        &http,
+        &served,
+        "announce",
+        json!([{"collection": "teams", "id": "all"}]),
+    )
+    .await;
 
     // Every subscriber's message, and the object's own.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -209,8 +224,6 @@ async fn fan_out_runs_are_handed_over(postgres: bool) {
     let claimed = counter(&runs, "hark_jobs_claimed_total");
     assert_eq!(handed_over + claimed, (SUBSCRIBERS + 2) as f64, "{runs}");
     assert!(handed_over >= 501.0, "{runs}");
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 #[tokio::test]
@@ -240,14 +253,8 @@ async fn run_status(
 }
 
 async fn a_waiting_run_goes_on_when_its_event_commits(postgres: bool) {
-    let t = target_with_engine(postgres, "poll_interval_ms = 3600000", "").await;
-    let Served {
-        base,
-        sk,
-        token,
-        mut server,
-        ..
-    } = serve_with_credentials(&t, "serve.log").await;
+    let (_t, served) = serve_without_polling(postgres).await;
+    let (base, sk, token) = (served.base.clone(), served.sk.clone(), served.token.clone());
     let http = reqwest::Client::new();
     put_workflow(
         &http,
@@ -276,24 +283,7 @@ async fn a_waiting_run_goes_on_when_its_event_commits(postgres: bool) {
         ]),
     )
     .await;
-    let trigger = |key: &'static str| {
-        let (http, base, sk) = (http.clone(), base.clone(), sk.clone());
-        async move {
-            let resp = http
-                .post(format!("{base}/v1/workflows/{key}/trigger"))
-                .bearer_auth(&sk)
-                .json(&json!({"recipients": ["ada"]}))
-                .send()
-                .await
-                .expect("trigger");
-            assert!(
-                resp.status().is_success(),
-                "trigger {key}: {}",
-                resp.status()
-            );
-        }
-    };
-    trigger("waiter").await;
+    trigger(&http, &served, "waiter", json!(["ada"])).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while run_status(&http, &base, &sk, "waiter").await.as_deref() != Some("paused") {
         assert!(
@@ -305,7 +295,7 @@ async fn a_waiting_run_goes_on_when_its_event_commits(postgres: bool) {
 
     // The nudge's in-app message is `message.delivered` for the waiting run: the commit
     // that creates it makes the waiter's job due, and that commit wakes the workers.
-    trigger("nudge").await;
+    trigger(&http, &served, "nudge", json!(["ada"])).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while run_status(&http, &base, &sk, "waiter").await.as_deref() != Some("completed") {
         assert!(
@@ -321,7 +311,6 @@ async fn a_waiting_run_goes_on_when_its_event_commits(postgres: bool) {
         ["ada", "ada"],
         "the nudge and the message after the wait"
     );
-    let _ = server.kill();
 }
 
 #[tokio::test]
@@ -335,14 +324,8 @@ async fn a_waiting_run_goes_on_when_its_event_commits_on_postgres() {
 }
 
 async fn a_batch_that_fills_up_closes_at_once(postgres: bool) {
-    let t = target_with_engine(postgres, "poll_interval_ms = 3600000", "").await;
-    let Served {
-        base,
-        sk,
-        token,
-        mut server,
-        ..
-    } = serve_with_credentials(&t, "serve.log").await;
+    let (_t, served) = serve_without_polling(postgres).await;
+    let (base, sk, token) = (served.base.clone(), served.sk.clone(), served.token.clone());
     let http = reqwest::Client::new();
     put_workflow(
         &http,
@@ -358,14 +341,7 @@ async fn a_batch_that_fills_up_closes_at_once(postgres: bool) {
     )
     .await;
     for _ in 0..2 {
-        let resp = http
-            .post(format!("{base}/v1/workflows/digest/trigger"))
-            .bearer_auth(&sk)
-            .json(&json!({"recipients": ["ada"]}))
-            .send()
-            .await
-            .expect("trigger");
-        assert!(resp.status().is_success(), "trigger: {}", resp.status());
+        trigger(&http, &served, "digest", json!(["ada"])).await;
     }
     // The second item fills the batch: the commit that adds it makes the close due now
     // and wakes the workers, an hour before the window ends and the poll comes.
@@ -378,7 +354,6 @@ async fn a_batch_that_fills_up_closes_at_once(postgres: bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(all_message_recipients(&http, &base, &sk).await, ["ada"]);
-    let _ = server.kill();
 }
 
 #[tokio::test]
