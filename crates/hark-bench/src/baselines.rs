@@ -9,6 +9,19 @@ use sqlx::Connection;
 
 use crate::measure::{closed_loop, Figure};
 
+/// One SQLite connection set up like Hark's writer: WAL, and every commit synced.
+async fn durable_sqlite(path: &std::path::Path) -> anyhow::Result<sqlx::SqliteConnection> {
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await?;
+    sqlx::query("PRAGMA journal_mode = WAL")
+        .execute(&mut conn)
+        .await?;
+    sqlx::query("PRAGMA synchronous = FULL")
+        .execute(&mut conn)
+        .await?;
+    Ok(conn)
+}
+
 pub async fn empty_route_baseline(clients: usize, seconds: u64) -> anyhow::Result<Figure> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -39,14 +52,7 @@ pub async fn raw_commit_baseline(
 ) -> anyhow::Result<Figure> {
     let dir = tempfile::tempdir()?;
     if store == "sqlite" {
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("raw.db").display());
-        let mut conn = sqlx::SqliteConnection::connect(&url).await?;
-        sqlx::query("PRAGMA journal_mode=WAL")
-            .execute(&mut conn)
-            .await?;
-        sqlx::query("PRAGMA synchronous=FULL")
-            .execute(&mut conn)
-            .await?;
+        let mut conn = durable_sqlite(&dir.path().join("raw.db")).await?;
         sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
             .execute(&mut conn)
             .await?;
@@ -99,14 +105,7 @@ pub async fn raw_batched_insert_rate(
     let started;
     match kind {
         "sqlite" => {
-            let url = format!("sqlite://{}?mode=rwc", dir.join("raw.db").display());
-            let mut conn = sqlx::SqliteConnection::connect(&url).await?;
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&mut conn)
-                .await?;
-            sqlx::query("PRAGMA synchronous = FULL")
-                .execute(&mut conn)
-                .await?;
+            let mut conn = durable_sqlite(&dir.join("raw.db")).await?;
             sqlx::query("CREATE TABLE raw (id TEXT PRIMARY KEY, body TEXT NOT NULL)")
                 .execute(&mut conn)
                 .await?;
@@ -220,14 +219,7 @@ pub async fn fan_out_floor(
             let url = format!("sqlite://{}", path.display());
             // Hark's migrations, then a connection of its own like Hark's writer.
             drop(hark_store::connect(&url).await?);
-            let mut conn =
-                sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await?;
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&mut conn)
-                .await?;
-            sqlx::query("PRAGMA synchronous = FULL")
-                .execute(&mut conn)
-                .await?;
+            let mut conn = durable_sqlite(&path).await?;
             started = Instant::now();
             for chunk in recipients.chunks(500) {
                 let mut tx = conn.begin().await?;

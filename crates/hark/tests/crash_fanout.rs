@@ -101,16 +101,13 @@ async fn fan_out_survives_kill_nine(postgres: bool) {
     }
     drop(store);
 
-    let keys = cli_json(&t.args, &["keys", "create", "--environment", "development"]);
-    let sk = keys["secret_key"].as_str().expect("sk").to_string();
-    let token = cli_json(&t.args, &["tokens", "create"])["service_token"]
-        .as_str()
-        .expect("token")
-        .to_string();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = spawn_server(&t.args, port, &t._dir.path().join("serve-1.log"));
-    wait_healthy(&base).await;
+    let Served {
+        base,
+        port,
+        sk,
+        token,
+        mut server,
+    } = serve_with_credentials(&t, "serve-1.log").await;
     let http = reqwest::Client::new();
     put_workflow(
         &http,
