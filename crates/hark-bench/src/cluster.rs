@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use sqlx::{Connection, Row};
 
-use crate::measure::proc_memory_mib;
+use crate::measure::{proc_cpu_seconds, proc_memory_mib};
 
 /// A store chosen before any server runs, so a figure can seed it directly.
 pub struct Prepared {
@@ -207,6 +207,14 @@ impl Cluster {
             .iter()
             .map(|n| proc_memory_mib(n.child.id(), "VmHWM:"))
             .fold(0.0, f64::max)
+    }
+
+    /// CPU time the nodes have used so far, in seconds.
+    pub fn nodes_cpu_seconds(&self) -> f64 {
+        self.nodes
+            .iter()
+            .map(|n| proc_cpu_seconds(n.child.id()))
+            .sum()
     }
 
     /// Counts rows straight from the database (`sql` must select one integer `n`).

@@ -16,6 +16,7 @@ use hark_bench::figures::{
     fan_out, feed_read_under_load, feed_step, trigger_accept_rate, trigger_to_feed,
     trigger_to_webhook, webhook_step, webhook_throughput, WebhookSink,
 };
+use hark_bench::measure::cpu_seconds_named;
 
 #[derive(Parser)]
 struct Args {
@@ -54,6 +55,9 @@ impl Args {
         self.only.is_empty() || self.only.iter().any(|g| g == group)
     }
 }
+
+/// PostgreSQL's current write-ahead log position in bytes.
+const WAL_POSITION: &str = "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS n";
 
 fn line(kind: &str, label: &str, value: String) {
     println!("{kind:<9} {label:<52} {value}");
@@ -156,12 +160,42 @@ async fn main() -> anyhow::Result<()> {
             &format!("trigger → webhook delivered at {r}/s"),
             trigger_to_webhook(&hooks, &sink, r, s, 0).await.describe(),
         );
+        let postgres = args.store == "postgres";
+        let cpu_before = (hooks.nodes_cpu_seconds(), cpu_seconds_named("postgres"));
+        let wal_before = if postgres {
+            hooks.count(WAL_POSITION).await?
+        } else {
+            0
+        };
+        let mut flat_out = webhook_throughput(&hooks, &sink, c, s, 10_000_000).await;
+        let cpu_used = (
+            hooks.nodes_cpu_seconds() - cpu_before.0,
+            cpu_seconds_named("postgres") - cpu_before.1,
+        );
         line(
             "figure",
             &format!("trigger → webhook delivered, {c} clients flat out"),
-            webhook_throughput(&hooks, &sink, c, s, 10_000_000)
-                .await
-                .describe(),
+            flat_out.describe(),
+        );
+        // CPU per webhook says what throughput costs even when the machine's disk, not
+        // its cores, sets the rate. PostgreSQL's share counts every `postgres` process.
+        let per_webhook_us = |seconds: f64| seconds * 1e6 / flat_out.count.max(1) as f64;
+        let database = if postgres {
+            // WAL written per webhook counts the database's work without depending on
+            // how fast this machine's cores or disk are today.
+            let wal = hooks.count(WAL_POSITION).await? - wal_before;
+            format!(
+                ", PostgreSQL {:.0} µs; WAL {:.0} bytes",
+                per_webhook_us(cpu_used.1),
+                wal as f64 / flat_out.count.max(1) as f64
+            )
+        } else {
+            String::new()
+        };
+        line(
+            "figure",
+            "CPU (and WAL) per webhook delivered flat out",
+            format!("hark {:.0} µs{database}", per_webhook_us(cpu_used.0)),
         );
         peak_rss = peak_rss.max(hooks.peak_rss_mib());
     }

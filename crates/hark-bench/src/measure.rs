@@ -103,3 +103,43 @@ pub fn proc_memory_mib(pid: u32, field: &str) -> f64 {
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
 }
+
+/// Linux reports process times in clock ticks of 1/100 s (`USER_HZ`, fixed by the ABI).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU time (user and system) a process has used, with that of its children it has
+/// reaped, in seconds; 0 when unknown. PostgreSQL's ended backends count through the
+/// postmaster's children times.
+pub fn proc_cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces:
+    // state, ppid, pgrp, session, tty_nr, tpgid, flags, minflt, cminflt, majflt, cmajflt,
+    // utime, stime, cutime, cstime.
+    let Some((_, fields)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let ticks: f64 = fields
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .filter_map(|t| t.parse::<f64>().ok())
+        .sum();
+    ticks / TICKS_PER_SECOND
+}
+
+/// CPU time of every process whose command name is `name`, in seconds.
+pub fn cpu_seconds_named(name: &str) -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
+        })
+        .map(proc_cpu_seconds)
+        .sum()
+}
