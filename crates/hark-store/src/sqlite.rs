@@ -135,6 +135,47 @@ mod tests {
         Ok(())
     }
 
+    /// What SQLite plans for `sql`, one line per step.
+    async fn query_plan(
+        store: &SqliteStore,
+        sql: &str,
+    ) -> Result<String, Box<dyn std::error::Error>> {
+        let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .fetch_all(&mut *store.reader().acquire().await?)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+
+    #[tokio::test]
+    async fn trigger_time_statements_find_runs_through_an_index(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store =
+            SqliteStore::connect(&format!("sqlite://{}/hark.db", dir.path().display())).await?;
+        // Both ran inside every trigger's transaction; scanning every run there made a
+        // trigger's cost grow with the number of runs ever made.
+        let cancel = query_plan(&store, super::imp::runs::APPLY_EARLY_CANCELLATION_SQL).await?;
+        assert!(
+            cancel.contains("recipient_runs USING INDEX recipient_runs_cancel"),
+            "{cancel}"
+        );
+        let started = super::imp::workflow_signal_sql(super::imp::runs::STARTED_BY_TRIGGER);
+        let started = query_plan(&store, &started).await?;
+        assert!(
+            started.contains("r USING INDEX recipient_runs_recipient"),
+            "{started}"
+        );
+        for plan in [&cancel, &started] {
+            assert!(!plan.contains("SCAN recipient_runs"), "{plan}");
+            assert!(!plan.contains("SCAN r"), "{plan}");
+        }
+        Ok(())
+    }
+
     #[tokio::test]
     async fn a_discarded_writer_connection_is_replaced() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;

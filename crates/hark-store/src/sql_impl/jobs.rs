@@ -154,7 +154,7 @@ async fn signal_completed_from_row(
                 "status": "completed",
                 "tenant_id": tenant,
             }),
-            recipients_sql: "SELECT recipient_id FROM recipient_runs WHERE id = $4",
+            runs: "r.id = $4",
             selector: run_id,
         },
         now,

@@ -13,7 +13,7 @@ mod jobs;
 mod messages;
 mod objects;
 mod provider_status;
-mod runs;
+pub(crate) mod runs;
 mod step_batch;
 mod subscriptions;
 mod trigger_batch;
@@ -704,14 +704,28 @@ async fn wake_signalled_runs(
 }
 
 /// A workflow lifecycle event (`started`, `completed`) for open waits on that workflow.
-/// `recipients_sql` is a `SELECT recipient_id …` with `$4` bound to `selector`.
+/// `runs` says which of the waiting recipient's runs (`r`) the event comes from, with
+/// `$4` bound to `selector`.
 struct WorkflowSignal<'a> {
     environment_id: &'a str,
     workflow_key: &'a str,
     event_key: &'a str,
     payload: Value,
-    recipients_sql: &'a str,
+    runs: &'a str,
     selector: &'a str,
+}
+
+/// Records a workflow signal for the open waits it satisfies; `runs` as in
+/// [`WorkflowSignal`].
+pub(crate) fn workflow_signal_sql(runs: &str) -> String {
+    format!(
+        "INSERT INTO wait_events (id, signal_id, wait_id, payload, inserted_at) \
+         SELECT $1 || w.id, $1, w.id, $2, $3 FROM waits w \
+         WHERE w.environment_id = $5 AND w.status = 'open' AND w.event_type = 'workflow' \
+         AND w.source_key = $6 AND w.event_key = $7 AND w.expires_at >= $3 \
+         AND EXISTS (SELECT 1 FROM recipient_runs r \
+         WHERE r.environment_id = $5 AND r.recipient_id = w.recipient_id AND {runs})"
+    )
 }
 
 async fn signal_workflow_waits(
@@ -721,24 +735,17 @@ async fn signal_workflow_waits(
 ) -> Result<bool, StoreError> {
     const OP: &str = "signal workflow waits";
     let signal = new_id();
-    let recorded = sqlx::query(&format!(
-        "INSERT INTO wait_events (id, signal_id, wait_id, payload, inserted_at) \
-         SELECT $1 || w.id, $1, w.id, $2, $3 FROM waits w \
-         WHERE w.environment_id = $5 AND w.status = 'open' AND w.event_type = 'workflow' \
-         AND w.source_key = $6 AND w.event_key = $7 AND w.expires_at >= $3 \
-         AND w.recipient_id IN ({})",
-        s.recipients_sql
-    ))
-    .bind(&signal)
-    .bind(to_json_text(&s.payload))
-    .bind(now)
-    .bind(s.selector)
-    .bind(s.environment_id)
-    .bind(s.workflow_key)
-    .bind(s.event_key)
-    .execute(&mut **tx)
-    .await
-    .map_err(StoreError::db(OP))?;
+    let recorded = sqlx::query(&workflow_signal_sql(s.runs))
+        .bind(&signal)
+        .bind(to_json_text(&s.payload))
+        .bind(now)
+        .bind(s.selector)
+        .bind(s.environment_id)
+        .bind(s.workflow_key)
+        .bind(s.event_key)
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::db(OP))?;
     if recorded.rows_affected() == 0 {
         return Ok(false);
     }

@@ -146,25 +146,35 @@ pub(super) async fn write_trigger(
     })
 }
 
+/// The trigger's runs share its environment, workflow and cancellation key, which
+/// `recipient_runs_cancel` leads to; `workflow_run_id` alone has no index, and without
+/// the others every trigger with a cancellation key read every run.
+pub(crate) const APPLY_EARLY_CANCELLATION_SQL: &str =
+    "UPDATE recipient_runs SET status = 'cancelled' WHERE environment_id = $2 \
+     AND workflow_key = $3 AND cancellation_key = $4 AND workflow_run_id = $1 AND EXISTS \
+     (SELECT 1 FROM early_cancellations c WHERE c.environment_id = $2 AND c.workflow_key = $3 \
+     AND c.cancellation_key = $4 AND c.expires_at > $5 \
+     AND (c.recipient_id = '' OR c.recipient_id = recipient_runs.recipient_id))";
+
+/// Which of a waiting recipient's runs `workflow.started` comes from: those of the
+/// trigger (`$4`). Reached from the waits (normally none) through the recipient's runs,
+/// since no index leads from a workflow run to its recipient runs.
+pub(crate) const STARTED_BY_TRIGGER: &str = "r.workflow_run_id = $4";
+
 /// Cancels the trigger's runs that a cancel, arriving before the trigger, still applies to.
 pub(super) async fn apply_early_cancellation(tx: &mut Tx<'_>, t: &TriggerWrite) -> StoreResult<()> {
     let Some(key) = &t.cancellation_key else {
         return Ok(());
     };
-    sqlx::query(
-        "UPDATE recipient_runs SET status = 'cancelled' WHERE workflow_run_id = $1 AND EXISTS \
-         (SELECT 1 FROM early_cancellations c WHERE c.environment_id = $2 AND c.workflow_key = $3 \
-         AND c.cancellation_key = $4 AND c.expires_at > $5 \
-         AND (c.recipient_id = '' OR c.recipient_id = recipient_runs.recipient_id))",
-    )
-    .bind(&t.workflow_run_id)
-    .bind(&t.environment_id)
-    .bind(&t.workflow_key)
-    .bind(key)
-    .bind(t.now)
-    .execute(&mut **tx)
-    .await
-    .map_err(StoreError::db("create trigger"))?;
+    sqlx::query(APPLY_EARLY_CANCELLATION_SQL)
+        .bind(&t.workflow_run_id)
+        .bind(&t.environment_id)
+        .bind(&t.workflow_key)
+        .bind(key)
+        .bind(t.now)
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::db("create trigger"))?;
     Ok(())
 }
 
@@ -183,7 +193,7 @@ pub(super) async fn signal_trigger_started(tx: &mut Tx<'_>, t: &TriggerWrite) ->
                 "status": "started",
                 "tenant_id": t.tenant,
             }),
-            recipients_sql: "SELECT recipient_id FROM recipient_runs WHERE workflow_run_id = $4",
+            runs: STARTED_BY_TRIGGER,
             selector: &t.workflow_run_id,
         },
         t.now,
