@@ -169,8 +169,8 @@ mod tests {
             started.contains("r USING INDEX recipient_runs_recipient"),
             "{started}"
         );
+        // "SCAN r" covers the table under its own name and under the alias `r`.
         for plan in [&cancel, &started] {
-            assert!(!plan.contains("SCAN recipient_runs"), "{plan}");
             assert!(!plan.contains("SCAN r"), "{plan}");
         }
         Ok(())

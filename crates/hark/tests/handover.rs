@@ -237,6 +237,19 @@ async fn fan_out_runs_are_handed_over_on_postgres() {
 }
 
 /// The status of the recipient's run of `workflow` over the API (`None`: no run yet).
+/// Polls `done` until it holds, failing with `what` after 30 s.
+async fn wait_until<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done().await {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn run_status(
     http: &reqwest::Client,
     base: &str,
@@ -284,26 +297,19 @@ async fn a_waiting_run_goes_on_when_its_event_commits(postgres: bool) {
     )
     .await;
     trigger(&http, &served, "waiter", json!(["ada"])).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while run_status(&http, &base, &sk, "waiter").await.as_deref() != Some("paused") {
-        assert!(
-            Instant::now() < deadline,
-            "the waiter never started waiting"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("the waiter never started waiting", || async {
+        run_status(&http, &base, &sk, "waiter").await.as_deref() == Some("paused")
+    })
+    .await;
 
     // The nudge's in-app message is `message.delivered` for the waiting run: the commit
     // that creates it makes the waiter's job due, and that commit wakes the workers.
     trigger(&http, &served, "nudge", json!(["ada"])).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while run_status(&http, &base, &sk, "waiter").await.as_deref() != Some("completed") {
-        assert!(
-            Instant::now() < deadline,
-            "the waiting run was not woken by its event (polling is off)"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        "the waiting run was not woken by its event (polling is off)",
+        || async { run_status(&http, &base, &sk, "waiter").await.as_deref() == Some("completed") },
+    )
+    .await;
     let mut recipients = all_message_recipients(&http, &base, &sk).await;
     recipients.sort();
     assert_eq!(
@@ -345,14 +351,10 @@ async fn a_batch_that_fills_up_closes_at_once(postgres: bool) {
     }
     // The second item fills the batch: the commit that adds it makes the close due now
     // and wakes the workers, an hour before the window ends and the poll comes.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while all_message_recipients(&http, &base, &sk).await.is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the full batch did not close (polling is off)"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("the full batch did not close (polling is off)", || async {
+        !all_message_recipients(&http, &base, &sk).await.is_empty()
+    })
+    .await;
     assert_eq!(all_message_recipients(&http, &base, &sk).await, ["ada"]);
 }
 
