@@ -177,6 +177,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn events_and_logs_are_read_through_their_key_in_order(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store =
+            SqliteStore::connect(&format!("sqlite://{}/hark.db", dir.path().display())).await?;
+        // Keyed by (parent, id), each table is read in id order straight from its key:
+        // neither a scan nor a sort.
+        for (table, parent) in [
+            ("run_events", "recipient_run_id"),
+            ("message_events", "message_id"),
+            ("delivery_logs", "message_id"),
+        ] {
+            let plan = query_plan(
+                &store,
+                &format!("SELECT * FROM {table} WHERE {parent} = 'p' AND id > 'c' ORDER BY id"),
+            )
+            .await?;
+            assert!(
+                plan.contains(&format!(
+                    "SEARCH {table} USING INDEX sqlite_autoindex_{table}_1"
+                )),
+                "{plan}"
+            );
+            assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn a_discarded_writer_connection_is_replaced() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let store =

@@ -625,35 +625,40 @@ async fn delivery_batch_fences_each_job(f: Fixture) {
 
 async fn failed_delivery_batch_is_redone_one_by_one(f: Fixture) {
     let claimed = claimed_deliveries(&f, &["a", "b", "c"]).await;
-    let log_id = hark_core::new_id();
-    let commit = |message: &NewMessage, log_id: &str| DeliveryCommit {
+    let log = |message: &NewMessage, log_id: &str| DeliveryLog {
+        id: log_id.to_string(),
+        environment_id: f.env.clone(),
+        message_id: message.id.clone(),
+        service_name: "smtp".into(),
+        request: json!({}),
+        response: json!({}),
+        inserted_at: 40,
+    };
+    let commit = |message: &NewMessage, logs: Vec<DeliveryLog>| DeliveryCommit {
         message_id: message.id.clone(),
         status: "sent".into(),
-        logs: vec![DeliveryLog {
-            id: log_id.to_string(),
-            environment_id: f.env.clone(),
-            message_id: message.id.clone(),
-            service_name: "smtp".into(),
-            request: json!({}),
-            response: json!({}),
-            inserted_at: 40,
-        }],
+        logs,
         event_type: "message.sent".into(),
         event_data: json!({}),
         retry_at: None,
         provider_message_id: None,
         now: 40,
     };
-    // b and c log under the same id: written together the batch fails, and one by one
-    // only c may fail.
-    let batch: Vec<(ClaimedJob, DeliveryCommit)> = vec![
-        (
-            claimed[0].0.clone(),
-            commit(&claimed[0].1, &hark_core::new_id()),
-        ),
-        (claimed[1].0.clone(), commit(&claimed[1].1, &log_id)),
-        (claimed[2].0.clone(), commit(&claimed[2].1, &log_id)),
-    ];
+    // c logs twice under one id: written together the batch fails, and one by one only c
+    // may fail.
+    let twice = hark_core::new_id();
+    let batch: Vec<(ClaimedJob, DeliveryCommit)> = claimed
+        .iter()
+        .enumerate()
+        .map(|(i, (job, message))| {
+            let logs = if i == 2 {
+                vec![log(message, &twice), log(message, &twice)]
+            } else {
+                vec![log(message, &hark_core::new_id())]
+            };
+            (job.clone(), commit(message, logs))
+        })
+        .collect();
     let outcomes = f.store.commit_deliveries(&batch).await.expect("batch");
     assert!(matches!(outcomes[0], Ok(true)), "{outcomes:?}");
     assert!(matches!(outcomes[1], Ok(true)), "{outcomes:?}");

@@ -604,7 +604,7 @@ fn push_run_event_rows(chain: &mut Chain, rows: &[(&str, &RunEvent)]) {
                     .push_bind(to_json_text(&e.data))
                     .push_bind(e.inserted_at);
             });
-            qb.push(" ON CONFLICT (id) DO NOTHING");
+            qb.push(" ON CONFLICT (recipient_run_id, id) DO NOTHING");
         });
     }
 }
