@@ -121,9 +121,7 @@ mod tests {
 
     #[tokio::test]
     async fn claims_leave_the_writer_fully_synchronous() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let store =
-            SqliteStore::connect(&format!("sqlite://{}/hark.db", dir.path().display())).await?;
+        let (_dir, store) = fresh_store().await?;
         for _ in 0..3 {
             store.claim_due_jobs(0, 10, 1_000).await?;
         }
@@ -133,6 +131,14 @@ mod tests {
             .await?;
         assert_eq!(synchronous, 2);
         Ok(())
+    }
+
+    /// A store on a new database file, with the directory that holds it (deleted on drop).
+    async fn fresh_store() -> Result<(tempfile::TempDir, SqliteStore), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store =
+            SqliteStore::connect(&format!("sqlite://{}/hark.db", dir.path().display())).await?;
+        Ok((dir, store))
     }
 
     /// What SQLite plans for `sql`, one line per step.
@@ -153,9 +159,7 @@ mod tests {
     #[tokio::test]
     async fn trigger_time_statements_find_runs_through_an_index(
     ) -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let store =
-            SqliteStore::connect(&format!("sqlite://{}/hark.db", dir.path().display())).await?;
+        let (_dir, store) = fresh_store().await?;
         // Both ran inside every trigger's transaction; scanning every run there made a
         // trigger's cost grow with the number of runs ever made.
         let cancel = query_plan(&store, super::imp::runs::APPLY_EARLY_CANCELLATION_SQL).await?;
@@ -179,9 +183,7 @@ mod tests {
     #[tokio::test]
     async fn events_and_logs_are_read_through_their_key_in_order(
     ) -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let store =
-            SqliteStore::connect(&format!("sqlite://{}/hark.db", dir.path().display())).await?;
+        let (_dir, store) = fresh_store().await?;
         // Keyed by (parent, id), each table is read in id order straight from its key:
         // neither a scan nor a sort.
         for (table, parent) in [
@@ -207,9 +209,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_discarded_writer_connection_is_replaced() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let store =
-            SqliteStore::connect(&format!("sqlite://{}/hark.db", dir.path().display())).await?;
+        let (_dir, store) = fresh_store().await?;
         let writer = store.writer();
         let mut conn = writer.conn().await?;
         sqlx::query("PRAGMA synchronous = NORMAL")
@@ -235,10 +235,8 @@ mod tests {
     #[tokio::test]
     async fn read_connections_are_handed_on_within_the_pool_size(
     ) -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let store = std::sync::Arc::new(
-            SqliteStore::connect(&format!("sqlite://{}/hark.db", dir.path().display())).await?,
-        );
+        let (_dir, store) = fresh_store().await?;
+        let store = std::sync::Arc::new(store);
         // More readers at once than connections: each waits its turn, none forever.
         let mut readers = tokio::task::JoinSet::new();
         for n in 0..16_i64 {
