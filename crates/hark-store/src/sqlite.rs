@@ -170,7 +170,7 @@ mod tests {
         let started = super::imp::workflow_signal_sql(super::imp::runs::STARTED_BY_TRIGGER);
         let started = query_plan(&store, &started).await?;
         assert!(
-            started.contains("r USING INDEX recipient_runs_recipient"),
+            started.contains("r USING INDEX recipient_runs_workflow_run"),
             "{started}"
         );
         // "SCAN r" covers the table under its own name and under the alias `r`.
@@ -204,6 +204,49 @@ mod tests {
             );
             assert!(!plan.contains("TEMP B-TREE"), "{plan}");
         }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn listings_by_trigger_go_through_its_runs() -> Result<(), Box<dyn std::error::Error>> {
+        let (_dir, store) = fresh_store().await?;
+        let filter = crate::MessageFilter {
+            workflow_run_id: Some("wr".into()),
+            ..crate::MessageFilter::default()
+        };
+        let page = crate::PageRequest {
+            after: Some(crate::cursor::encode("m")),
+            before: None,
+            page_size: 50,
+        };
+        // The statement `list_messages` sends, with the filter and page it builds.
+        let mut messages = sqlx::QueryBuilder::<Db>::new("SELECT id FROM messages");
+        super::imp::push_message_filter(&mut messages, "env", &filter);
+        super::imp::push_id_page(&mut messages, &page, 50).ok_or("cursor")?;
+        let plan = query_plan(&store, messages.sql()).await?;
+        // The trigger's runs by their index, each run's messages by their key, then a
+        // sort of those few: never a walk of the environment's messages.
+        assert!(
+            plan.contains(
+                "recipient_runs USING INDEX recipient_runs_workflow_run (workflow_run_id=?)"
+            ),
+            "{plan}"
+        );
+        assert!(
+            plan.contains("messages USING INDEX sqlite_autoindex_messages_2 (recipient_run_id=?)"),
+            "{plan}"
+        );
+        assert!(!plan.contains("SCAN"), "{plan}");
+
+        let mut runs = sqlx::QueryBuilder::<Db>::new("SELECT id FROM recipient_runs WHERE ");
+        super::imp::runs::push_runs_of_environment(&mut runs, "env", Some("wr"));
+        super::imp::push_id_page(&mut runs, &page, 50).ok_or("cursor")?;
+        let plan = query_plan(&store, runs.sql()).await?;
+        assert!(
+            plan.contains("recipient_runs USING INDEX recipient_runs_workflow_run"),
+            "{plan}"
+        );
+        assert!(!plan.contains("SCAN"), "{plan}");
         Ok(())
     }
 

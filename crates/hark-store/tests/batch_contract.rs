@@ -16,6 +16,7 @@ contract!(
     failed_step_batch_is_redone_step_by_step,
     delivery_batch_fences_each_job,
     failed_delivery_batch_is_redone_one_by_one,
+    messages_and_runs_are_listed_by_their_trigger,
 );
 
 fn plain_trigger(env: &str, recipients: &[&str], now: i64) -> TriggerWrite {
@@ -674,4 +675,119 @@ async fn failed_delivery_batch_is_redone_one_by_one(f: Fixture) {
     }
     // c's job is still there to be retried; a's and b's are done.
     assert_eq!(f.store.pending_job_count().await.expect("count"), 1);
+}
+
+/// Knock's listings take the `workflow_run_id` a trigger answers with; its runs and their
+/// messages are found through it, and nothing of another trigger's.
+async fn messages_and_runs_are_listed_by_their_trigger(f: Fixture) {
+    let first = plain_trigger(&f.env, &["a", "b", "c"], 10);
+    let other = plain_trigger(&f.env, &["a", "d"], 10);
+    for t in [&first, &other] {
+        f.store.create_trigger(t).await.expect("trigger");
+    }
+    let jobs = f.store.claim_due_jobs(10, 10, 1_000).await.expect("claim");
+    assert_eq!(jobs.len(), 5);
+    let runs = runs_of(&f).await;
+    let batch: Vec<(ClaimedJob, StepCommit)> = jobs
+        .iter()
+        .map(|job| {
+            let run = runs.iter().find(|r| r.id == job.ref_id).expect("run");
+            let mut message = feed_message(&f.env, &run.id, &run.recipient_id, "s1");
+            message.workflow_run_id = run.workflow_run_id.clone();
+            let step = StepCommit {
+                run_id: run.id.clone(),
+                next_cursor: 1,
+                message: Some(message),
+                now: 20,
+                ..StepCommit::default()
+            };
+            (job.clone(), step)
+        })
+        .collect();
+    let outcomes = f.store.commit_steps(&batch).await.expect("batch");
+    assert!(outcomes.iter().all(|o| matches!(o, Ok(true))));
+
+    let by_trigger = |workflow_run_id: &str| MessageFilter {
+        workflow_run_id: Some(workflow_run_id.to_string()),
+        ..MessageFilter::default()
+    };
+    let recipients_of = |messages: &[MessageRecord]| {
+        let mut ids: Vec<String> = messages.iter().map(|m| m.recipient_id.clone()).collect();
+        ids.sort();
+        ids
+    };
+    let listed = f
+        .store
+        .list_messages(&f.env, &by_trigger(&first.workflow_run_id), &page(50))
+        .await
+        .expect("list");
+    assert_eq!(recipients_of(&listed.entries), ["a", "b", "c"]);
+    assert!(listed
+        .entries
+        .iter()
+        .all(|m| m.workflow_run_id == first.workflow_run_id));
+    // Paged newest first like every listing: two, then the one left.
+    let head = f
+        .store
+        .list_messages(&f.env, &by_trigger(&first.workflow_run_id), &page(2))
+        .await
+        .expect("first page");
+    let after = head.after.clone().expect("a next page");
+    let tail = f
+        .store
+        .list_messages(
+            &f.env,
+            &by_trigger(&first.workflow_run_id),
+            &PageRequest {
+                after: Some(after),
+                before: None,
+                page_size: 2,
+            },
+        )
+        .await
+        .expect("second page");
+    let mut paged: Vec<MessageRecord> = head.entries;
+    paged.extend(tail.entries);
+    assert_eq!(recipients_of(&paged), ["a", "b", "c"]);
+    // Combined with a recipient, and for a trigger that made no messages.
+    let only_a = MessageFilter {
+        recipient_id: Some("a".into()),
+        ..by_trigger(&other.workflow_run_id)
+    };
+    let listed = f
+        .store
+        .list_messages(&f.env, &only_a, &page(50))
+        .await
+        .expect("list");
+    assert_eq!(recipients_of(&listed.entries), ["a"]);
+    assert_eq!(listed.entries[0].workflow_run_id, other.workflow_run_id);
+    let none = f
+        .store
+        .list_messages(&f.env, &by_trigger(&hark_core::new_id()), &page(50))
+        .await
+        .expect("list");
+    assert!(none.entries.is_empty());
+    let counts = f
+        .store
+        .count_feed(&f.env, &by_trigger(&other.workflow_run_id))
+        .await
+        .expect("count");
+    assert_eq!(counts.total, 2);
+
+    let run_filter = RunFilter {
+        workflow_run_id: Some(other.workflow_run_id.clone()),
+        ..RunFilter::default()
+    };
+    let listed = f
+        .store
+        .list_recipient_runs(&f.env, &run_filter, &page(50))
+        .await
+        .expect("runs");
+    let mut recipients: Vec<String> = listed
+        .entries
+        .iter()
+        .map(|r| r.recipient_id.clone())
+        .collect();
+    recipients.sort();
+    assert_eq!(recipients, ["a", "d"]);
 }

@@ -752,9 +752,29 @@ async fn signal_workflow_waits(
     wake_signalled_runs(tx, &signal, now).await
 }
 
-fn push_message_filter(qb: &mut QueryBuilder<'_, Db>, environment_id: &str, f: &MessageFilter) {
-    qb.push(" WHERE environment_id = ");
-    qb.push_bind(environment_id.to_string());
+pub(crate) fn push_message_filter(
+    qb: &mut QueryBuilder<'_, Db>,
+    environment_id: &str,
+    f: &MessageFilter,
+) {
+    if let Some(workflow_run_id) = &f.workflow_run_id {
+        // Through the trigger's runs (`recipient_runs_workflow_run`) to each run's
+        // messages (their `(recipient_run_id, step_ref)` key); messages have no index of
+        // their own on it. A message's environment and workflow run are its run's. No
+        // environment term on `messages`, so no index of theirs that leads with it
+        // competes: without statistics SQLite takes any such index as selective, and
+        // walked the environment's messages in id order instead.
+        qb.push(
+            " WHERE recipient_run_id IN (SELECT id FROM recipient_runs WHERE environment_id = ",
+        );
+        qb.push_bind(environment_id.to_string());
+        qb.push(" AND workflow_run_id = ");
+        qb.push_bind(workflow_run_id.clone());
+        qb.push(")");
+    } else {
+        qb.push(" WHERE environment_id = ");
+        qb.push_bind(environment_id.to_string());
+    }
     let eq = |qb: &mut QueryBuilder<'_, Db>, column: &str, value: &Option<String>| {
         if let Some(v) = value {
             qb.push(format!(" AND {column} = "));
@@ -769,7 +789,6 @@ fn push_message_filter(qb: &mut QueryBuilder<'_, Db>, environment_id: &str, f: &
     }
     eq(qb, "channel_key", &f.channel_key);
     eq(qb, "workflow_key", &f.workflow_key);
-    eq(qb, "workflow_run_id", &f.workflow_run_id);
     eq(qb, "recipient_run_id", &f.recipient_run_id);
     eq(qb, "tenant", &f.tenant);
     match f.has_tenant {
@@ -850,7 +869,11 @@ fn push_message_filter(qb: &mut QueryBuilder<'_, Db>, environment_id: &str, f: &
 
 /// Appends keyset pagination over `id` for newest-first lists. Returns whether the query
 /// walks backwards (a `before` cursor), or `None` when the cursor is malformed.
-fn push_id_page(qb: &mut QueryBuilder<'_, Db>, page: &PageRequest, size: i64) -> Option<bool> {
+pub(crate) fn push_id_page(
+    qb: &mut QueryBuilder<'_, Db>,
+    page: &PageRequest,
+    size: i64,
+) -> Option<bool> {
     let backwards = page.before.is_some() && page.after.is_none();
     if let Some(after) = &page.after {
         qb.push(" AND id < ");

@@ -147,8 +147,8 @@ pub(super) async fn write_trigger(
 }
 
 /// The trigger's runs share its environment, workflow and cancellation key, which
-/// `recipient_runs_cancel` leads to; `workflow_run_id` alone has no index, and without
-/// the others every trigger with a cancellation key read every run.
+/// `recipient_runs_cancel` leads to, as `recipient_runs_workflow_run` leads to its
+/// workflow run: either finds them without reading any other run.
 pub(crate) const APPLY_EARLY_CANCELLATION_SQL: &str =
     "UPDATE recipient_runs SET status = 'cancelled' WHERE environment_id = $2 \
      AND workflow_key = $3 AND cancellation_key = $4 AND workflow_run_id = $1 AND EXISTS \
@@ -157,8 +157,8 @@ pub(crate) const APPLY_EARLY_CANCELLATION_SQL: &str =
      AND (c.recipient_id = '' OR c.recipient_id = recipient_runs.recipient_id))";
 
 /// Which of a waiting recipient's runs `workflow.started` comes from: those of the
-/// trigger (`$4`). Reached from the waits (normally none) through the recipient's runs,
-/// since no index leads from a workflow run to its recipient runs.
+/// trigger (`$4`), reached from the waits (normally none) through the trigger's runs
+/// (`recipient_runs_workflow_run`).
 pub(crate) const STARTED_BY_TRIGGER: &str = "r.workflow_run_id = $4";
 
 /// Cancels the trigger's runs that a cancel, arriving before the trigger, still applies to.
@@ -668,14 +668,12 @@ impl RunStore for SqlStore {
         page: &PageRequest,
     ) -> StoreResult<Page<RecipientRun>> {
         let size = page_size(page);
-        let mut qb = QueryBuilder::<Db>::new(format!(
-            "SELECT {RUN_COLUMNS} FROM recipient_runs WHERE environment_id = "
-        ));
-        qb.push_bind(environment_id.to_string());
+        let mut qb =
+            QueryBuilder::<Db>::new(format!("SELECT {RUN_COLUMNS} FROM recipient_runs WHERE "));
+        push_runs_of_environment(&mut qb, environment_id, filter.workflow_run_id.as_deref());
         for (column, value) in [
             ("workflow_key", &filter.workflow_key),
             ("recipient_id", &filter.recipient_id),
-            ("workflow_run_id", &filter.workflow_run_id),
             ("tenant", &filter.tenant),
         ] {
             if let Some(v) = value {
@@ -733,5 +731,29 @@ impl RunStore for SqlStore {
                 })
             })
             .collect()
+    }
+}
+
+/// The runs a listing starts from: the environment's, or one trigger's through
+/// `recipient_runs_workflow_run`. The trigger's are picked in a subquery, so the listing
+/// itself has no environment term: without statistics SQLite takes
+/// `recipient_runs_env` as selective and walked the environment's runs in id order.
+pub(crate) fn push_runs_of_environment(
+    qb: &mut QueryBuilder<'_, Db>,
+    environment_id: &str,
+    workflow_run_id: Option<&str>,
+) {
+    match workflow_run_id {
+        Some(workflow_run_id) => {
+            qb.push("id IN (SELECT id FROM recipient_runs WHERE environment_id = ");
+            qb.push_bind(environment_id.to_string());
+            qb.push(" AND workflow_run_id = ");
+            qb.push_bind(workflow_run_id.to_string());
+            qb.push(")");
+        }
+        None => {
+            qb.push("environment_id = ");
+            qb.push_bind(environment_id.to_string());
+        }
     }
 }
