@@ -150,7 +150,11 @@ impl Engine {
         commit: StepCommit,
     ) -> Result<bool, StoreError> {
         let finished = commit.finished;
+        let resume_at = commit.resume_at;
         let written = self.inner.steps.submit((job.clone(), commit)).await?;
+        if let (true, Some(at)) = (written, resume_at) {
+            self.note_timer(at);
+        }
         if !written {
             metrics::counter!("hark_commits_fenced_total").increment(1);
             tracing::info!(job = %job.id, "lease lost; another worker owns this run now");

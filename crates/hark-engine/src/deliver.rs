@@ -104,6 +104,9 @@ impl Engine {
             tracing::info!(job = %job.id, "lease lost before the delivery result was stored");
             return Ok(());
         }
+        if let Some(at) = retry_at {
+            self.note_timer(at);
+        }
         metrics::counter!(
             "hark_messages_total",
             "channel_type" => message.channel_type.clone(),

@@ -16,6 +16,7 @@ mod prefetch;
 pub mod push_chat;
 pub mod registry;
 pub mod render;
+mod timers;
 pub mod tracking;
 mod workers;
 
@@ -137,5 +138,10 @@ impl Engine {
     /// through the store's wake-ups. Harmless on a node that runs no workers.
     pub fn wake(&self) {
         self.inner.slots.wake();
+    }
+
+    /// Jobs this node wrote become due at `at`: its worker loop claims then.
+    pub(crate) fn note_timer(&self, at: hark_core::Millis) {
+        self.inner.slots.timers.note(at);
     }
 }

@@ -6,8 +6,9 @@
 //! already leased to them and handed over after the commit (`hark_store::handoff`).
 //! Everything else (timers, retries, runs whose waits an event reached, full batches,
 //! other nodes' work, overflow) is claimed from the job table: when a wake-up says jobs
-//! are due (the store's own after a commit that made jobs due), when the poll interval
-//! passes, and again at once while claims come back full.
+//! are due (the store's own after a commit that made jobs due), when one of this node's
+//! timers comes due (`crate::timers`), when the poll interval passes, and again at once
+//! while claims come back full.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,7 @@ use tokio::time::{sleep_until, Duration, Instant};
 use tracing::Instrument;
 
 use crate::prefetch::{worth_prefetching, Prefetched};
+use crate::timers::DueTimers;
 use crate::{Engine, EngineConfig};
 
 /// Jobs written leased to this node's workers, with one `held` permit each.
@@ -81,6 +83,8 @@ pub(crate) struct Slots {
     wake: Notify,
     /// Other nodes' workers, reached through the store (PostgreSQL only).
     wakeups: Option<Arc<JobWakeups>>,
+    /// When jobs this node wrote for later come due.
+    pub(crate) timers: DueTimers,
 }
 
 impl Slots {
@@ -101,6 +105,7 @@ impl Slots {
             handover: Mutex::new(None),
             wake: Notify::new(),
             wakeups,
+            timers: DueTimers::default(),
         }
     }
 
@@ -227,14 +232,25 @@ impl Engine {
             self.start_pending(&mut tasks, &mut pending, keep);
             if std::mem::take(&mut claim_now) {
                 next_poll = Instant::now() + poll_interval;
+                slots.timers.forget_through(self.inner.clock.now_ms());
                 backlog = self.claim_and_start(&mut tasks).await;
             }
+            let wake_at = match slots.timers.earliest() {
+                Some(at) => {
+                    let wait = (at - self.inner.clock.now_ms()).max(0) as u64;
+                    next_poll.min(Instant::now() + Duration::from_millis(wait))
+                }
+                None => next_poll,
+            };
             tokio::select! {
                 _ = slots.wake.notified() => claim_now = true,
                 // A commit of this process made jobs nobody holds due: waiting runs an
                 // event reached, a full batch (other nodes' arrive through the wake-ups).
                 _ = self.inner.store.jobs_made_due().notified() => claim_now = true,
-                _ = sleep_until(next_poll) => claim_now = true,
+                // The poll, or the earliest of this node's timers.
+                _ = sleep_until(wake_at) => claim_now = true,
+                // A timer earlier than the one slept towards.
+                _ = slots.timers.earlier_noted() => {}
                 Some(batch) = handed_over.recv() => {
                     self.queue_handed_over(&mut pending, batch, &mut handed_over);
                 }

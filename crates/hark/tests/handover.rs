@@ -4,7 +4,8 @@
 //! binary on both stores, with polling practically off; and the worker slots in process:
 //! reservations, and a hand-over that came too late. Also with polling off: a run waiting
 //! for an event goes on as soon as the commit that brings the event, since no finished
-//! job triggers a claim any more.
+//! job triggers a claim any more; and a delay or a batch window ends on time, woken by
+//! the node's own timer.
 
 mod support;
 
@@ -366,6 +367,65 @@ async fn a_batch_that_fills_up_closes_at_once_on_sqlite() {
 #[tokio::test]
 async fn a_batch_that_fills_up_closes_at_once_on_postgres() {
     a_batch_that_fills_up_closes_at_once(true).await;
+}
+
+async fn timers_fire_without_the_poll(postgres: bool) {
+    let (_t, served) = serve_without_polling(postgres).await;
+    let (base, sk, token) = (served.base.clone(), served.sk.clone(), served.token.clone());
+    let http = reqwest::Client::new();
+    put_workflow(
+        &http,
+        &base,
+        &token,
+        "later",
+        json!([
+            {"type": "delay", "ref": "wait", "settings": {"delay_for": {"unit": "seconds", "value": 1}}},
+            {"type": "channel", "ref": "hello", "channel_key": "in-app-feed",
+             "template": {"markdown_body": "a second later"}}
+        ]),
+    )
+    .await;
+    put_workflow(
+        &http,
+        &base,
+        &token,
+        "digest",
+        json!([
+            {"type": "batch", "ref": "batch", "settings": {
+                "batch_window": {"unit": "seconds", "value": 1}}},
+            {"type": "channel", "ref": "digest", "channel_key": "in-app-feed",
+             "template": {"markdown_body": "{{ total_activities }} comments"}}
+        ]),
+    )
+    .await;
+    trigger(&http, &served, "later", json!(["ada"])).await;
+    for _ in 0..2 {
+        trigger(&http, &served, "digest", json!(["bob"])).await;
+    }
+    // The delay's job and the batch's close are due a second later, an hour before the
+    // poll: only the node's own timers can have woken its workers for them.
+    wait_until(
+        "the delay or the batch window was not woken (polling is off)",
+        || async { all_message_recipients(&http, &base, &sk).await.len() == 2 },
+    )
+    .await;
+    let mut recipients = all_message_recipients(&http, &base, &sk).await;
+    recipients.sort();
+    assert_eq!(
+        recipients,
+        ["ada", "bob"],
+        "one delayed message, one digest"
+    );
+}
+
+#[tokio::test]
+async fn timers_fire_without_the_poll_on_sqlite() {
+    timers_fire_without_the_poll(false).await;
+}
+
+#[tokio::test]
+async fn timers_fire_without_the_poll_on_postgres() {
+    timers_fire_without_the_poll(true).await;
 }
 
 /// Waits until the engine's worker loop takes hand-overs, and returns a reservation.

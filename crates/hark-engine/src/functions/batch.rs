@@ -112,7 +112,12 @@ impl Engine {
             )],
             now,
         };
-        Ok(match self.inner.store.join_batch(job, &join).await? {
+        let joined = self.inner.store.join_batch(job, &join).await?;
+        if joined.is_some() {
+            // The batch's close job is due when its window ends, at the latest.
+            self.note_timer(join.closes_at);
+        }
+        Ok(match joined {
             Some(BatchJoined::Opened { flushed: true, .. }) => {
                 ctx.set_batch(self, leading).await?;
                 Flow::Continue
@@ -125,8 +130,10 @@ impl Engine {
     /// transaction, so a crash at the closing instant repeats it or finds it done.
     pub(crate) async fn close_batch(&self, job: &ClaimedJob) -> Result<(), StoreError> {
         let now = self.inner.clock.now_ms();
-        if let Some(BatchClosed::Closed { .. }) = self.inner.store.close_batch(job, now).await? {
-            self.wake();
+        match self.inner.store.close_batch(job, now).await? {
+            Some(BatchClosed::Closed { .. }) => self.wake(),
+            Some(BatchClosed::Rescheduled(at)) => self.note_timer(at),
+            _ => {}
         }
         Ok(())
     }
