@@ -38,6 +38,19 @@ async fn serve_without_polling(postgres: bool) -> (Target, Served) {
     (t, served)
 }
 
+/// [`serve_without_polling`], with these workflows committed, and a client.
+async fn serve_workflows_without_polling(
+    postgres: bool,
+    workflows: &[(&str, Value)],
+) -> (Target, Served, reqwest::Client) {
+    let (t, served) = serve_without_polling(postgres).await;
+    let http = reqwest::Client::new();
+    for (key, steps) in workflows {
+        put_workflow(&http, &served.base, &served.token, key, steps.clone()).await;
+    }
+    (t, served, http)
+}
+
 /// Triggers workflow `key` for `recipients` and asserts it was accepted.
 async fn trigger(http: &reqwest::Client, served: &Served, key: &str, recipients: Value) {
     let resp = http
@@ -153,18 +166,16 @@ async fn accepted_work_runs_without_claims_on_postgres() {
 async fn fan_out_runs_are_handed_over(postgres: bool) {
     const SUBSCRIBERS: usize = 1_200;
     // Default concurrency (a page of 500 runs fits what the workers may hold).
-    let (_t, served) = serve_without_polling(postgres).await;
-    let (base, sk, token) = (served.base.clone(), served.sk.clone(), served.token.clone());
-    let http = reqwest::Client::new();
-    put_workflow(
-        &http,
-        &base,
-        &token,
-        "announce",
-        json!([{"type": "channel", "ref": "feed", "channel_key": "in-app-feed",
-                "template": {"markdown_body": "news for {{ recipient.id }}"}}]),
+    let (_t, served, http) = serve_workflows_without_polling(
+        postgres,
+        &[(
+            "announce",
+            json!([{"type": "channel", "ref": "feed", "channel_key": "in-app-feed",
+                        "template": {"markdown_body": "news for {{ recipient.id }}"}}]),
+        )],
     )
     .await;
+    let (base, sk) = (served.base.clone(), served.sk.clone());
     let resp = http
         .put(format!("{base}/v1/objects/teams/all"))
         .bearer_auth(&sk)
@@ -267,36 +278,32 @@ async fn run_status(
 }
 
 async fn a_waiting_run_goes_on_when_its_event_commits(postgres: bool) {
-    let (_t, served) = serve_without_polling(postgres).await;
-    let (base, sk, token) = (served.base.clone(), served.sk.clone(), served.token.clone());
-    let http = reqwest::Client::new();
-    put_workflow(
-        &http,
-        &base,
-        &token,
-        "nudge",
-        json!([{"type": "channel", "ref": "hello", "channel_key": "in-app-feed",
-                "template": {"markdown_body": "hello"}}]),
+    let (_t, served, http) = serve_workflows_without_polling(
+        postgres,
+        &[
+            (
+                "nudge",
+                json!([{"type": "channel", "ref": "hello", "channel_key": "in-app-feed",
+                        "template": {"markdown_body": "hello"}}]),
+            ),
+            (
+                "waiter",
+                json!([
+                    {"type": "wait_for_event", "ref": "seen_hello", "settings": {
+                        "event": {"event_type": "message", "event_key": "delivered",
+                                  "source_type": "workflow", "source_key": "nudge"},
+                        "match_conditions": [{"operator": "and", "conditions": [
+                            {"variable": "event.step_ref", "operator": "equal_to", "argument": "hello"}]}],
+                        "expires_after": {"unit": "days", "value": 1},
+                        "on_match": "continue", "on_timeout": "halt"}},
+                    {"type": "channel", "ref": "after", "channel_key": "in-app-feed",
+                     "template": {"markdown_body": "after the wait"}}
+                ]),
+            ),
+        ],
     )
     .await;
-    put_workflow(
-        &http,
-        &base,
-        &token,
-        "waiter",
-        json!([
-            {"type": "wait_for_event", "ref": "seen_hello", "settings": {
-                "event": {"event_type": "message", "event_key": "delivered",
-                          "source_type": "workflow", "source_key": "nudge"},
-                "match_conditions": [{"operator": "and", "conditions": [
-                    {"variable": "event.step_ref", "operator": "equal_to", "argument": "hello"}]}],
-                "expires_after": {"unit": "days", "value": 1},
-                "on_match": "continue", "on_timeout": "halt"}},
-            {"type": "channel", "ref": "after", "channel_key": "in-app-feed",
-             "template": {"markdown_body": "after the wait"}}
-        ]),
-    )
-    .await;
+    let (base, sk) = (served.base.clone(), served.sk.clone());
     trigger(&http, &served, "waiter", json!(["ada"])).await;
     wait_until("the waiter never started waiting", || async {
         run_status(&http, &base, &sk, "waiter").await.as_deref() == Some("paused")
@@ -331,22 +338,20 @@ async fn a_waiting_run_goes_on_when_its_event_commits_on_postgres() {
 }
 
 async fn a_batch_that_fills_up_closes_at_once(postgres: bool) {
-    let (_t, served) = serve_without_polling(postgres).await;
-    let (base, sk, token) = (served.base.clone(), served.sk.clone(), served.token.clone());
-    let http = reqwest::Client::new();
-    put_workflow(
-        &http,
-        &base,
-        &token,
-        "digest",
-        json!([
-            {"type": "batch", "ref": "batch", "settings": {
-                "batch_window": {"unit": "hours", "value": 1}, "batch_items_max_limit": 2}},
-            {"type": "channel", "ref": "digest", "channel_key": "in-app-feed",
-             "template": {"markdown_body": "{{ total_activities }} comments"}}
-        ]),
+    let (_t, served, http) = serve_workflows_without_polling(
+        postgres,
+        &[(
+            "digest",
+            json!([
+                {"type": "batch", "ref": "batch", "settings": {
+                    "batch_window": {"unit": "hours", "value": 1}, "batch_items_max_limit": 2}},
+                {"type": "channel", "ref": "digest", "channel_key": "in-app-feed",
+                 "template": {"markdown_body": "{{ total_activities }} comments"}}
+            ]),
+        )],
     )
     .await;
+    let (base, sk) = (served.base.clone(), served.sk.clone());
     for _ in 0..2 {
         trigger(&http, &served, "digest", json!(["ada"])).await;
     }
@@ -370,34 +375,30 @@ async fn a_batch_that_fills_up_closes_at_once_on_postgres() {
 }
 
 async fn timers_fire_without_the_poll(postgres: bool) {
-    let (_t, served) = serve_without_polling(postgres).await;
-    let (base, sk, token) = (served.base.clone(), served.sk.clone(), served.token.clone());
-    let http = reqwest::Client::new();
-    put_workflow(
-        &http,
-        &base,
-        &token,
-        "later",
-        json!([
-            {"type": "delay", "ref": "wait", "settings": {"delay_for": {"unit": "seconds", "value": 1}}},
-            {"type": "channel", "ref": "hello", "channel_key": "in-app-feed",
-             "template": {"markdown_body": "a second later"}}
-        ]),
+    let (_t, served, http) = serve_workflows_without_polling(
+        postgres,
+        &[
+            (
+                "later",
+                json!([
+                    {"type": "delay", "ref": "wait", "settings": {"delay_for": {"unit": "seconds", "value": 1}}},
+                    {"type": "channel", "ref": "hello", "channel_key": "in-app-feed",
+                     "template": {"markdown_body": "a second later"}}
+                ]),
+            ),
+            (
+                "digest",
+                json!([
+                    {"type": "batch", "ref": "batch", "settings": {
+                        "batch_window": {"unit": "seconds", "value": 1}}},
+                    {"type": "channel", "ref": "digest", "channel_key": "in-app-feed",
+                     "template": {"markdown_body": "{{ total_activities }} comments"}}
+                ]),
+            ),
+        ],
     )
     .await;
-    put_workflow(
-        &http,
-        &base,
-        &token,
-        "digest",
-        json!([
-            {"type": "batch", "ref": "batch", "settings": {
-                "batch_window": {"unit": "seconds", "value": 1}}},
-            {"type": "channel", "ref": "digest", "channel_key": "in-app-feed",
-             "template": {"markdown_body": "{{ total_activities }} comments"}}
-        ]),
-    )
-    .await;
+    let (base, sk) = (served.base.clone(), served.sk.clone());
     trigger(&http, &served, "later", json!(["ada"])).await;
     for _ in 0..2 {
         trigger(&http, &served, "digest", json!(["bob"])).await;
