@@ -53,7 +53,7 @@ impl DueTimers {
     /// Forgets the timers up to `now`: a claim at `now` takes what they were for.
     pub(crate) fn forget_through(&self, now: Millis) {
         if let Ok(mut instants) = self.instants.lock() {
-            let later = instants.split_off(&(now + 1));
+            let later = instants.split_off(&now.saturating_add(1));
             *instants = later;
         }
     }

@@ -764,12 +764,8 @@ pub(crate) fn push_message_filter(
         // environment term on `messages`, so no index of theirs that leads with it
         // competes: without statistics SQLite takes any such index as selective, and
         // walked the environment's messages in id order instead.
-        qb.push(
-            " WHERE recipient_run_id IN (SELECT id FROM recipient_runs WHERE environment_id = ",
-        );
-        qb.push_bind(environment_id.to_string());
-        qb.push(" AND workflow_run_id = ");
-        qb.push_bind(workflow_run_id.clone());
+        qb.push(" WHERE recipient_run_id IN (");
+        runs::push_trigger_run_ids(qb, environment_id, workflow_run_id);
         qb.push(")");
     } else {
         qb.push(" WHERE environment_id = ");

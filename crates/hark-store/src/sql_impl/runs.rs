@@ -734,8 +734,8 @@ impl RunStore for SqlStore {
     }
 }
 
-/// The runs a listing starts from: the environment's, or one trigger's through
-/// `recipient_runs_workflow_run`. The trigger's are picked in a subquery, so the listing
+/// The runs a listing starts from: the environment's, or one trigger's (see
+/// [`push_trigger_run_ids`]). The trigger's are picked in a subquery, so the listing
 /// itself has no environment term: without statistics SQLite takes
 /// `recipient_runs_env` as selective and walked the environment's runs in id order.
 pub(crate) fn push_runs_of_environment(
@@ -745,10 +745,8 @@ pub(crate) fn push_runs_of_environment(
 ) {
     match workflow_run_id {
         Some(workflow_run_id) => {
-            qb.push("id IN (SELECT id FROM recipient_runs WHERE environment_id = ");
-            qb.push_bind(environment_id.to_string());
-            qb.push(" AND workflow_run_id = ");
-            qb.push_bind(workflow_run_id.to_string());
+            qb.push("id IN (");
+            push_trigger_run_ids(qb, environment_id, workflow_run_id);
             qb.push(")");
         }
         None => {
@@ -756,4 +754,17 @@ pub(crate) fn push_runs_of_environment(
             qb.push_bind(environment_id.to_string());
         }
     }
+}
+
+/// `SELECT` of the ids of one trigger's runs in the environment, through
+/// `recipient_runs_workflow_run`.
+pub(crate) fn push_trigger_run_ids(
+    qb: &mut QueryBuilder<'_, Db>,
+    environment_id: &str,
+    workflow_run_id: &str,
+) {
+    qb.push("SELECT id FROM recipient_runs WHERE environment_id = ");
+    qb.push_bind(environment_id.to_string());
+    qb.push(" AND workflow_run_id = ");
+    qb.push_bind(workflow_run_id.to_string());
 }
