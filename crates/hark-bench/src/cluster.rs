@@ -219,12 +219,28 @@ impl Cluster {
 
     /// Counts rows straight from the database (`sql` must select one integer `n`).
     pub async fn count(&self, sql: &str) -> anyhow::Result<i64> {
-        if self.url.starts_with("sqlite:") {
+        self.integers(sql)
+            .await?
+            .first()
+            .copied()
+            .context("the query returned no row")
+    }
+
+    /// Every row's integer `n` of `sql`, read straight from the database.
+    pub async fn integers(&self, sql: &str) -> anyhow::Result<Vec<i64>> {
+        let rows = if self.url.starts_with("sqlite:") {
             let mut conn = sqlx::SqliteConnection::connect(&self.url).await?;
-            Ok(sqlx::query(sql).fetch_one(&mut conn).await?.try_get("n")?)
+            let rows = sqlx::query(sql).fetch_all(&mut conn).await?;
+            rows.iter()
+                .map(|r| r.try_get("n"))
+                .collect::<Result<_, _>>()?
         } else {
             let mut conn = sqlx::PgConnection::connect(&self.url).await?;
-            Ok(sqlx::query(sql).fetch_one(&mut conn).await?.try_get("n")?)
-        }
+            let rows = sqlx::query(sql).fetch_all(&mut conn).await?;
+            rows.iter()
+                .map(|r| r.try_get("n"))
+                .collect::<Result<_, _>>()?
+        };
+        Ok(rows)
     }
 }

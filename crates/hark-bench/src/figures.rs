@@ -418,3 +418,56 @@ pub async fn feed_read_under_load(
     load.abort();
     Ok(figure)
 }
+
+/// How late a one-second delay ends: `runs` triggers, about 27 a second, of `delay 1 s →
+/// in-app message`, each read as its message's creation less its run's creation and the
+/// second (both stamped by the server). The baseline, triggered alongside: the same
+/// workflow without the delay, the engine's own time from a run to its message.
+/// Returns (baseline, figure).
+pub async fn delay_lateness(cluster: &Cluster, runs: u64) -> anyhow::Result<(Figure, Figure)> {
+    const DELAY_MS: i64 = 1_000;
+    cluster.put_workflow("soon", feed_step()).await?;
+    let mut delayed = json!([{"type": "delay", "ref": "wait",
+        "settings": {"delay_for": {"unit": "seconds", "value": DELAY_MS / 1_000}}}]);
+    if let (Some(steps), Value::Array(feed)) = (delayed.as_array_mut(), feed_step()) {
+        steps.extend(feed);
+    }
+    cluster.put_workflow("later", delayed).await?;
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    for n in 0..runs {
+        for workflow in ["soon", "later"] {
+            let body = json!({"recipients": [format!("{workflow}-{n}")], "data": {"n": n}});
+            if !trigger(&http, cluster, workflow, n, body).await {
+                bail!("triggering {workflow} failed");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(37)).await;
+    }
+    let elapsed = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster.count("SELECT COUNT(*) AS n FROM messages").await? < 2 * runs as i64 {
+        if Instant::now() > deadline {
+            bail!("the delayed messages did not all arrive");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut figures = Vec::new();
+    for (workflow, due_after) in [("soon", 0), ("later", DELAY_MS)] {
+        let late_ms = cluster
+            .integers(&format!(
+                "SELECT m.inserted_at - r.inserted_at - {due_after} AS n FROM messages m \
+                 JOIN recipient_runs r ON r.id = m.recipient_run_id WHERE m.workflow_key = '{workflow}'"
+            ))
+            .await?;
+        let mut figure = Figure::rate(runs, elapsed);
+        figure.latencies_us = late_ms
+            .iter()
+            .map(|ms| ms.max(&0).unsigned_abs() * 1_000)
+            .collect();
+        figures.push(figure);
+    }
+    let late = figures.pop().context("the delayed figure")?;
+    let soon = figures.pop().context("the baseline")?;
+    Ok((soon, late))
+}

@@ -13,7 +13,7 @@ use hark_bench::baselines::{
 };
 use hark_bench::cluster::{Cluster, Prepared};
 use hark_bench::figures::{
-    fan_out, feed_read_under_load, feed_step, trigger_accept_rate, trigger_to_feed,
+    delay_lateness, fan_out, feed_read_under_load, feed_step, trigger_accept_rate, trigger_to_feed,
     trigger_to_webhook, webhook_step, webhook_throughput, WebhookSink,
 };
 use hark_bench::measure::cpu_seconds_named;
@@ -45,7 +45,7 @@ struct Args {
     #[arg(long, default_value_t = 4)]
     readers: usize,
     /// Measure only these groups (comma-separated): baselines, accept, api-only,
-    /// visible, webhook, feed, fan-out. All of them when absent.
+    /// visible, webhook, feed, timers, fan-out. All of them when absent.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -198,6 +198,22 @@ async fn main() -> anyhow::Result<()> {
             format!("hark {:.0} µs{database}", per_webhook_us(cpu_used.0)),
         );
         peak_rss = peak_rss.max(hooks.peak_rss_mib());
+    }
+
+    if args.wants("timers") {
+        let timers = cluster(&args).await?;
+        let (mut soon, mut late) = delay_lateness(&timers, 100).await?;
+        line(
+            "baseline",
+            "run → its in-app message, no delay (ms after the run)",
+            soon.describe(),
+        );
+        line(
+            "figure",
+            "1 s delay → in-app message (ms after the second)",
+            late.describe(),
+        );
+        peak_rss = peak_rss.max(timers.peak_rss_mib());
     }
 
     if args.wants("feed") {
