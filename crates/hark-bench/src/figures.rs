@@ -72,7 +72,7 @@ pub async fn trigger_to_feed(
     cluster: &Arc<Cluster>,
     rate: u64,
     seconds: u64,
-) -> anyhow::Result<Figure> {
+) -> anyhow::Result<Visibility> {
     let http = reqwest::Client::new();
     // Per node, several sockets as several browsers would hold: the server handles one
     // socket's frames and pushes in turn, so one socket for every user would queue them.
@@ -101,12 +101,14 @@ pub async fn trigger_to_feed(
             if !trigger(&http, &cluster, "feed", n, body).await {
                 return None;
             }
+            let accepted = t0.elapsed();
             let url = format!(
                 "{}/v1/users/{user}/feeds/in-app-feed?page_size=1",
                 cluster.nodes[reader].base
             );
             let limit = Duration::from_secs(30);
             feed.next_event("new-message", limit).await.ok()?;
+            let pushed = t0.elapsed();
             // The push follows the commit, so the first refetch normally shows the item.
             while t0.elapsed() < limit {
                 let entries = http
@@ -121,24 +123,46 @@ pub async fn trigger_to_feed(
                     .as_array()
                     .map_or(0, Vec::len);
                 if entries > 0 {
-                    return Some(t0.elapsed().as_micros() as u64);
+                    return Some([accepted, pushed, t0.elapsed()].map(|t| t.as_micros() as u64));
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             None
         }));
     }
-    let mut latencies_us = Vec::new();
+    let mut stamps = Vec::new();
     for t in tasks {
-        if let Ok(Some(l)) = t.await {
-            latencies_us.push(l);
+        if let Ok(Some(s)) = t.await {
+            stamps.push(s);
         }
     }
-    Ok(Figure {
-        count: latencies_us.len() as u64,
-        per_second: latencies_us.len() as f64 / start.elapsed().as_secs_f64(),
-        latencies_us,
+    let per_second = stamps.len() as f64 / start.elapsed().as_secs_f64();
+    let phase = |of: fn(&[u64; 3]) -> u64| Figure {
+        count: stamps.len() as u64,
+        per_second,
+        latencies_us: stamps.iter().map(of).collect(),
+    };
+    Ok(Visibility {
+        total: phase(|s| s[2]),
+        accepted: phase(|s| s[0]),
+        pushed: phase(|s| s[1] - s[0]),
+        refetched: phase(|s| s[2] - s[1]),
     })
+}
+
+/// The in-app visibility figure and the three phases each sample went through, to say
+/// where a tail comes from. Each phase has its own percentiles, which do not add up to
+/// the total's: a slow sample is rarely slow in every phase.
+pub struct Visibility {
+    /// From sending the trigger to the refetch that shows the item.
+    pub total: Figure,
+    /// Until the trigger's 2xx: the run is committed.
+    pub accepted: Figure,
+    /// From the 2xx to the `new-message` push: the engine's step and its commit, and the
+    /// realtime fan-out (across nodes when there are several).
+    pub pushed: Figure,
+    /// From the push to the refetch's answer: one feed read.
+    pub refetched: Figure,
 }
 
 /// A loopback HTTP receiver recording when each webhook (`{"n": …}`) first arrived.

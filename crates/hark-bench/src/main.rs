@@ -141,11 +141,23 @@ async fn main() -> anyhow::Result<()> {
 
     if args.wants("visible") {
         let visible = cluster(&args).await?;
+        let mut phases = trigger_to_feed(&visible, r, s).await?;
         line(
             "figure",
             &format!("trigger → in-app message visible at {r}/s"),
-            trigger_to_feed(&visible, r, s).await?.describe(),
+            phases.total.describe(),
         );
+        for (phase, figure) in [
+            ("trigger sent → 2xx", &mut phases.accepted),
+            ("2xx → new-message push", &mut phases.pushed),
+            ("push → refetch shows it", &mut phases.refetched),
+        ] {
+            line(
+                "  phase",
+                phase,
+                format!("{:>12}{}", "", figure.percentiles()),
+            );
+        }
         peak_rss = peak_rss.max(visible.peak_rss_mib());
     }
 

@@ -38,11 +38,17 @@ impl Figure {
         if self.latencies_us.is_empty() {
             return format!("{:>9.0}/s  (n={})", self.per_second, self.count);
         }
-        let (p50, p90, p99, max) = (self.p(0.5), self.p(0.9), self.p(0.99), self.p(1.0));
+        let percentiles = self.percentiles();
         format!(
-            "{:>9.0}/s  (n={}, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms)",
-            self.per_second, self.count, p50, p90, p99, max
+            "{:>9.0}/s  (n={}, {percentiles})",
+            self.per_second, self.count
         )
+    }
+
+    /// The latency percentiles alone, for a figure whose rate is another's.
+    pub fn percentiles(&mut self) -> String {
+        let (p50, p90, p99, max) = (self.p(0.5), self.p(0.9), self.p(0.99), self.p(1.0));
+        format!("p50 {p50:.2} ms, p90 {p90:.2} ms, p99 {p99:.2} ms, max {max:.2} ms")
     }
 }
 

@@ -152,4 +152,81 @@ mod tests {
         assert_ne!(replaced, first);
         Ok(())
     }
+
+    #[tokio::test]
+    async fn a_feed_page_and_its_counts_read_one_range_of_the_feed_index(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let url = crate::testing::fresh_postgres_database().await?;
+        let _store = PostgresStore::connect(&url).await?;
+        let mut conn = sqlx::PgConnection::connect(&url).await?;
+        // Recipient `u` has 600 messages on the feed's channel and 600 on another; an
+        // object of the same id has 600 more; 1,200 belong to others. No statistics, as
+        // before the first ANALYZE.
+        sqlx::query(
+            "INSERT INTO messages (id, environment_id, recipient_run_id, workflow_run_id, \
+             step_ref, workflow_key, workflow_version, categories, channel_key, channel_type, \
+             recipient_id, actors, status, content, data, inserted_at, updated_at, \
+             recipient_collection) \
+             SELECT lpad(n::text, 8, '0'), 'env', 'run-' || n, 'wr', 's', 'w', 1, '[]', \
+             CASE WHEN n % 2 = 0 THEN 'in-app-feed' ELSE 'other' END, 'in_app_feed', \
+             CASE WHEN n % 5 < 3 THEN 'u' ELSE 'v-' || n END, '[]', 'sent', '{}', '{}', n, n, \
+             CASE WHEN n % 5 = 2 THEN 'projects' ELSE '' END \
+             FROM generate_series(1, 3000) AS n",
+        )
+        .execute(&mut conn)
+        .await?;
+        // The statements a feed page sends, planned with their values as Hark plans them.
+        let filter = crate::MessageFilter {
+            recipient_id: Some("u".into()),
+            channel_key: Some("in-app-feed".into()),
+            archived: crate::ArchivedFilter::Exclude,
+            ..crate::MessageFilter::default()
+        };
+        let page = crate::PageRequest {
+            after: None,
+            before: None,
+            page_size: 50,
+        };
+        let mut feed = sqlx::QueryBuilder::<sqlx::Postgres>::new("SELECT id FROM messages");
+        super::imp::push_message_filter(&mut feed, "env", &filter);
+        super::imp::push_id_page(&mut feed, &page, 50).ok_or("cursor")?;
+        let mut counts = sqlx::QueryBuilder::<sqlx::Postgres>::new("SELECT COUNT(*) FROM messages");
+        super::imp::push_message_filter(&mut counts, "env", &filter);
+        sqlx::query("SET plan_cache_mode = force_custom_plan")
+            .execute(&mut conn)
+            .await?;
+        for (name, statement, values) in [
+            (
+                "feed_page",
+                feed.sql(),
+                "('env', 'u', '', 'in-app-feed', 51)",
+            ),
+            (
+                "feed_counts",
+                counts.sql(),
+                "('env', 'u', '', 'in-app-feed')",
+            ),
+        ] {
+            sqlx::query(&format!("PREPARE {name} AS {statement}"))
+                .execute(&mut conn)
+                .await?;
+            let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN EXECUTE {name}{values}"))
+                .fetch_all(&mut conn)
+                .await?;
+            let plan = plan.join("\n");
+            // Every term of the read is in the index, in order: a page is the newest
+            // entries of one range, and the counts read that range and no other rows.
+            assert!(plan.contains("using messages_feed"), "{plan}");
+            assert!(
+                plan.contains(
+                    "Index Cond: ((environment_id = 'env'::text) AND (recipient_collection = \
+                     ''::text) AND (recipient_id = 'u'::text) AND (channel_key = \
+                     'in-app-feed'::text))"
+                ),
+                "{plan}"
+            );
+            assert!(!plan.contains("Sort"), "{plan}");
+        }
+        Ok(())
+    }
 }
