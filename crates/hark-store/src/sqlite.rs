@@ -285,6 +285,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn merging_a_user_reads_its_rows_through_indexes(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let (_dir, store) = fresh_store().await?;
+        for statement in super::imp::users::MERGE_RECIPIENT_ROWS {
+            let plan = query_plan(&store, statement).await?;
+            // Neither the environment's rows nor every message event: only the user's.
+            assert!(!plan.contains("SCAN"), "{statement}\n{plan}");
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn a_discarded_writer_connection_is_replaced() -> Result<(), Box<dyn std::error::Error>> {
         let (_dir, store) = fresh_store().await?;
         let writer = store.writer();

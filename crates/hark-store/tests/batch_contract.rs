@@ -17,6 +17,7 @@ contract!(
     delivery_batch_fences_each_job,
     failed_delivery_batch_is_redone_one_by_one,
     messages_and_runs_are_listed_by_their_trigger,
+    merging_users_moves_the_users_messages_but_not_an_objects,
 );
 
 fn plain_trigger(env: &str, recipients: &[&str], now: i64) -> TriggerWrite {
@@ -790,4 +791,91 @@ async fn messages_and_runs_are_listed_by_their_trigger(f: Fixture) {
         .collect();
     recipients.sort();
     assert_eq!(recipients, ["a", "d"]);
+}
+
+async fn merging_users_moves_the_users_messages_but_not_an_objects(f: Fixture) {
+    for id in ["x", "z"] {
+        f.store
+            .upsert_user(&f.env, id, &props(json!({"name": id})), 5)
+            .await
+            .expect("user");
+    }
+    f.store
+        .create_trigger(&plain_trigger(&f.env, &["x", "y"], 10))
+        .await
+        .expect("trigger");
+    let jobs = f.store.claim_due_jobs(10, 10, 1_000).await.expect("claim");
+    let runs = runs_of(&f).await;
+    // User x's run messages user x; user y's run messages the object `projects/x`, which
+    // shares the user's id.
+    let batch: Vec<(ClaimedJob, StepCommit)> = jobs
+        .iter()
+        .map(|job| {
+            let run = runs.iter().find(|r| r.id == job.ref_id).expect("run");
+            let mut message = feed_message(&f.env, &run.id, "x", "s1");
+            if run.recipient_id == "y" {
+                message.recipient_collection = Some("projects".into());
+            }
+            let step = StepCommit {
+                run_id: run.id.clone(),
+                next_cursor: 1,
+                message: Some(message),
+                now: 20,
+                ..StepCommit::default()
+            };
+            (job.clone(), step)
+        })
+        .collect();
+    let outcomes = f.store.commit_steps(&batch).await.expect("batch");
+    assert!(outcomes.iter().all(|o| matches!(o, Ok(true))));
+
+    f.store
+        .merge_users(&f.env, "z", "x", 30)
+        .await
+        .expect("merge")
+        .expect("both exist");
+    let messages_of = |recipient: &str, collection: Option<&str>| MessageFilter {
+        recipient_id: Some(recipient.into()),
+        recipient_collection: collection.map(String::from),
+        ..MessageFilter::default()
+    };
+    let listed = |filter: MessageFilter| {
+        let store = f.store.clone();
+        let env = f.env.clone();
+        async move {
+            store
+                .list_messages(&env, &filter, &page(50))
+                .await
+                .expect("list")
+                .entries
+        }
+    };
+    let users = listed(messages_of("z", None)).await;
+    assert_eq!(users.len(), 1);
+    assert!(listed(messages_of("x", None)).await.is_empty());
+    let objects = listed(messages_of("x", Some("projects"))).await;
+    assert_eq!(objects.len(), 1);
+    assert!(listed(messages_of("z", Some("projects"))).await.is_empty());
+    // Each message's events follow it, or stay with it.
+    for (message, recipient) in [(&users[0], "z"), (&objects[0], "x")] {
+        let events = f
+            .store
+            .message_events(&f.env, &message.id, &page(50))
+            .await
+            .expect("events")
+            .entries;
+        assert!(!events.is_empty());
+        assert!(
+            events.iter().all(|e| e.recipient_id == recipient),
+            "{events:?}"
+        );
+    }
+    // The user's run moved too; the run that messaged the object is user y's, untouched.
+    let mut run_recipients: Vec<String> = runs_of(&f)
+        .await
+        .into_iter()
+        .map(|r| r.recipient_id)
+        .collect();
+    run_recipients.sort();
+    assert_eq!(run_recipients, ["y", "z"]);
 }

@@ -17,7 +17,7 @@ pub(crate) mod runs;
 mod step_batch;
 mod subscriptions;
 mod trigger_batch;
-mod users;
+pub(crate) mod users;
 mod workflows;
 mod writer;
 

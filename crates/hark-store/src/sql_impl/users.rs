@@ -2,6 +2,21 @@
 
 use super::*;
 
+/// Statements moving a merged user's rows (`$3`) to the surviving user (`$1`) in an
+/// environment (`$2`). The user's messages, runs and message events move; an object that
+/// shares the user's id keeps its own (a recipient is the pair of collection and id).
+/// Events go first, found through the messages they belong to (their key) while those
+/// still name the old id: events have no index by recipient, and a scan of them all
+/// would hold the writer for as long as it takes.
+pub(crate) const MERGE_RECIPIENT_ROWS: [&str; 3] = [
+    "UPDATE message_events SET recipient_id = $1 WHERE message_id IN (SELECT id FROM messages \
+     WHERE environment_id = $2 AND recipient_collection = '' AND recipient_id = $3)",
+    "UPDATE messages SET recipient_id = $1 WHERE environment_id = $2 \
+     AND recipient_collection = '' AND recipient_id = $3",
+    "UPDATE recipient_runs SET recipient_id = $1 WHERE environment_id = $2 \
+     AND recipient_collection = '' AND recipient_id = $3",
+];
+
 /// Deletes a user with its preference sets, channel data and subscriptions.
 async fn delete_user_tx(tx: &mut Tx<'_>, environment_id: &str, id: &str) -> StoreResult<bool> {
     const OP: &str = "delete user";
@@ -138,11 +153,7 @@ impl UserStore for SqlStore {
         let mut merged = users[1].properties.clone();
         merge_properties(&mut merged, &users[0].properties);
         let user = upsert_user_tx(&mut tx, environment_id, id, &merged, now).await?;
-        for sql in [
-            "UPDATE messages SET recipient_id = $1 WHERE environment_id = $2 AND recipient_id = $3",
-            "UPDATE recipient_runs SET recipient_id = $1 WHERE environment_id = $2 AND recipient_id = $3",
-            "UPDATE message_events SET recipient_id = $1 WHERE environment_id = $2 AND recipient_id = $3",
-        ] {
+        for sql in MERGE_RECIPIENT_ROWS {
             sqlx::query(sql)
                 .bind(id)
                 .bind(environment_id)
