@@ -176,36 +176,13 @@ mod tests {
         .execute(&mut conn)
         .await?;
         // The statements a feed page sends, planned with their values as Hark plans them.
-        let filter = crate::MessageFilter {
-            recipient_id: Some("u".into()),
-            channel_key: Some("in-app-feed".into()),
-            archived: crate::ArchivedFilter::Exclude,
-            ..crate::MessageFilter::default()
-        };
-        let page = crate::PageRequest {
-            after: None,
-            before: None,
-            page_size: 50,
-        };
-        let mut feed = sqlx::QueryBuilder::<sqlx::Postgres>::new("SELECT id FROM messages");
-        super::imp::push_message_filter(&mut feed, "env", &filter);
-        super::imp::push_id_page(&mut feed, &page, 50).ok_or("cursor")?;
-        let mut counts = sqlx::QueryBuilder::<sqlx::Postgres>::new("SELECT COUNT(*) FROM messages");
-        super::imp::push_message_filter(&mut counts, "env", &filter);
+        let (feed, counts) = super::imp::feed_page_statements();
         sqlx::query("SET plan_cache_mode = force_custom_plan")
             .execute(&mut conn)
             .await?;
         for (name, statement, values) in [
-            (
-                "feed_page",
-                feed.sql(),
-                "('env', 'u', '', 'in-app-feed', 51)",
-            ),
-            (
-                "feed_counts",
-                counts.sql(),
-                "('env', 'u', '', 'in-app-feed')",
-            ),
+            ("feed_page", feed, "('env', 'u', '', 'in-app-feed', 51)"),
+            ("feed_counts", counts, "('env', 'u', '', 'in-app-feed')"),
         ] {
             sqlx::query(&format!("PREPARE {name} AS {statement}"))
                 .execute(&mut conn)

@@ -254,24 +254,9 @@ mod tests {
     async fn a_feed_page_and_its_counts_read_one_range_of_the_feed_index(
     ) -> Result<(), Box<dyn std::error::Error>> {
         let (_dir, store) = fresh_store().await?;
-        let filter = crate::MessageFilter {
-            recipient_id: Some("u".into()),
-            channel_key: Some("in-app-feed".into()),
-            archived: crate::ArchivedFilter::Exclude,
-            ..crate::MessageFilter::default()
-        };
-        let page = crate::PageRequest {
-            after: Some(crate::cursor::encode("m")),
-            before: None,
-            page_size: 50,
-        };
-        let mut feed = sqlx::QueryBuilder::<Db>::new("SELECT id FROM messages");
-        super::imp::push_message_filter(&mut feed, "env", &filter);
-        super::imp::push_id_page(&mut feed, &page, 50).ok_or("cursor")?;
-        let mut counts = sqlx::QueryBuilder::<Db>::new("SELECT COUNT(*) FROM messages");
-        super::imp::push_message_filter(&mut counts, "env", &filter);
-        for statement in [feed.sql(), counts.sql()] {
-            let plan = query_plan(&store, statement).await?;
+        let (feed, counts) = super::imp::feed_page_statements();
+        for statement in [feed, counts] {
+            let plan = query_plan(&store, &statement).await?;
             assert!(
                 plan.contains(
                     "messages USING INDEX messages_feed (environment_id=? AND \

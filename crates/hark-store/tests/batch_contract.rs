@@ -60,6 +60,32 @@ async fn runs_of(f: &Fixture) -> Vec<RecipientRun> {
     page.entries
 }
 
+/// Commits each claimed job's first step with the message `message_for` makes of its run;
+/// every step must be written.
+async fn commit_messages(
+    f: &Fixture,
+    jobs: &[ClaimedJob],
+    message_for: impl Fn(&RecipientRun) -> NewMessage,
+) {
+    let runs = runs_of(f).await;
+    let batch: Vec<(ClaimedJob, StepCommit)> = jobs
+        .iter()
+        .map(|job| {
+            let run = runs.iter().find(|r| r.id == job.ref_id).expect("run");
+            let step = StepCommit {
+                run_id: run.id.clone(),
+                next_cursor: 1,
+                message: Some(message_for(run)),
+                now: 20,
+                ..StepCommit::default()
+            };
+            (job.clone(), step)
+        })
+        .collect();
+    let outcomes = f.store.commit_steps(&batch).await.expect("batch");
+    assert!(outcomes.iter().all(|o| matches!(o, Ok(true))));
+}
+
 async fn plain_triggers_commit_together(f: Fixture) {
     let a = plain_trigger(&f.env, &["a"], 10);
     let b = plain_trigger(&f.env, &["b1", "b2"], 10);
@@ -688,25 +714,12 @@ async fn messages_and_runs_are_listed_by_their_trigger(f: Fixture) {
     }
     let jobs = f.store.claim_due_jobs(10, 10, 1_000).await.expect("claim");
     assert_eq!(jobs.len(), 5);
-    let runs = runs_of(&f).await;
-    let batch: Vec<(ClaimedJob, StepCommit)> = jobs
-        .iter()
-        .map(|job| {
-            let run = runs.iter().find(|r| r.id == job.ref_id).expect("run");
-            let mut message = feed_message(&f.env, &run.id, &run.recipient_id, "s1");
-            message.workflow_run_id = run.workflow_run_id.clone();
-            let step = StepCommit {
-                run_id: run.id.clone(),
-                next_cursor: 1,
-                message: Some(message),
-                now: 20,
-                ..StepCommit::default()
-            };
-            (job.clone(), step)
-        })
-        .collect();
-    let outcomes = f.store.commit_steps(&batch).await.expect("batch");
-    assert!(outcomes.iter().all(|o| matches!(o, Ok(true))));
+    commit_messages(&f, &jobs, |run| {
+        let mut message = feed_message(&f.env, &run.id, &run.recipient_id, "s1");
+        message.workflow_run_id = run.workflow_run_id.clone();
+        message
+    })
+    .await;
 
     let by_trigger = |workflow_run_id: &str| MessageFilter {
         workflow_run_id: Some(workflow_run_id.to_string()),
@@ -805,29 +818,16 @@ async fn merging_users_moves_the_users_messages_but_not_an_objects(f: Fixture) {
         .await
         .expect("trigger");
     let jobs = f.store.claim_due_jobs(10, 10, 1_000).await.expect("claim");
-    let runs = runs_of(&f).await;
     // User x's run messages user x; user y's run messages the object `projects/x`, which
     // shares the user's id.
-    let batch: Vec<(ClaimedJob, StepCommit)> = jobs
-        .iter()
-        .map(|job| {
-            let run = runs.iter().find(|r| r.id == job.ref_id).expect("run");
-            let mut message = feed_message(&f.env, &run.id, "x", "s1");
-            if run.recipient_id == "y" {
-                message.recipient_collection = Some("projects".into());
-            }
-            let step = StepCommit {
-                run_id: run.id.clone(),
-                next_cursor: 1,
-                message: Some(message),
-                now: 20,
-                ..StepCommit::default()
-            };
-            (job.clone(), step)
-        })
-        .collect();
-    let outcomes = f.store.commit_steps(&batch).await.expect("batch");
-    assert!(outcomes.iter().all(|o| matches!(o, Ok(true))));
+    commit_messages(&f, &jobs, |run| {
+        let mut message = feed_message(&f.env, &run.id, "x", "s1");
+        if run.recipient_id == "y" {
+            message.recipient_collection = Some("projects".into());
+        }
+        message
+    })
+    .await;
 
     f.store
         .merge_users(&f.env, "z", "x", 30)

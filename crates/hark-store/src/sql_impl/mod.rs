@@ -863,6 +863,30 @@ pub(crate) fn push_message_filter(
     }
 }
 
+/// The two statements a feed page sends (its first page of 50 and its badge counts) for
+/// one user's unarchived messages on one channel, with `$1…` for the environment, user,
+/// collection, channel and (the page only) limit: what the plan tests inspect.
+#[cfg(test)]
+pub(crate) fn feed_page_statements() -> (String, String) {
+    let filter = MessageFilter {
+        recipient_id: Some("u".into()),
+        channel_key: Some("in-app-feed".into()),
+        archived: ArchivedFilter::Exclude,
+        ..MessageFilter::default()
+    };
+    let first_page = PageRequest {
+        after: None,
+        before: None,
+        page_size: 50,
+    };
+    let mut page = QueryBuilder::<Db>::new("SELECT id FROM messages");
+    push_message_filter(&mut page, "env", &filter);
+    push_id_page(&mut page, &first_page, 50);
+    let mut counts = QueryBuilder::<Db>::new("SELECT COUNT(*) FROM messages");
+    push_message_filter(&mut counts, "env", &filter);
+    (page.into_sql(), counts.into_sql())
+}
+
 /// Appends keyset pagination over `id` for newest-first lists. Returns whether the query
 /// walks backwards (a `before` cursor), or `None` when the cursor is malformed.
 pub(crate) fn push_id_page(
