@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import knockapi
@@ -47,3 +48,31 @@ def test_recipient_runs_list_and_get(
 
     with pytest.raises(knockapi.NotFoundError):
         client.workflow_recipient_runs.get(unique("missing-run"))
+
+
+def test_recipient_runs_filtered_by_object_reference_errors_and_time(
+    client: knockapi.Knock, make_workflow: Callable[..., str]
+) -> None:
+    workflow = make_workflow([feed_step(ref="feed")], prefix="runfilters")
+    # A user and an object that share an id are two recipients.
+    shared, collection = unique("shared"), unique("projects")
+    client.objects.set(collection, shared, name="Shared")
+    client.workflows.trigger(workflow, recipients=[shared, {"id": shared, "collection": collection}])
+    assert len(wait_for_runs(client, workflow, 2)) == 2
+
+    def listed(**filters: object) -> list[knockapi.types.WorkflowRecipientRun]:
+        return client.workflow_recipient_runs.list(workflow=workflow, **filters).items  # type: ignore[arg-type]
+
+    [user_run] = listed(recipient=shared)
+    assert user_run.recipient == shared
+    [object_run] = listed(recipient={"id": shared, "collection": collection})
+    assert not isinstance(object_run.recipient, str)
+    assert (object_run.recipient.id, object_run.recipient.collection) == (shared, collection)
+
+    assert len(listed(has_errors=False)) == 2
+    assert listed(has_errors=True) == []
+    now = datetime.now(timezone.utc)
+    assert len(listed(starting_at=now - timedelta(hours=1))) == 2
+    assert listed(starting_at=now + timedelta(hours=1)) == []
+    assert len(listed(ending_at=now + timedelta(hours=1))) == 2
+    assert listed(ending_at=now - timedelta(hours=1)) == []

@@ -197,10 +197,17 @@ pub struct RunEvent {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunFilter {
     pub workflow_key: Option<String>,
+    /// With `recipient_collection`: a recipient is the pair; `None` means a user.
     pub recipient_id: Option<String>,
+    pub recipient_collection: Option<String>,
     pub workflow_run_id: Option<String>,
     pub status: Vec<String>,
     pub tenant: Option<String>,
+    /// Runs that recorded an error (`Some(true)`) or none (`Some(false)`).
+    pub has_errors: Option<bool>,
+    /// Runs created at or after / at or before these instants.
+    pub inserted_at_gte: Option<Millis>,
+    pub inserted_at_lte: Option<Millis>,
 }
 
 /// A message to create. Its uniqueness key is `(recipient_run_id, step_ref)`.

@@ -15,6 +15,7 @@ on_both_stores!(
     triggers_fan_out_to_subscribers_once_each,
     an_object_recipient_gets_its_own_message,
     an_object_without_email_skips_email_steps,
+    runs_are_listed_by_recipient_errors_and_time,
 );
 
 async fn objects_crud_and_bulk(backend: Backend) {
@@ -457,4 +458,75 @@ async fn an_object_without_email_skips_email_steps(backend: Backend) {
         channel_id_for_key("in-app-feed"),
         "{listed}"
     );
+}
+
+/// `GET /v1/workflow_recipient_runs` takes a user's id or an object reference as
+/// `recipient` (the official clients send the reference as `recipient[id]` and
+/// `recipient[collection]`), `has_errors`, and `starting_at` / `ending_at`.
+async fn runs_are_listed_by_recipient_errors_and_time(backend: Backend) {
+    let s = TestServer::start(backend, vec![]).await;
+    s.put_workflow("note", json!([feed_step("f", "hi {{ recipient.id }}")]))
+        .await;
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/v1/objects/projects/ops",
+            Some(json!({"name": "Ops"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The user `ops` and the object `projects/ops` share an id.
+    let object = json!({"collection": "projects", "id": "ops"});
+    let (status, body) = s
+        .trigger("note", json!({"recipients": ["ops", object]}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    s.run_engine().await;
+
+    let recipients = |query: &'static str| {
+        let s = &s;
+        async move {
+            let (status, body) = s
+                .call("GET", &format!("/v1/workflow_recipient_runs?{query}"), None)
+                .await;
+            assert_eq!(status, 200, "{query}: {body}");
+            body["items"]
+                .as_array()
+                .map(|runs| runs.iter().map(|r| r["recipient"].clone()).collect())
+                .unwrap_or_else(Vec::new)
+        }
+    };
+    assert_eq!(recipients("recipient=ops").await, vec![json!("ops")]);
+    assert_eq!(
+        recipients("recipient[id]=ops&recipient[collection]=projects").await,
+        vec![object.clone()]
+    );
+    assert!(recipients("recipient[id]=ops&recipient[collection]=teams")
+        .await
+        .is_empty());
+    assert_eq!(recipients("has_errors=false").await.len(), 2);
+    assert!(recipients("has_errors=true").await.is_empty());
+    assert_eq!(
+        recipients("starting_at=2000-01-01T00:00:00Z").await.len(),
+        2
+    );
+    assert!(recipients("starting_at=2999-01-01T00:00:00Z")
+        .await
+        .is_empty());
+    assert_eq!(recipients("ending_at=2999-01-01T00:00:00Z").await.len(), 2);
+    assert!(recipients("ending_at=2000-01-01T00:00:00Z")
+        .await
+        .is_empty());
+
+    for bad in [
+        "has_errors=maybe",
+        "starting_at=yesterday",
+        "recipient[collection]=projects",
+    ] {
+        let (status, body) = s
+            .call("GET", &format!("/v1/workflow_recipient_runs?{bad}"), None)
+            .await;
+        assert_eq!(status, 422, "{bad}: {body}");
+        assert_eq!(body["code"], "invalid_params", "{bad}: {body}");
+    }
 }

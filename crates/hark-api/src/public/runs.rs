@@ -33,12 +33,31 @@ async fn list_runs(
             ));
         }
     }
+    // `recipient` is a user's id, or an object reference sent as `recipient[id]` and
+    // `recipient[collection]`.
+    let (recipient_id, recipient_collection) = match params.get("recipient") {
+        Some(user) => (Some(user.to_string()), None),
+        None => (
+            params.get("recipient.id").map(String::from),
+            params.get("recipient.collection").map(String::from),
+        ),
+    };
+    if recipient_collection.is_some() && recipient_id.is_none() {
+        return Err(ApiError::field(
+            "recipient",
+            "an object reference needs both id and collection",
+        ));
+    }
     let filter = RunFilter {
         workflow_key: params.get("workflow").map(String::from),
-        recipient_id: params.get("recipient").map(String::from),
+        recipient_id,
+        recipient_collection,
         workflow_run_id: params.get("workflow_run_id").map(String::from),
         tenant: params.get("tenant").map(String::from),
         status,
+        has_errors: params.bool("has_errors")?,
+        inserted_at_gte: params.timestamp("starting_at")?,
+        inserted_at_lte: params.timestamp("ending_at")?,
     };
     let page = params.page()?;
     let result = state

@@ -671,14 +671,38 @@ impl RunStore for SqlStore {
         let mut qb =
             QueryBuilder::<Db>::new(format!("SELECT {RUN_COLUMNS} FROM recipient_runs WHERE "));
         push_runs_of_environment(&mut qb, environment_id, filter.workflow_run_id.as_deref());
+        if let Some(recipient_id) = &filter.recipient_id {
+            // A user and an object may share an id: a recipient is the pair.
+            qb.push(" AND recipient_collection = ");
+            qb.push_bind(filter.recipient_collection.clone().unwrap_or_default());
+            qb.push(" AND recipient_id = ");
+            qb.push_bind(recipient_id.clone());
+        }
         for (column, value) in [
             ("workflow_key", &filter.workflow_key),
-            ("recipient_id", &filter.recipient_id),
             ("tenant", &filter.tenant),
         ] {
             if let Some(v) = value {
                 qb.push(format!(" AND {column} = "));
                 qb.push_bind(v.clone());
+            }
+        }
+        match filter.has_errors {
+            Some(true) => {
+                qb.push(" AND error_count > 0");
+            }
+            Some(false) => {
+                qb.push(" AND error_count = 0");
+            }
+            None => {}
+        }
+        for (op, value) in [
+            (">=", filter.inserted_at_gte),
+            ("<=", filter.inserted_at_lte),
+        ] {
+            if let Some(v) = value {
+                qb.push(format!(" AND inserted_at {op} "));
+                qb.push_bind(v);
             }
         }
         if !filter.status.is_empty() {
