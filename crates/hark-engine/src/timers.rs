@@ -2,9 +2,11 @@
 //! (a delay or throttle window, a wait's expiry, a batch window's close, a delivery
 //! retry) become due, so its worker loop claims them then instead of on the next poll.
 //!
-//! Only a hint kept in memory: a node that restarts, a timer beyond what is kept, or a
-//! job another node wrote is found by the poll as before, and a timer whose job was
-//! taken or made due earlier costs one claim that finds nothing.
+//! Only a hint kept in memory. When the worker loop starts it reads the first instants
+//! from the job table (what this node wrote before it restarted, and the leases of a
+//! node that died); a timer beyond what is kept, or a job another node wrote while this
+//! one runs, is found by the poll as before, and a timer whose job was taken or made due
+//! earlier costs one claim that finds nothing.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;

@@ -200,7 +200,32 @@ impl LocalWorkers for Slots {
     }
 }
 
+/// Instants read from the job table when the worker loop starts.
+const TIMERS_READ_AT_START: i64 = 1_000;
+
 impl Engine {
+    /// Notes when the jobs already in the table come due: those this node wrote for later
+    /// before it restarted, and the leases of a node that died. Its own timers are kept in
+    /// memory only, so without this they would wait for the poll.
+    async fn note_timers_from_before_start(&self) {
+        let now = self.inner.clock.now_ms();
+        match self
+            .inner
+            .store
+            .upcoming_due_times(now, TIMERS_READ_AT_START)
+            .await
+        {
+            Ok(instants) => {
+                for at in instants {
+                    self.inner.slots.timers.note(at);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read when pending jobs come due; the poll finds them");
+            }
+        }
+    }
+
     /// Runs jobs until `shutdown` turns true: those handed over by this node's committers
     /// and those claimed from the job table. In-flight jobs finish before it returns; jobs
     /// it never got to stay in the table for the next start.
@@ -221,6 +246,7 @@ impl Engine {
         // The last claim came back full: more may be due once slots free up.
         let mut backlog = false;
         let mut next_poll = Instant::now() + poll_interval;
+        self.note_timers_from_before_start().await;
         loop {
             if *shutdown.borrow() {
                 break;

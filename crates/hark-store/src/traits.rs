@@ -332,6 +332,9 @@ pub trait JobStore {
     async fn pending_job_count(&self) -> StoreResult<i64>;
     /// Jobs due at `now` and the oldest one's due time, in one query (for metrics).
     async fn job_queue_stats(&self, now: Millis) -> StoreResult<JobQueueStats>;
+    /// The first `limit` distinct instants after `now` at which jobs come due (a leased
+    /// job's is its lease's expiry), earliest first.
+    async fn upcoming_due_times(&self, now: Millis, limit: i64) -> StoreResult<Vec<Millis>>;
 }
 
 /// Batches, throttles and waits: the steps whose outcome depends on other runs. Every

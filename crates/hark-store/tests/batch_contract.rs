@@ -18,6 +18,7 @@ contract!(
     failed_delivery_batch_is_redone_one_by_one,
     messages_and_runs_are_listed_by_their_trigger,
     merging_users_moves_the_users_messages_but_not_an_objects,
+    upcoming_due_times_are_distinct_and_in_order,
 );
 
 fn plain_trigger(env: &str, recipients: &[&str], now: i64) -> TriggerWrite {
@@ -878,4 +879,20 @@ async fn merging_users_moves_the_users_messages_but_not_an_objects(f: Fixture) {
         .collect();
     run_recipients.sort();
     assert_eq!(run_recipients, ["y", "z"]);
+}
+
+async fn upcoming_due_times_are_distinct_and_in_order(f: Fixture) {
+    // Three jobs due at 10; one of them then claimed with a lease to 1,010.
+    f.store
+        .create_trigger(&plain_trigger(&f.env, &["a", "b", "c"], 10))
+        .await
+        .expect("trigger");
+    let claimed = f.store.claim_due_jobs(10, 1, 1_000).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    let upcoming = |now, limit| f.store.upcoming_due_times(now, limit);
+    assert_eq!(upcoming(5, 10).await.expect("times"), [10, 1_010]);
+    assert_eq!(upcoming(5, 1).await.expect("times"), [10]);
+    // Only instants after `now`: due jobs are the claim's business.
+    assert_eq!(upcoming(10, 10).await.expect("times"), [1_010]);
+    assert!(upcoming(1_010, 10).await.expect("times").is_empty());
 }

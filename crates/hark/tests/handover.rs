@@ -248,7 +248,6 @@ async fn fan_out_runs_are_handed_over_on_postgres() {
     fan_out_runs_are_handed_over(true).await;
 }
 
-/// The status of the recipient's run of `workflow` over the API (`None`: no run yet).
 /// Polls `done` until it holds, failing with `what` after 30 s.
 async fn wait_until<F, Fut>(what: &str, mut done: F)
 where
@@ -262,6 +261,7 @@ where
     }
 }
 
+/// The status of the recipient's run of `workflow` over the API (`None`: no run yet).
 async fn run_status(
     http: &reqwest::Client,
     base: &str,
@@ -427,6 +427,65 @@ async fn timers_fire_without_the_poll_on_sqlite() {
 #[tokio::test]
 async fn timers_fire_without_the_poll_on_postgres() {
     timers_fire_without_the_poll(true).await;
+}
+
+/// A delay written before the node is killed ends on time after it restarts, though the
+/// restarted node polls once an hour: its worker loop read the pending job's due time
+/// from the table when it started.
+async fn timers_written_before_a_restart_fire_on_time(postgres: bool) {
+    let (t, served, http) = serve_workflows_without_polling(
+        postgres,
+        &[(
+            "later",
+            json!([
+                {"type": "delay", "ref": "wait", "settings": {"delay_for": {"unit": "seconds", "value": 3}}},
+                {"type": "channel", "ref": "hello", "channel_key": "in-app-feed",
+                 "template": {"markdown_body": "three seconds later"}}
+            ]),
+        )],
+    )
+    .await;
+    let Served {
+        base,
+        port,
+        sk,
+        server,
+        ..
+    } = served;
+    let resp = http
+        .post(format!("{base}/v1/workflows/later/trigger"))
+        .bearer_auth(&sk)
+        .json(&json!({"recipients": ["ada"]}))
+        .send()
+        .await
+        .expect("trigger");
+    assert!(resp.status().is_success(), "trigger: {}", resp.status());
+    let paused = format!("{base}/v1/workflow_recipient_runs?status=paused");
+    wait_until("the run never reached its delay", || async {
+        get_json(&http, &paused, &sk).await["items"]
+            .as_array()
+            .is_some_and(|runs| runs.len() == 1)
+    })
+    .await;
+    // SIGKILL: nothing is written on the way down, and the node's timers are gone.
+    drop(server);
+    let _restarted = spawn_server(&t.args, port, &t._dir.path().join("restarted.log"));
+    wait_healthy(&base).await;
+    wait_until(
+        "the delay written before the restart was not woken (polling is off)",
+        || async { all_message_recipients(&http, &base, &sk).await == ["ada"] },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn timers_written_before_a_restart_fire_on_time_on_sqlite() {
+    timers_written_before_a_restart_fire_on_time(false).await;
+}
+
+#[tokio::test]
+async fn timers_written_before_a_restart_fire_on_time_on_postgres() {
+    timers_written_before_a_restart_fire_on_time(true).await;
 }
 
 /// Waits until the engine's worker loop takes hand-overs, and returns a reservation.

@@ -525,6 +525,19 @@ impl JobStore for SqlStore {
         get(&row, "n", "pending job count")
     }
 
+    async fn upcoming_due_times(&self, now: Millis, limit: i64) -> StoreResult<Vec<Millis>> {
+        // Along `jobs_due`, from `now` on: as many index entries as jobs due before the
+        // last instant returned.
+        sqlx::query_scalar(
+            "SELECT DISTINCT run_at FROM jobs WHERE run_at > $1 ORDER BY run_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *self.reader.acquire().await?)
+        .await
+        .map_err(StoreError::db("upcoming due times"))
+    }
+
     async fn job_queue_stats(&self, now: Millis) -> StoreResult<JobQueueStats> {
         const OP: &str = "job queue stats";
         // A leased job's `run_at` is its lease expiry, so claimed jobs are not "due".
