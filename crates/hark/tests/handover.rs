@@ -445,6 +445,7 @@ async fn timers_written_before_a_restart_fire_on_time(postgres: bool) {
         )],
     )
     .await;
+    trigger(&http, &served, "later", json!(["ada"])).await;
     let Served {
         base,
         port,
@@ -452,14 +453,6 @@ async fn timers_written_before_a_restart_fire_on_time(postgres: bool) {
         server,
         ..
     } = served;
-    let resp = http
-        .post(format!("{base}/v1/workflows/later/trigger"))
-        .bearer_auth(&sk)
-        .json(&json!({"recipients": ["ada"]}))
-        .send()
-        .await
-        .expect("trigger");
-    assert!(resp.status().is_success(), "trigger: {}", resp.status());
     let paused = format!("{base}/v1/workflow_recipient_runs?status=paused");
     wait_until("the run never reached its delay", || async {
         get_json(&http, &paused, &sk).await["items"]
