@@ -59,8 +59,9 @@ pub trait UserStore {
         environment_id: &str,
         page: &PageRequest,
     ) -> StoreResult<Page<UserRecord>>;
-    /// Merges `from_id` into `id`: properties of `id` win, the messages and runs of
-    /// `from_id` move to `id`, and `from_id` is deleted. `None` if either user is missing.
+    /// Merges `from_id` into `id`: properties of `id` win, the messages, runs and message
+    /// events of user `from_id` move to `id` (an object of the same id keeps its own), and
+    /// `from_id` is deleted. `None` if either user is missing.
     async fn merge_users(
         &self,
         environment_id: &str,

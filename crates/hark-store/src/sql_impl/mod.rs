@@ -777,12 +777,7 @@ pub(crate) fn push_message_filter(
             qb.push_bind(v.clone());
         }
     };
-    eq(qb, "recipient_id", &f.recipient_id);
-    if f.recipient_id.is_some() {
-        // A user and an object may share an id: a recipient is the pair.
-        qb.push(" AND recipient_collection = ");
-        qb.push_bind(f.recipient_collection.clone().unwrap_or_default());
-    }
+    push_recipient(qb, &f.recipient_id, &f.recipient_collection);
     eq(qb, "channel_key", &f.channel_key);
     eq(qb, "workflow_key", &f.workflow_key);
     eq(qb, "recipient_run_id", &f.recipient_run_id);
@@ -850,12 +845,38 @@ pub(crate) fn push_message_filter(
         qb.push(" AND ");
         super::push_json_field_eq(qb, "data", key, value);
     }
-    for (op, value) in [
-        (">=", f.inserted_at_gte),
-        ("<=", f.inserted_at_lte),
-        (">", f.inserted_at_gt),
-        ("<", f.inserted_at_lt),
-    ] {
+    push_inserted_at_bounds(
+        qb,
+        [
+            (">=", f.inserted_at_gte),
+            ("<=", f.inserted_at_lte),
+            (">", f.inserted_at_gt),
+            ("<", f.inserted_at_lt),
+        ],
+    );
+}
+
+/// `AND recipient_id = … AND recipient_collection = …` when a recipient is given (no
+/// collection: a user). A user and an object may share an id: a recipient is the pair.
+pub(crate) fn push_recipient(
+    qb: &mut QueryBuilder<'_, Db>,
+    recipient_id: &Option<String>,
+    collection: &Option<String>,
+) {
+    if let Some(id) = recipient_id {
+        qb.push(" AND recipient_id = ");
+        qb.push_bind(id.clone());
+        qb.push(" AND recipient_collection = ");
+        qb.push_bind(collection.clone().unwrap_or_default());
+    }
+}
+
+/// `AND inserted_at <op> …` for each bound given.
+pub(crate) fn push_inserted_at_bounds<const N: usize>(
+    qb: &mut QueryBuilder<'_, Db>,
+    bounds: [(&str, Option<Millis>); N],
+) {
+    for (op, value) in bounds {
         if let Some(v) = value {
             qb.push(format!(" AND inserted_at {op} "));
             qb.push_bind(v);

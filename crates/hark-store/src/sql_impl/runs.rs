@@ -671,13 +671,7 @@ impl RunStore for SqlStore {
         let mut qb =
             QueryBuilder::<Db>::new(format!("SELECT {RUN_COLUMNS} FROM recipient_runs WHERE "));
         push_runs_of_environment(&mut qb, environment_id, filter.workflow_run_id.as_deref());
-        if let Some(recipient_id) = &filter.recipient_id {
-            // A user and an object may share an id: a recipient is the pair.
-            qb.push(" AND recipient_collection = ");
-            qb.push_bind(filter.recipient_collection.clone().unwrap_or_default());
-            qb.push(" AND recipient_id = ");
-            qb.push_bind(recipient_id.clone());
-        }
+        push_recipient(&mut qb, &filter.recipient_id, &filter.recipient_collection);
         for (column, value) in [
             ("workflow_key", &filter.workflow_key),
             ("tenant", &filter.tenant),
@@ -696,15 +690,13 @@ impl RunStore for SqlStore {
             }
             None => {}
         }
-        for (op, value) in [
-            (">=", filter.inserted_at_gte),
-            ("<=", filter.inserted_at_lte),
-        ] {
-            if let Some(v) = value {
-                qb.push(format!(" AND inserted_at {op} "));
-                qb.push_bind(v);
-            }
-        }
+        push_inserted_at_bounds(
+            &mut qb,
+            [
+                (">=", filter.inserted_at_gte),
+                ("<=", filter.inserted_at_lte),
+            ],
+        );
         if !filter.status.is_empty() {
             qb.push(" AND status IN (");
             let mut list = qb.separated(", ");
