@@ -23,6 +23,9 @@ use crate::prefetch::Prefetched;
 use crate::render::StepRenderError;
 use crate::Engine;
 
+/// The key of a recipient's or an environment's default preference set.
+pub(crate) const DEFAULT_PREFERENCE_SET: &str = "default";
+
 /// A user as templates and recipient snapshots see it: properties flattened with `id`.
 pub(crate) fn user_value(id: &str, properties: Option<&Map<String, Value>>) -> Value {
     let mut map = properties.cloned().unwrap_or_default();
@@ -308,7 +311,7 @@ impl RunContext {
                         &self.run.environment_id,
                         &Owner::Environment,
                         DocumentKind::Preferences,
-                        "default",
+                        DEFAULT_PREFERENCE_SET,
                     )
                     .await?;
                 Ok::<_, StoreError>(doc.as_ref().and_then(parse_preference_set))
@@ -389,7 +392,7 @@ impl RunContext {
             environment_default,
             tenant_default,
             recipient_tenant: self.run.tenant.as_deref().and_then(set),
-            recipient_default: set("default"),
+            recipient_default: set(DEFAULT_PREFERENCE_SET),
         };
         let effective = sources.resolve();
         let target = MessageTarget {

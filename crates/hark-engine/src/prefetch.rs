@@ -13,6 +13,8 @@ use hark_store::{
 };
 use serde_json::{Map, Value};
 
+use crate::context::DEFAULT_PREFERENCE_SET;
+
 /// Environment and id (of a user, or an owner key for documents).
 type Scoped = (String, String);
 
@@ -39,7 +41,8 @@ pub(crate) fn worth_prefetching(jobs: &[ClaimedJob]) -> bool {
 impl Prefetched {
     /// Reads ahead for the batch's `advance_run` and `deliver_message` jobs. Reads that
     /// do not need each other's results go out together: the messages with the runs,
-    /// then each environment's users, preference sets and default set.
+    /// then each environment's users and preference sets (its recipients' and its own, in
+    /// one query).
     pub async fn load(store: &Arc<dyn Store>, jobs: &[ClaimedJob]) -> Result<Self, StoreError> {
         let ids_of = |kind: JobKind| -> Vec<String> {
             jobs.iter()
@@ -86,16 +89,19 @@ impl Prefetched {
                 .map(|r| Owner::recipient(r.recipient_collection.as_deref(), &r.recipient_id))
                 .collect();
             let owners: Vec<Owner> = owners.into_iter().collect();
-            let (users, documents, default_set) = tokio::try_join!(
+            // The environment's sets come with the recipients' in one query.
+            let mut owners_and_environment = owners.clone();
+            owners_and_environment.push(Owner::Environment);
+            let (users, documents) = tokio::try_join!(
                 store.get_users(environment_id, &user_ids),
-                store.list_documents_of(environment_id, &owners, DocumentKind::Preferences),
-                store.get_document(
+                store.list_documents_of(
                     environment_id,
-                    &Owner::Environment,
-                    DocumentKind::Preferences,
-                    "default",
+                    &owners_and_environment,
+                    DocumentKind::Preferences
                 ),
             )?;
+            let environment_key = Owner::Environment.key();
+            let mut default_set = None;
             let found: HashMap<String, Map<String, Value>> =
                 users.into_iter().map(|u| (u.id, u.properties)).collect();
             for id in user_ids {
@@ -110,6 +116,12 @@ impl Prefetched {
                     .insert((environment_id.to_string(), owner.key()), Vec::new());
             }
             for (owner_key, document) in documents {
+                if owner_key == environment_key {
+                    if document.key == DEFAULT_PREFERENCE_SET {
+                        default_set = Some(document);
+                    }
+                    continue;
+                }
                 prefetched
                     .preferences
                     .entry((environment_id.to_string(), owner_key))

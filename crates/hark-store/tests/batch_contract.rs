@@ -248,7 +248,7 @@ fn event(name: &str) -> RunEvent {
 }
 
 async fn step_batch_matches_per_step_commits(f: Fixture) {
-    let recipients = ["a", "b", "c", "d", "e", "g"];
+    let recipients = ["a", "b", "c", "d", "e", "g", "h"];
     for r in recipients {
         f.store
             .create_trigger(&plain_trigger(&f.env, &[r], 10))
@@ -256,7 +256,7 @@ async fn step_batch_matches_per_step_commits(f: Fixture) {
             .expect("trigger");
     }
     let jobs = f.store.claim_due_jobs(10, 10, 1_000).await.expect("claim");
-    assert_eq!(jobs.len(), 6);
+    assert_eq!(jobs.len(), 7);
     let runs = runs_of(&f).await;
     let job_of = |recipient: &str| {
         let run = runs
@@ -295,6 +295,31 @@ async fn step_batch_matches_per_step_commits(f: Fixture) {
         ..StepCommit::default()
     };
     assert!(f.store.commit_step(&g, &waiting).await.expect("wait"));
+    // h waits for recipient `a`'s messages to be delivered: the batch answers both kinds
+    // of wait at once.
+    let h = job_of("h");
+    let message_wait_id = hark_core::new_id();
+    let waiting_for_message = StepCommit {
+        run_id: h.ref_id.clone(),
+        next_cursor: 0,
+        new_wait: Some(NewWait {
+            id: message_wait_id.clone(),
+            environment_id: f.env.clone(),
+            recipient_id: "a".into(),
+            event_type: "message".into(),
+            event_key: "delivered".into(),
+            source_key: "w".into(),
+            expires_at: 1_000_000,
+        }),
+        resume_at: Some(1_000_000),
+        now: 15,
+        ..StepCommit::default()
+    };
+    assert!(f
+        .store
+        .commit_step(&h, &waiting_for_message)
+        .await
+        .expect("message wait"));
     // d's step was committed before (a replay follows in the batch).
     let first_d = feed_message(&f.env, &d.ref_id, "d", "s1");
     let d_step = StepCommit {
@@ -426,13 +451,22 @@ async fn step_batch_matches_per_step_commits(f: Fixture) {
         .entries;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event_type, "message.delivered");
-    // Jobs left: b's advance job and its delivery, c's (stale), d's, e's (paused) and g's;
-    // a's finished job is gone.
-    assert_eq!(f.store.pending_job_count().await.expect("count"), 6);
+    // Jobs left: b's advance job and its delivery, c's (stale), d's, e's (paused), g's
+    // and h's; a's finished job is gone.
+    assert_eq!(f.store.pending_job_count().await.expect("count"), 7);
     // g's wait saw a's run complete.
     let candidates = f.store.wait_candidates(&wait_id).await.expect("candidates");
     assert_eq!(candidates.len(), 1, "{candidates:?}");
     assert_eq!(candidates[0].payload["status"], json!("completed"));
+    // h's wait saw a's message delivered, and no one else's.
+    let candidates = f
+        .store
+        .wait_candidates(&message_wait_id)
+        .await
+        .expect("candidates");
+    assert_eq!(candidates.len(), 1, "{candidates:?}");
+    assert_eq!(candidates[0].payload["message_id"], a_message.id.as_str());
+    assert_eq!(candidates[0].payload["event_type"], "message.delivered");
 }
 
 async fn failed_step_batch_is_redone_step_by_step(f: Fixture) {

@@ -6,9 +6,9 @@
 //! A delivery is plain when its job is done (no retry to schedule) and no other delivery
 //! in the batch concerns the same message; the others go through the per-delivery path.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-use super::step_batch::any_open_waits;
+use super::step_batch::{open_waits, WaitQuestion};
 use super::*;
 
 /// Rows per multi-row statement: 7 parameters per log row keeps far below SQLite's
@@ -205,17 +205,23 @@ async fn signal_delivery_waits(
     written: &[(&DeliveryCommit, &MessageOwner)],
 ) -> StoreResult<bool> {
     let mut made_due = false;
-    let environments: HashSet<&str> = written
+    let environments: BTreeSet<&str> = written
         .iter()
         .map(|(_, owner)| owner.environment_id.as_str())
         .collect();
-    for environment_id in environments {
-        if !any_open_waits(tx, environment_id, "message", None).await? {
-            continue;
-        }
+    let questions: Vec<WaitQuestion<'_>> = environments
+        .iter()
+        .map(|environment_id| WaitQuestion {
+            environment_id,
+            event_type: "message",
+            source: None,
+        })
+        .collect();
+    let answers = open_waits(tx, &questions).await?;
+    for (environment_id, _) in environments.iter().zip(&answers).filter(|(_, a)| **a) {
         for (d, owner) in written
             .iter()
-            .filter(|(_, owner)| owner.environment_id == environment_id)
+            .filter(|(_, owner)| owner.environment_id == *environment_id)
         {
             made_due |= signal_message_waits(
                 tx,

@@ -6,7 +6,7 @@
 //! that other runs wait on are rare, so the batch first asks whether such waits exist and
 //! hands only the rows they concern to the per-step statements.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::jobs::signal_run_completed;
 use super::*;
@@ -80,8 +80,7 @@ pub(super) async fn write_plain_steps(
         });
     }
     let updated = update_runs(tx, chain, &steps).await?;
-    after.jobs_made_due |= signal_new_message_waits(tx, &created).await?;
-    after.jobs_made_due |= signal_completed_runs(tx, &steps, &updated).await?;
+    after.jobs_made_due |= signal_waits(tx, &created, completed_runs(&steps, &updated)).await?;
     Ok(batch
         .iter()
         .zip(held)
@@ -232,7 +231,7 @@ pub(super) async fn insert_message_events(
         push_message_events(chain, created)
     })
     .await?;
-    signal_new_message_waits(tx, created).await
+    signal_waits(tx, created, Vec::new()).await
 }
 
 /// Adds the first event of each new message (`message.{status}`) to `chain`.
@@ -255,24 +254,48 @@ fn push_message_events(chain: &mut Chain, created: &[(&NewMessage, &StepCommit)]
     }
 }
 
-/// Hands each new message's first event to the runs waiting for messages, if any run of
-/// its environment waits for one; whether a waiting run was made due.
-async fn signal_new_message_waits(
+/// Hands each new message's first event to the runs waiting for messages, and each
+/// completed run's `workflow.completed` to the runs waiting for it; whether a waiting run
+/// was made due. Such waits are rare, so one statement first asks which environments
+/// have runs waiting for messages and which workflows' completions are waited on, and
+/// only the rows those concern go to the per-row statements.
+async fn signal_waits(
     tx: &mut Tx<'_>,
     created: &[(&NewMessage, &StepCommit)],
+    completed: Vec<(&StepCommit, &UpdatedRun)>,
 ) -> StoreResult<bool> {
-    let mut made_due = false;
-    let environments: HashSet<&str> = created
+    let environments: BTreeSet<&str> = created
         .iter()
         .map(|(m, _)| m.environment_id.as_str())
         .collect();
-    for environment_id in environments {
-        if !any_open_waits(tx, environment_id, "message", None).await? {
-            continue;
-        }
+    let workflows: BTreeSet<(&str, &str)> = completed
+        .iter()
+        .map(|(_, u)| (u.environment_id.as_str(), u.workflow_key.as_str()))
+        .collect();
+    let questions: Vec<WaitQuestion<'_>> = environments
+        .iter()
+        .map(|environment_id| WaitQuestion {
+            environment_id,
+            event_type: "message",
+            source: None,
+        })
+        .chain(
+            workflows
+                .iter()
+                .map(|(environment_id, workflow_key)| WaitQuestion {
+                    environment_id,
+                    event_type: "workflow",
+                    source: Some((workflow_key, "completed")),
+                }),
+        )
+        .collect();
+    let answers = open_waits(tx, &questions).await?;
+    let (for_messages, for_workflows) = answers.split_at(environments.len());
+    let mut made_due = false;
+    for (environment_id, _) in environments.iter().zip(for_messages).filter(|(_, a)| **a) {
         for (m, _) in created
             .iter()
-            .filter(|(m, _)| m.environment_id == environment_id)
+            .filter(|(m, _)| m.environment_id == *environment_id)
         {
             made_due |= signal_message_waits(
                 tx,
@@ -283,6 +306,16 @@ async fn signal_new_message_waits(
                 m.now,
             )
             .await?;
+        }
+    }
+    for ((environment_id, workflow_key), _) in
+        workflows.iter().zip(for_workflows).filter(|(_, a)| **a)
+    {
+        for (step, _) in completed
+            .iter()
+            .filter(|(_, u)| u.environment_id == *environment_id && u.workflow_key == *workflow_key)
+        {
+            made_due |= signal_run_completed(tx, &step.run_id, step.now).await?;
         }
     }
     Ok(made_due)
@@ -401,66 +434,70 @@ fn push_run_update(qb: &mut QueryBuilder<'static, Db>, steps: &[&(ClaimedJob, St
     );
 }
 
-/// `workflow.completed` for runs other runs wait on; whether a waiting run was made due.
-async fn signal_completed_runs(
-    tx: &mut Tx<'_>,
-    steps: &[&(ClaimedJob, StepCommit)],
-    updated: &HashMap<String, UpdatedRun>,
-) -> StoreResult<bool> {
-    let mut made_due = false;
-    let completed: Vec<(&StepCommit, &UpdatedRun)> = steps
+/// The steps that completed their run, with the run as updated (a cancelled run is not).
+fn completed_runs<'a>(
+    steps: &[&'a (ClaimedJob, StepCommit)],
+    updated: &'a HashMap<String, UpdatedRun>,
+) -> Vec<(&'a StepCommit, &'a UpdatedRun)> {
+    steps
         .iter()
         .filter(|(_, s)| s.finished == Some(RunStatus::Completed))
         .filter_map(|(_, s)| updated.get(&s.run_id).map(|u| (s, u)))
-        .collect();
-    let workflows: HashSet<(&str, &str)> = completed
-        .iter()
-        .map(|(_, u)| (u.environment_id.as_str(), u.workflow_key.as_str()))
-        .collect();
-    for (environment_id, workflow_key) in workflows {
-        if !any_open_waits(
-            tx,
-            environment_id,
-            "workflow",
-            Some((workflow_key, "completed")),
-        )
-        .await?
-        {
-            continue;
-        }
-        for (step, _) in completed
-            .iter()
-            .filter(|(_, u)| u.environment_id == environment_id && u.workflow_key == workflow_key)
-        {
-            made_due |= signal_run_completed(tx, &step.run_id, step.now).await?;
-        }
-    }
-    Ok(made_due)
+        .collect()
 }
 
-/// Whether any run of the environment waits on events of `event_type` (optionally only
-/// `(source workflow, event key)`); unexpired or not, so the answer errs towards signalling.
-pub(super) async fn any_open_waits(
+/// Does any run of the environment wait on events of `event_type` (only those of
+/// `(source workflow, event key)` when given)?
+pub(super) struct WaitQuestion<'a> {
+    pub environment_id: &'a str,
+    pub event_type: &'a str,
+    pub source: Option<(&'a str, &'a str)>,
+}
+
+/// Answers every question in one statement, in order: whether any open wait matches,
+/// expired or not, so an answer errs towards signalling.
+pub(super) async fn open_waits(
     tx: &mut Tx<'_>,
-    environment_id: &str,
-    event_type: &str,
-    source: Option<(&str, &str)>,
-) -> StoreResult<bool> {
-    let mut qb = QueryBuilder::<Db>::new("SELECT 1 AS found FROM waits WHERE environment_id = ");
-    qb.push_bind(environment_id.to_string());
-    qb.push(" AND status = 'open' AND event_type = ");
-    qb.push_bind(event_type.to_string());
-    if let Some((source_key, event_key)) = source {
-        qb.push(" AND source_key = ");
-        qb.push_bind(source_key.to_string());
-        qb.push(" AND event_key = ");
-        qb.push_bind(event_key.to_string());
+    questions: &[WaitQuestion<'_>],
+) -> StoreResult<Vec<bool>> {
+    const OP: &str = "find open waits";
+    if questions.is_empty() {
+        return Ok(Vec::new());
     }
-    qb.push(" LIMIT 1");
-    Ok(qb
+    let mut qb = QueryBuilder::<Db>::new("");
+    for (i, q) in questions.iter().enumerate() {
+        if i > 0 {
+            qb.push(" UNION ALL ");
+        }
+        qb.push(format!(
+            "SELECT CAST({i} AS BIGINT) AS question WHERE EXISTS \
+             (SELECT 1 FROM waits WHERE environment_id = "
+        ));
+        qb.push_bind(q.environment_id.to_string());
+        qb.push(" AND status = 'open' AND event_type = ");
+        qb.push_bind(q.event_type.to_string());
+        if let Some((source_key, event_key)) = q.source {
+            qb.push(" AND source_key = ");
+            qb.push_bind(source_key.to_string());
+            qb.push(" AND event_key = ");
+            qb.push_bind(event_key.to_string());
+        }
+        qb.push(")");
+    }
+    let mut answers = vec![false; questions.len()];
+    for row in qb
         .build()
-        .fetch_optional(&mut **tx)
+        .fetch_all(&mut **tx)
         .await
-        .map_err(StoreError::db("find open waits"))?
-        .is_some())
+        .map_err(StoreError::db(OP))?
+    {
+        let question: i64 = get(&row, "question", OP)?;
+        if let Some(answer) = usize::try_from(question)
+            .ok()
+            .and_then(|i| answers.get_mut(i))
+        {
+            *answer = true;
+        }
+    }
+    Ok(answers)
 }
