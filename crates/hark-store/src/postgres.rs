@@ -67,9 +67,9 @@ pub fn push_json_field_eq(
     qb.push(")::jsonb");
 }
 
-/// Announces a new in-app message to every node: `$1` is the channel, `$2` the event
-/// JSON. Delivered only if the transaction commits.
-pub const FEED_NOTIFY_SQL: Option<&str> = Some("SELECT pg_notify($1, $2)");
+/// New in-app messages are announced to every node by `NOTIFY` from the statement that
+/// inserts them, delivered only if the transaction commits.
+pub const FEED_EVENTS_BY_NOTIFY: bool = true;
 
 /// Feed events arrive through `LISTEN`, from this node and every other.
 fn feed_event_hub(pool: &sqlx::Pool<Db>) -> crate::feed_events::FeedEventHub {

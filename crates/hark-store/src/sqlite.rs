@@ -72,7 +72,7 @@ pub fn push_json_field_eq(
 }
 
 /// SQLite serves one node, so feed events are published in-process after the commit.
-pub const FEED_NOTIFY_SQL: Option<&str> = None;
+pub const FEED_EVENTS_BY_NOTIFY: bool = false;
 
 fn feed_event_hub(_pool: &sqlx::Pool<Db>) -> crate::feed_events::FeedEventHub {
     crate::feed_events::FeedEventHub::local()

@@ -19,6 +19,7 @@ contract!(
     messages_and_runs_are_listed_by_their_trigger,
     merging_users_moves_the_users_messages_but_not_an_objects,
     upcoming_due_times_are_distinct_and_in_order,
+    new_feed_messages_are_announced_once,
 );
 
 fn plain_trigger(env: &str, recipients: &[&str], now: i64) -> TriggerWrite {
@@ -929,4 +930,73 @@ async fn upcoming_due_times_are_distinct_and_in_order(f: Fixture) {
     // Only instants after `now`: due jobs are the claim's business.
     assert_eq!(upcoming(10, 10).await.expect("times"), [1_010]);
     assert!(upcoming(1_010, 10).await.expect("times").is_empty());
+}
+
+/// Realtime feeds hear of each new in-app message of a user once, after its commit: not
+/// of other channels' messages, an object's, or a replayed step's.
+async fn new_feed_messages_are_announced_once(f: Fixture) {
+    for r in ["a", "b", "c", "d"] {
+        f.store
+            .create_trigger(&plain_trigger(&f.env, &[r], 10))
+            .await
+            .expect("trigger");
+    }
+    let jobs = f.store.claim_due_jobs(10, 10, 1_000).await.expect("claim");
+    let runs = runs_of(&f).await;
+    let job_of = |recipient: &str| {
+        let run = runs
+            .iter()
+            .find(|r| r.recipient_id == recipient)
+            .expect("run");
+        jobs.iter()
+            .find(|j| j.ref_id == run.id)
+            .cloned()
+            .expect("job")
+    };
+    let (a, b, c, d) = (job_of("a"), job_of("b"), job_of("c"), job_of("d"));
+    let hub = f.store.feed_events();
+    let mut events = hub.subscribe();
+    hub.ready().await;
+    let step = |job: &ClaimedJob, message: NewMessage| StepCommit {
+        run_id: job.ref_id.clone(),
+        next_cursor: 1,
+        message: Some(message),
+        now: 20,
+        ..StepCommit::default()
+    };
+    // One step on its own, then a batch.
+    let d_message = feed_message(&f.env, &d.ref_id, "d", "s1");
+    assert!(f
+        .store
+        .commit_step(&d, &step(&d, d_message.clone()))
+        .await
+        .expect("d"));
+    let a_message = feed_message(&f.env, &a.ref_id, "a", "s1");
+    let mut b_email = feed_message(&f.env, &b.ref_id, "b", "s1");
+    b_email.channel_key = "email".into();
+    b_email.channel_type = "email".into();
+    let mut c_object = feed_message(&f.env, &c.ref_id, "c", "s1");
+    c_object.recipient_collection = Some("projects".into());
+    let d_replay = feed_message(&f.env, &d.ref_id, "d", "s1");
+    let batch = vec![
+        (a.clone(), step(&a, a_message.clone())),
+        (b.clone(), step(&b, b_email)),
+        (c.clone(), step(&c, c_object)),
+        (d.clone(), step(&d, d_replay)),
+    ];
+    let outcomes = f.store.commit_steps(&batch).await.expect("batch");
+    assert!(outcomes.into_iter().all(|o| o.expect("ok")));
+    let mut heard = Vec::new();
+    while let Ok(Ok(event)) =
+        tokio::time::timeout(std::time::Duration::from_secs(1), events.recv()).await
+    {
+        heard.push((event.recipient_id, event.message_id));
+    }
+    assert_eq!(
+        heard,
+        vec![
+            ("d".to_string(), d_message.id.clone()),
+            ("a".to_string(), a_message.id.clone()),
+        ]
+    );
 }

@@ -2,7 +2,7 @@
 
 use super::delivery_batch::{plain_deliveries, write_delivery_rows, write_plain_deliveries};
 use super::step_batch::{
-    announce_feed_messages, insert_delivery_jobs, insert_message_events, insert_messages, is_plain,
+    insert_delivery_jobs, insert_message_events, insert_messages, is_plain, note_feed_messages,
     write_plain_steps,
 };
 use std::collections::VecDeque;
@@ -27,7 +27,7 @@ async fn write_step(
         // Architecture invariant: the unique key makes a replayed step a no-op.
         if insert_messages(tx, &[m]).await?.contains(&m.id) {
             let created = [(m, step)];
-            announce_feed_messages(tx, &created, &mut after.feed).await?;
+            note_feed_messages(&created, &mut after.feed);
             after.jobs_made_due |= insert_message_events(tx, &created).await?;
             leased_jobs = insert_delivery_jobs(tx, &created).await?;
         }

@@ -26,7 +26,7 @@ use hark_core::{new_id, Millis};
 use serde_json::{Map, Value};
 use sqlx::{Pool, QueryBuilder, Row};
 
-use super::{feed_event_hub, FEED_NOTIFY_SQL};
+use super::{feed_event_hub, FEED_EVENTS_BY_NOTIFY};
 use super::{
     Db, BACKEND_NAME, CLAIM_JOBS_SQL, CLAIM_WITHOUT_FSYNC, FOR_UPDATE, KEPT_CONNECTIONS,
     LOCK_JOBS_SQL, SINGLE_WRITER, STATEMENTS_AS_SCRIPT, STATE_WITH_BATCH_SQL,
@@ -154,7 +154,7 @@ impl SqlStore {
     /// Announces what a committed transaction gathered: new feed messages (SQLite), and
     /// jobs it made due, to this process's workers and (PostgreSQL) to the other nodes'.
     pub(super) fn announce(&self, after: AfterCommit) {
-        if FEED_NOTIFY_SQL.is_none() {
+        if !FEED_EVENTS_BY_NOTIFY {
             self.feed_events.publish(after.feed);
         }
         if after.jobs_made_due {

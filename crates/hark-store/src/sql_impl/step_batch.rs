@@ -50,7 +50,7 @@ pub(super) async fn write_plain_steps(
         .filter_map(|(_, s)| s.message.as_ref().map(|m| (m, s)))
         .filter(|(m, _)| created.contains(&m.id))
         .collect();
-    announce_feed_messages(tx, &created, &mut after.feed).await?;
+    note_feed_messages(&created, &mut after.feed);
     // Everything else the steps write goes in one request, ending with the runs' update.
     let mut chain = Chain::new();
     push_message_events(&mut chain, &created);
@@ -96,48 +96,21 @@ pub(super) async fn write_plain_steps(
         .collect())
 }
 
-/// New in-app messages for realtime feeds (per user; an object's feed is read over HTTP
-/// only): one `NOTIFY` statement for the batch on PostgreSQL, sent on commit.
-pub(super) async fn announce_feed_messages(
-    tx: &mut Tx<'_>,
+/// The realtime event of a new message, if it has one: in-app messages of users (an
+/// object's feed is read over HTTP only).
+fn feed_event(m: &NewMessage) -> Option<FeedEvent> {
+    (m.channel_type == hark_core::workflow::ChannelType::InAppFeed.as_str()
+        && m.recipient_collection.is_none())
+    .then(|| FeedEvent::of(m))
+}
+
+/// Gathers the realtime events of the messages created, for after the commit (their
+/// `NOTIFY` on PostgreSQL went with the insert).
+pub(super) fn note_feed_messages(
     created: &[(&NewMessage, &StepCommit)],
     feed: &mut Vec<FeedEvent>,
-) -> StoreResult<()> {
-    const OP: &str = "announce feed messages";
-    let events: Vec<FeedEvent> = created
-        .iter()
-        .filter(|(m, _)| {
-            m.channel_type == hark_core::workflow::ChannelType::InAppFeed.as_str()
-                && m.recipient_collection.is_none()
-        })
-        .map(|(m, _)| FeedEvent::of(m))
-        .collect();
-    if FEED_NOTIFY_SQL.is_some() {
-        for chunk in events.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::<Db>::new("SELECT pg_notify(");
-            qb.push_bind(FEED_CHANNEL);
-            qb.push(", t.p) FROM (");
-            let mut payloads = Vec::with_capacity(chunk.len());
-            for event in chunk {
-                payloads.push(
-                    serde_json::to_string(event).map_err(|e| StoreError::Corrupt {
-                        operation: OP,
-                        detail: e.to_string(),
-                    })?,
-                );
-            }
-            qb.push_values(payloads, |mut b, payload| {
-                b.push_bind(payload);
-            });
-            qb.push(") AS t(p)");
-            qb.build()
-                .execute(&mut **tx)
-                .await
-                .map_err(StoreError::db(OP))?;
-        }
-    }
-    feed.extend(events);
-    Ok(())
+) {
+    feed.extend(created.iter().filter_map(|(m, _)| feed_event(m)));
 }
 
 /// The fencing check of every job in the batch in one statement (row-locking them on
@@ -172,7 +145,9 @@ async fn hold_leases(
 }
 
 /// Inserts the messages; returns the ids of those created (architecture invariant: the
-/// unique key makes a replayed step insert nothing).
+/// unique key makes a replayed step insert nothing). On PostgreSQL the same statement
+/// sends the `NOTIFY` of each created feed message (delivered on commit), which saves the
+/// transaction a round trip.
 pub(super) async fn insert_messages(
     tx: &mut Tx<'_>,
     messages: &[&NewMessage],
@@ -180,7 +155,27 @@ pub(super) async fn insert_messages(
     const OP: &str = "commit step";
     let mut created = HashSet::new();
     for chunk in messages.chunks(ROWS_PER_STATEMENT) {
-        let mut qb = QueryBuilder::<Db>::new(format!("INSERT INTO messages ({MESSAGE_COLUMNS}) "));
+        let announcements: Vec<(String, String)> = if FEED_EVENTS_BY_NOTIFY {
+            chunk
+                .iter()
+                .filter_map(|m| feed_event(m))
+                .map(|event| {
+                    serde_json::to_string(&event)
+                        .map(|payload| (event.message_id, payload))
+                        .map_err(|e| StoreError::Corrupt {
+                            operation: OP,
+                            detail: e.to_string(),
+                        })
+                })
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        let mut qb = QueryBuilder::<Db>::new("");
+        if !announcements.is_empty() {
+            qb.push("WITH created AS (");
+        }
+        qb.push(format!("INSERT INTO messages ({MESSAGE_COLUMNS}) "));
         qb.push_values(chunk.iter(), |mut b, m| {
             b.push_bind(m.id.clone())
                 .push_bind(m.environment_id.clone())
@@ -209,6 +204,19 @@ pub(super) async fn insert_messages(
                 .push_bind(m.recipient_collection.clone().unwrap_or_default());
         });
         qb.push(" ON CONFLICT (recipient_run_id, step_ref) DO NOTHING RETURNING id");
+        if !announcements.is_empty() {
+            // Only messages the insert created are announced: a replayed step's are not.
+            qb.push(
+                ") SELECT created.id, (CASE WHEN announced.payload IS NULL THEN NULL \
+                 ELSE pg_notify(",
+            );
+            qb.push_bind(FEED_CHANNEL);
+            qb.push(", announced.payload) END) IS NOT NULL AS announced FROM created LEFT JOIN (");
+            qb.push_values(announcements, |mut b, (id, payload)| {
+                b.push_bind(id).push_bind(payload);
+            });
+            qb.push(") AS announced (id, payload) ON announced.id = created.id");
+        }
         for row in qb
             .build()
             .fetch_all(&mut **tx)
