@@ -235,6 +235,33 @@ fn feed_message(env: &str, run_id: &str, recipient: &str, step_ref: &str) -> New
     }
 }
 
+/// One trigger per recipient, each run's first job claimed: the jobs by recipient.
+async fn claim_one_run_each(
+    f: &Fixture,
+    recipients: &[&str],
+) -> std::collections::HashMap<String, ClaimedJob> {
+    for r in recipients {
+        f.store
+            .create_trigger(&plain_trigger(&f.env, &[r], 10))
+            .await
+            .expect("trigger");
+    }
+    let jobs = f.store.claim_due_jobs(10, 10, 1_000).await.expect("claim");
+    assert_eq!(jobs.len(), recipients.len());
+    runs_of(f)
+        .await
+        .into_iter()
+        .map(|run| {
+            let job = jobs
+                .iter()
+                .find(|j| j.ref_id == run.id)
+                .cloned()
+                .expect("job");
+            (run.recipient_id, job)
+        })
+        .collect()
+}
+
 fn event(name: &str) -> RunEvent {
     RunEvent {
         id: hark_core::new_id(),
@@ -249,26 +276,8 @@ fn event(name: &str) -> RunEvent {
 }
 
 async fn step_batch_matches_per_step_commits(f: Fixture) {
-    let recipients = ["a", "b", "c", "d", "e", "g", "h"];
-    for r in recipients {
-        f.store
-            .create_trigger(&plain_trigger(&f.env, &[r], 10))
-            .await
-            .expect("trigger");
-    }
-    let jobs = f.store.claim_due_jobs(10, 10, 1_000).await.expect("claim");
-    assert_eq!(jobs.len(), 7);
-    let runs = runs_of(&f).await;
-    let job_of = |recipient: &str| {
-        let run = runs
-            .iter()
-            .find(|r| r.recipient_id == recipient)
-            .expect("run");
-        jobs.iter()
-            .find(|j| j.ref_id == run.id)
-            .cloned()
-            .expect("job")
-    };
+    let jobs = claim_one_run_each(&f, &["a", "b", "c", "d", "e", "g", "h"]).await;
+    let job_of = |recipient: &str| jobs[recipient].clone();
     let (a, b, c, d, e, g) = (
         job_of("a"),
         job_of("b"),
@@ -935,24 +944,8 @@ async fn upcoming_due_times_are_distinct_and_in_order(f: Fixture) {
 /// Realtime feeds hear of each new in-app message of a user once, after its commit: not
 /// of other channels' messages, an object's, or a replayed step's.
 async fn new_feed_messages_are_announced_once(f: Fixture) {
-    for r in ["a", "b", "c", "d"] {
-        f.store
-            .create_trigger(&plain_trigger(&f.env, &[r], 10))
-            .await
-            .expect("trigger");
-    }
-    let jobs = f.store.claim_due_jobs(10, 10, 1_000).await.expect("claim");
-    let runs = runs_of(&f).await;
-    let job_of = |recipient: &str| {
-        let run = runs
-            .iter()
-            .find(|r| r.recipient_id == recipient)
-            .expect("run");
-        jobs.iter()
-            .find(|j| j.ref_id == run.id)
-            .cloned()
-            .expect("job")
-    };
+    let jobs = claim_one_run_each(&f, &["a", "b", "c", "d"]).await;
+    let job_of = |recipient: &str| jobs[recipient].clone();
     let (a, b, c, d) = (job_of("a"), job_of("b"), job_of("c"), job_of("d"));
     let hub = f.store.feed_events();
     let mut events = hub.subscribe();

@@ -211,11 +211,7 @@ async fn signal_delivery_waits(
         .collect();
     let questions: Vec<WaitQuestion<'_>> = environments
         .iter()
-        .map(|environment_id| WaitQuestion {
-            environment_id,
-            event_type: "message",
-            source: None,
-        })
+        .map(|environment_id| WaitQuestion::messages(environment_id))
         .collect();
     let answers = open_waits(tx, &questions).await?;
     for (environment_id, _) in environments.iter().zip(&answers).filter(|(_, a)| **a) {

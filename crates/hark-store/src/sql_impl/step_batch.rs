@@ -282,20 +282,10 @@ async fn signal_waits(
         .collect();
     let questions: Vec<WaitQuestion<'_>> = environments
         .iter()
-        .map(|environment_id| WaitQuestion {
-            environment_id,
-            event_type: "message",
-            source: None,
-        })
-        .chain(
-            workflows
-                .iter()
-                .map(|(environment_id, workflow_key)| WaitQuestion {
-                    environment_id,
-                    event_type: "workflow",
-                    source: Some((workflow_key, "completed")),
-                }),
-        )
+        .map(|environment_id| WaitQuestion::messages(environment_id))
+        .chain(workflows.iter().map(|(environment_id, workflow_key)| {
+            WaitQuestion::completions(environment_id, workflow_key)
+        }))
         .collect();
     let answers = open_waits(tx, &questions).await?;
     let (for_messages, for_workflows) = answers.split_at(environments.len());
@@ -460,6 +450,26 @@ pub(super) struct WaitQuestion<'a> {
     pub environment_id: &'a str,
     pub event_type: &'a str,
     pub source: Option<(&'a str, &'a str)>,
+}
+
+impl<'a> WaitQuestion<'a> {
+    /// Does any run of the environment wait for a message's event?
+    pub fn messages(environment_id: &'a str) -> Self {
+        WaitQuestion {
+            environment_id,
+            event_type: "message",
+            source: None,
+        }
+    }
+
+    /// Does any run of the environment wait for a run of `workflow_key` to complete?
+    pub fn completions(environment_id: &'a str, workflow_key: &'a str) -> Self {
+        WaitQuestion {
+            environment_id,
+            event_type: "workflow",
+            source: Some((workflow_key, "completed")),
+        }
+    }
 }
 
 /// Answers every question in one statement, in order: whether any open wait matches,
