@@ -44,14 +44,23 @@ impl Prefetched {
     /// then each environment's users and preference sets (its recipients' and its own, in
     /// one query).
     pub async fn load(store: &Arc<dyn Store>, jobs: &[ClaimedJob]) -> Result<Self, StoreError> {
-        let ids_of = |kind: JobKind| -> Vec<String> {
-            jobs.iter()
-                .filter(|j| j.kind == kind)
-                .map(|j| j.ref_id.clone())
-                .collect()
-        };
-        let (message_ids, run_ids) = (ids_of(JobKind::DeliverMessage), ids_of(JobKind::AdvanceRun));
-        let (messages, runs) = tokio::try_join!(
+        // A run handed over with its job, as its writer wrote it, is not read again.
+        let written_runs: Vec<RecipientRun> = jobs
+            .iter()
+            .filter(|j| j.kind == JobKind::AdvanceRun)
+            .filter_map(|j| j.written_run.as_deref().cloned())
+            .collect();
+        let message_ids: Vec<String> = jobs
+            .iter()
+            .filter(|j| j.kind == JobKind::DeliverMessage)
+            .map(|j| j.ref_id.clone())
+            .collect();
+        let run_ids: Vec<String> = jobs
+            .iter()
+            .filter(|j| j.kind == JobKind::AdvanceRun && j.written_run.is_none())
+            .map(|j| j.ref_id.clone())
+            .collect();
+        let (messages, mut runs) = tokio::try_join!(
             async {
                 if message_ids.is_empty() {
                     return Ok(Vec::new());
@@ -65,6 +74,7 @@ impl Prefetched {
                 store.load_runs_for_jobs(&run_ids).await
             },
         )?;
+        runs.extend(written_runs);
         let mut prefetched = Prefetched {
             messages: messages.into_iter().map(|m| (m.id.clone(), m)).collect(),
             ..Prefetched::default()

@@ -455,6 +455,9 @@ pub struct ClaimedJob {
     /// How many times the job was claimed, this claim included.
     pub attempts: i64,
     pub lease: String,
+    /// The run an `advance_run` job advances, as its writer just wrote it, when the job
+    /// was handed over with its run (see [`JobLease`]); `None` when the worker reads it.
+    pub written_run: Option<std::sync::Arc<RecipientRun>>,
 }
 
 /// A claim made when a job is written instead of later: the node writing the job holds it
@@ -484,6 +487,7 @@ impl JobLease {
             ref_id,
             attempts: 1,
             lease: self.lease.clone(),
+            written_run: None,
         }
     }
 }

@@ -12,6 +12,7 @@ contract!(
     leased_triggers_are_held_by_their_writer,
     leased_triggers_outside_the_plain_batch,
     leased_delivery_jobs_are_held_by_their_writer,
+    held_runs_are_handed_over_as_the_store_reads_them,
 );
 
 const NOW: i64 = 10;
@@ -342,4 +343,57 @@ async fn leased_delivery_jobs_are_held_by_their_writer(f: Fixture) {
     let again = again[0].as_ref().expect("replay written");
     assert!(again.outcome);
     assert!(again.leased_jobs.is_empty(), "{:?}", again.leased_jobs);
+}
+
+/// The run a held job carries is the run a read returns, field for field, so the worker
+/// it is handed to need not read it; except where a cancel that arrived first may have
+/// cancelled it in the same commit.
+async fn held_runs_are_handed_over_as_the_store_reads_them(f: Fixture) {
+    let detailed = |recipients: &[&str]| {
+        let mut t = trigger(&f.env, recipients, Some(lease("L5")));
+        t.actor = Some("boss".into());
+        t.tenant = Some("acme".into());
+        t.data = json!({"n": 1.25, "big": 12345678901234_i64, "text": "é ✓", "nested": {"list": [1, null, true]}});
+        t.state = json!({"settings": {"delay": 5}});
+        t
+    };
+    let mut cancellable = detailed(&["k"]);
+    cancellable.cancellation_key = Some("order-1".into());
+    let mut idempotent = detailed(&["i"]);
+    idempotent.idempotency = Some(IdempotencyClaim {
+        key: "idem-5".into(),
+        request_hash: "h".into(),
+        response: json!({"workflow_run_id": "first"}),
+        not_before: 0,
+    });
+    let outcomes = f
+        .store
+        .create_triggers_with_jobs(&[detailed(&["a", "b"]), cancellable, idempotent])
+        .await
+        .expect("batch");
+    let carried: Vec<&ClaimedJob> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .flat_map(|(_, o)| accepted(o))
+        .collect();
+    assert_eq!(carried.len(), 3);
+    for job in carried {
+        let written = job
+            .written_run
+            .as_deref()
+            .expect("the run comes with its job");
+        let read = f
+            .store
+            .load_runs_for_jobs(std::slice::from_ref(&job.ref_id))
+            .await
+            .expect("read");
+        assert_eq!(read, vec![written.clone()]);
+    }
+    let keyed = accepted(&outcomes[1]);
+    assert_eq!(keyed.len(), 1);
+    assert!(
+        keyed[0].written_run.is_none(),
+        "a run a cancel may have cancelled is read by its worker"
+    );
 }

@@ -284,12 +284,14 @@ pub(super) fn push_run_rows(chain: &mut Chain, rows: &[RunRow<'_>]) -> Vec<Optio
         .zip(run_ids.iter().zip(&job_ids))
         .map(|(row, (run_id, job_id))| {
             row.lease.map(|lease| {
-                lease.job(
+                let mut job = lease.job(
                     job_id.clone(),
                     row.template.environment_id.clone(),
                     JobKind::AdvanceRun,
                     run_id.clone(),
-                )
+                );
+                job.written_run = written_run(row, run_id).map(std::sync::Arc::new);
+                job
             })
         })
         .collect();
@@ -336,6 +338,36 @@ pub(super) fn push_run_rows(chain: &mut Chain, rows: &[RunRow<'_>]) -> Vec<Optio
         });
     }
     leased
+}
+
+/// The run a row writes, as a read of it right after the commit returns it, for the
+/// worker the job is handed to. None for a run a cancellation key could cancel in the
+/// same commit (a cancel that arrived first): the worker reads those, to see the cancel
+/// before a step with effects outside the database, such as a fetch.
+fn written_run(row: &RunRow<'_>, run_id: &str) -> Option<RecipientRun> {
+    let t = row.template;
+    if t.cancellation_key.is_some() {
+        return None;
+    }
+    Some(RecipientRun {
+        id: run_id.to_string(),
+        environment_id: t.environment_id.clone(),
+        workflow_run_id: t.workflow_run_id.clone(),
+        workflow_key: t.workflow_key.clone(),
+        workflow_version: t.workflow_version,
+        recipient_id: row.recipient.id.clone(),
+        recipient_collection: row.recipient.collection.clone(),
+        actor: t.actor.clone(),
+        tenant: t.tenant.clone(),
+        data: t.data.clone(),
+        cancellation_key: None,
+        status: RunStatus::Queued,
+        step_cursor: 0,
+        state: serde_json::from_str(row.state).ok()?,
+        error_count: 0,
+        inserted_at: row.now,
+        updated_at: row.now,
+    })
 }
 
 /// Records recipients as reached by this trigger; returns those not reached before.
