@@ -44,23 +44,27 @@ impl Prefetched {
     /// then each environment's users and preference sets (its recipients' and its own, in
     /// one query).
     pub async fn load(store: &Arc<dyn Store>, jobs: &[ClaimedJob]) -> Result<Self, StoreError> {
-        // A run handed over with its job, as its writer wrote it, is not read again.
+        // A run or message handed over with its job, as its writer wrote it, is not read
+        // again.
         let written_runs: Vec<RecipientRun> = jobs
             .iter()
-            .filter(|j| j.kind == JobKind::AdvanceRun)
-            .filter_map(|j| j.written_run.as_deref().cloned())
+            .filter_map(|j| j.written_run().cloned())
             .collect();
-        let message_ids: Vec<String> = jobs
+        let written_messages: Vec<MessageRecord> = jobs
             .iter()
-            .filter(|j| j.kind == JobKind::DeliverMessage)
-            .map(|j| j.ref_id.clone())
+            .filter_map(|j| j.written_message().cloned())
             .collect();
-        let run_ids: Vec<String> = jobs
-            .iter()
-            .filter(|j| j.kind == JobKind::AdvanceRun && j.written_run.is_none())
-            .map(|j| j.ref_id.clone())
-            .collect();
-        let (messages, mut runs) = tokio::try_join!(
+        let ids_to_read = |kind: JobKind| -> Vec<String> {
+            jobs.iter()
+                .filter(|j| j.kind == kind && j.written.is_none())
+                .map(|j| j.ref_id.clone())
+                .collect()
+        };
+        let (message_ids, run_ids) = (
+            ids_to_read(JobKind::DeliverMessage),
+            ids_to_read(JobKind::AdvanceRun),
+        );
+        let (mut messages, mut runs) = tokio::try_join!(
             async {
                 if message_ids.is_empty() {
                     return Ok(Vec::new());
@@ -75,6 +79,7 @@ impl Prefetched {
             },
         )?;
         runs.extend(written_runs);
+        messages.extend(written_messages);
         let mut prefetched = Prefetched {
             messages: messages.into_iter().map(|m| (m.id.clone(), m)).collect(),
             ..Prefetched::default()

@@ -236,6 +236,39 @@ pub struct NewMessage {
     pub now: Millis,
 }
 
+impl NewMessage {
+    /// The message as the row its insert writes reads back.
+    pub fn as_written(&self) -> MessageRecord {
+        MessageRecord {
+            id: self.id.clone(),
+            environment_id: self.environment_id.clone(),
+            recipient_run_id: self.recipient_run_id.clone(),
+            workflow_run_id: self.workflow_run_id.clone(),
+            step_ref: self.step_ref.clone(),
+            workflow_key: self.workflow_key.clone(),
+            workflow_version: self.workflow_version,
+            categories: self.categories.clone(),
+            channel_key: self.channel_key.clone(),
+            channel_type: self.channel_type.clone(),
+            recipient_id: self.recipient_id.clone(),
+            recipient_collection: self.recipient_collection.clone(),
+            actors: self.actors.clone(),
+            tenant: self.tenant.clone(),
+            status: self.status.clone(),
+            content: self.content.clone(),
+            data: self.data.clone(),
+            seen_at: None,
+            read_at: None,
+            interacted_at: None,
+            link_clicked_at: None,
+            archived_at: None,
+            inserted_at: self.now,
+            updated_at: self.now,
+            batch: self.batch.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessageRecord {
     pub id: String,
@@ -455,9 +488,38 @@ pub struct ClaimedJob {
     /// How many times the job was claimed, this claim included.
     pub attempts: i64,
     pub lease: String,
-    /// The run an `advance_run` job advances, as its writer just wrote it, when the job
-    /// was handed over with its run (see [`JobLease`]); `None` when the worker reads it.
-    pub written_run: Option<std::sync::Arc<RecipientRun>>,
+    /// The row the job works on, as its writer just wrote it, when the job was handed
+    /// over with it (see [`JobLease`]); `None` when the worker reads it.
+    pub written: Option<WrittenRow>,
+}
+
+impl ClaimedJob {
+    /// The run this `advance_run` job was handed over with.
+    pub fn written_run(&self) -> Option<&RecipientRun> {
+        match &self.written {
+            Some(WrittenRow::Run(run)) => Some(run),
+            _ => None,
+        }
+    }
+
+    /// The message this `deliver_message` job was handed over with.
+    pub fn written_message(&self) -> Option<&MessageRecord> {
+        match &self.written {
+            Some(WrittenRow::Message(message)) => Some(message),
+            _ => None,
+        }
+    }
+}
+
+/// A row a job's writer wrote in the commit that wrote the job, handed to the worker
+/// with the job; equal, field for field, to what a read of it right after the commit
+/// returns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WrittenRow {
+    /// The run an `advance_run` job advances.
+    Run(std::sync::Arc<RecipientRun>),
+    /// The message a `deliver_message` job delivers.
+    Message(std::sync::Arc<MessageRecord>),
 }
 
 /// A claim made when a job is written instead of later: the node writing the job holds it
@@ -487,7 +549,7 @@ impl JobLease {
             ref_id,
             attempts: 1,
             lease: self.lease.clone(),
-            written_run: None,
+            written: None,
         }
     }
 }

@@ -274,10 +274,17 @@ async fn leased_delivery_jobs_are_held_by_their_writer(f: Fixture) {
             .map(|r| r.recipient_id.clone())
             .expect("run of job")
     };
-    let messages: Vec<NewMessage> = advances
+    let mut messages: Vec<NewMessage> = advances
         .iter()
         .map(|j| email(&f.env, &j.ref_id, &recipient(j)))
         .collect();
+    // Every column a delivery reads, carried with its job as a read returns it.
+    messages[0].categories = vec!["billing".into(), "é".into()];
+    messages[0].actors = vec!["boss".into()];
+    messages[0].tenant = Some("acme".into());
+    messages[0].content = json!({"subject": "Hi ✓", "body": "<p>1.5</p>", "n": 1.25});
+    messages[0].data = json!({"nested": {"list": [1, null, true]}});
+    messages[0].batch = Some(json!({"total_activities": 2}));
 
     // Written together: a's and b's deliveries leased, c's not.
     let batch: Vec<(ClaimedJob, StepCommit)> = advances
@@ -299,6 +306,16 @@ async fn leased_delivery_jobs_are_held_by_their_writer(f: Fixture) {
             assert_eq!(job.kind, JobKind::DeliverMessage);
             assert_eq!(job.ref_id, messages[i].id);
             assert_eq!((job.lease.as_str(), job.attempts), ("D", 1));
+            let read = f
+                .store
+                .load_messages_for_jobs(std::slice::from_ref(&job.ref_id))
+                .await
+                .expect("read");
+            assert_eq!(
+                read.iter().collect::<Vec<_>>(),
+                job.written_message().into_iter().collect::<Vec<_>>(),
+                "the message comes with its job as a read returns it"
+            );
         } else {
             assert!(w.leased_jobs.is_empty());
         }
@@ -379,10 +396,7 @@ async fn held_runs_are_handed_over_as_the_store_reads_them(f: Fixture) {
         .collect();
     assert_eq!(carried.len(), 3);
     for job in carried {
-        let written = job
-            .written_run
-            .as_deref()
-            .expect("the run comes with its job");
+        let written = job.written_run().expect("the run comes with its job");
         let read = f
             .store
             .load_runs_for_jobs(std::slice::from_ref(&job.ref_id))
@@ -393,7 +407,7 @@ async fn held_runs_are_handed_over_as_the_store_reads_them(f: Fixture) {
     let keyed = accepted(&outcomes[1]);
     assert_eq!(keyed.len(), 1);
     assert!(
-        keyed[0].written_run.is_none(),
+        keyed[0].written.is_none(),
         "a run a cancel may have cancelled is read by its worker"
     );
 }

@@ -375,7 +375,7 @@ impl JobStore for SqlStore {
                     ref_id: get(row, "ref_id", OP)?,
                     attempts: get(row, "attempts", OP)?,
                     lease: get(row, "lease", OP)?,
-                    written_run: None,
+                    written: None,
                 })
             })
             .collect()

@@ -290,7 +290,8 @@ pub(super) fn push_run_rows(chain: &mut Chain, rows: &[RunRow<'_>]) -> Vec<Optio
                     JobKind::AdvanceRun,
                     run_id.clone(),
                 );
-                job.written_run = written_run(row, run_id).map(std::sync::Arc::new);
+                job.written =
+                    written_run(row, run_id).map(|run| WrittenRow::Run(std::sync::Arc::new(run)));
                 job
             })
         })

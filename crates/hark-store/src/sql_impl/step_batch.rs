@@ -365,12 +365,14 @@ fn push_delivery_jobs(
         .into_iter()
         .filter_map(|(m, lease, job_id)| {
             lease.map(|l| {
-                l.job(
+                let mut job = l.job(
                     job_id,
                     m.environment_id.clone(),
                     JobKind::DeliverMessage,
                     m.id.clone(),
-                )
+                );
+                job.written = Some(WrittenRow::Message(std::sync::Arc::new(m.as_written())));
+                job
             })
         })
         .collect()
