@@ -131,7 +131,7 @@ impl FanOutStore for SqlStore {
                     if let Value::Object(map) = &mut state {
                         map.insert("subscription".into(), Value::Object(subscription));
                     }
-                    runs.push((sub.recipient.clone(), to_json_text(&state)));
+                    runs.push((sub.recipient.clone(), state));
                 }
                 Some(collection) if current.depth < MAX_DEPTH => {
                     insert_fanout(

@@ -90,9 +90,8 @@ pub(super) async fn write_trigger(
             .await?;
     }
     insert_workflow_runs(tx, &[t]).await?;
-    let state = to_json_text(&t.state);
     let recipients = first_time_recipients(tx, t).await?;
-    let mut runs: Vec<(RecipientKey, String)> = recipients
+    let mut runs: Vec<(RecipientKey, Value)> = recipients
         .into_iter()
         .map(|id| {
             (
@@ -100,7 +99,7 @@ pub(super) async fn write_trigger(
                     collection: None,
                     id,
                 },
-                state.clone(),
+                t.state.clone(),
             )
         })
         .collect();
@@ -128,7 +127,7 @@ pub(super) async fn write_trigger(
             })
             .collect();
         for object in mark_seen(tx, &t.workflow_run_id, &objects).await? {
-            runs.push((object, state.clone()));
+            runs.push((object, t.state.clone()));
         }
         let template = RunTemplate::of(t);
         for (collection, object_id) in &t.fan_outs {
@@ -231,23 +230,26 @@ impl RunTemplate {
     }
 }
 
-/// Inserts one queued run and its job per `(recipient, state JSON)` of one trigger; the
+/// Inserts one queued run and its job per `(recipient, initial state)` of one trigger; the
 /// jobs are leased to the writer when `lease` is given, and returned as it holds them.
 pub(super) async fn insert_runs(
     tx: &mut Tx<'_>,
     t: &RunTemplate,
-    runs: &[(RecipientKey, String)],
+    runs: &[(RecipientKey, Value)],
     lease: Option<&JobLease>,
     now: Millis,
 ) -> StoreResult<Vec<ClaimedJob>> {
     let data = to_json_text(&t.data);
+    let state_texts: Vec<String> = runs.iter().map(|(_, state)| to_json_text(state)).collect();
     let rows: Vec<RunRow<'_>> = runs
         .iter()
-        .map(|(recipient, state)| RunRow {
+        .zip(&state_texts)
+        .map(|((recipient, state), state_text)| RunRow {
             template: t,
             data: &data,
             recipient: recipient.clone(),
             state,
+            state_text,
             lease,
             now,
         })
@@ -266,8 +268,9 @@ pub(super) struct RunRow<'a> {
     /// The template's `data` as JSON text, serialised once per trigger.
     pub data: &'a str,
     pub recipient: RecipientKey,
-    /// The run's initial state as JSON text.
-    pub state: &'a str,
+    /// The run's initial state, and as JSON text.
+    pub state: &'a Value,
+    pub state_text: &'a str,
     /// The run's job is written leased to the writer.
     pub lease: Option<&'a JobLease>,
     pub now: Millis,
@@ -318,7 +321,7 @@ pub(super) fn push_run_rows(chain: &mut Chain, rows: &[RunRow<'_>]) -> Vec<Optio
                     .push_bind(0_i64)
                     .push_bind(row.now)
                     .push_bind(row.now)
-                    .push_bind(row.state.to_string())
+                    .push_bind(row.state_text.to_string())
                     .push_bind(row.recipient.collection.clone().unwrap_or_default());
             });
         });
@@ -364,7 +367,7 @@ fn written_run(row: &RunRow<'_>, run_id: &str) -> Option<RecipientRun> {
         cancellation_key: None,
         status: RunStatus::Queued,
         step_cursor: 0,
-        state: serde_json::from_str(row.state).ok()?,
+        state: row.state.clone(),
         error_count: 0,
         inserted_at: row.now,
         updated_at: row.now,

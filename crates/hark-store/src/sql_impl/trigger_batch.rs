@@ -59,7 +59,8 @@ pub(super) async fn write_plain_triggers(
                     collection: None,
                     id: id.clone(),
                 },
-                state,
+                state: &template.state,
+                state_text: state,
                 lease: t.lease.as_ref(),
                 now: t.now,
             });
