@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use hark_store::{
     ClaimedJob, Document, DocumentKind, JobKind, MessageRecord, Owner, RecipientRun, Store,
-    StoreError,
+    StoreError, WrittenRow,
 };
 use serde_json::{Map, Value};
 
@@ -20,7 +20,9 @@ type Scoped = (String, String);
 
 #[derive(Default)]
 pub(crate) struct Prefetched {
-    runs: HashMap<String, RecipientRun>,
+    /// Shared with the jobs that carried them, so a handed-over row is copied only
+    /// when its job takes it.
+    runs: HashMap<String, Arc<RecipientRun>>,
     /// Users by environment and id; `None` for an id asked for that does not exist.
     users: HashMap<Scoped, Option<Map<String, Value>>>,
     /// Recipients' preference documents by environment and owner key.
@@ -28,7 +30,7 @@ pub(crate) struct Prefetched {
     /// Each environment's default preference document (`None`: none stored).
     environment_preferences: HashMap<String, Option<Document>>,
     /// Messages of the batch's delivery jobs, by id.
-    messages: HashMap<String, MessageRecord>,
+    messages: HashMap<String, Arc<MessageRecord>>,
 }
 
 /// Whether reading ahead pays: any job that would otherwise read for itself. Even for
@@ -46,14 +48,15 @@ impl Prefetched {
     pub async fn load(store: &Arc<dyn Store>, jobs: &[ClaimedJob]) -> Result<Self, StoreError> {
         // A run or message handed over with its job, as its writer wrote it, is not read
         // again.
-        let written_runs: Vec<RecipientRun> = jobs
-            .iter()
-            .filter_map(|j| j.written_run().cloned())
-            .collect();
-        let written_messages: Vec<MessageRecord> = jobs
-            .iter()
-            .filter_map(|j| j.written_message().cloned())
-            .collect();
+        let mut runs: Vec<Arc<RecipientRun>> = Vec::new();
+        let mut messages: Vec<Arc<MessageRecord>> = Vec::new();
+        for job in jobs {
+            match &job.written {
+                Some(WrittenRow::Run(run)) => runs.push(Arc::clone(run)),
+                Some(WrittenRow::Message(message)) => messages.push(Arc::clone(message)),
+                None => {}
+            }
+        }
         let ids_to_read = |kind: JobKind| -> Vec<String> {
             jobs.iter()
                 .filter(|j| j.kind == kind && j.written.is_none())
@@ -64,7 +67,7 @@ impl Prefetched {
             ids_to_read(JobKind::DeliverMessage),
             ids_to_read(JobKind::AdvanceRun),
         );
-        let (mut messages, mut runs) = tokio::try_join!(
+        let (read_messages, read_runs) = tokio::try_join!(
             async {
                 if message_ids.is_empty() {
                     return Ok(Vec::new());
@@ -78,14 +81,14 @@ impl Prefetched {
                 store.load_runs_for_jobs(&run_ids).await
             },
         )?;
-        runs.extend(written_runs);
-        messages.extend(written_messages);
+        runs.extend(read_runs.into_iter().map(Arc::new));
+        messages.extend(read_messages.into_iter().map(Arc::new));
         let mut prefetched = Prefetched {
             messages: messages.into_iter().map(|m| (m.id.clone(), m)).collect(),
             ..Prefetched::default()
         };
         let mut by_environment: BTreeMap<&str, Vec<&RecipientRun>> = BTreeMap::new();
-        for run in &runs {
+        for run in runs.iter().map(Arc::as_ref) {
             by_environment
                 .entry(run.environment_id.as_str())
                 .or_default()
@@ -152,11 +155,13 @@ impl Prefetched {
     }
 
     pub fn run(&self, run_id: &str) -> Option<RecipientRun> {
-        self.runs.get(run_id).cloned()
+        self.runs.get(run_id).map(|run| RecipientRun::clone(run))
     }
 
     pub fn message(&self, message_id: &str) -> Option<MessageRecord> {
-        self.messages.get(message_id).cloned()
+        self.messages
+            .get(message_id)
+            .map(|message| MessageRecord::clone(message))
     }
 
     /// `Some(properties)` when the user was read ahead (`Some(None)`: no such user).
