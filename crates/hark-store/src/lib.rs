@@ -12,6 +12,7 @@ mod group_commit;
 pub mod handoff;
 pub mod model;
 mod postgres;
+mod rows;
 mod sqlite;
 pub mod testing;
 pub mod traits;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::error::StoreError;
+use crate::rows::{Column, Rows};
 
 pub type Db = sqlx::Postgres;
 
@@ -67,6 +68,25 @@ pub fn push_json_field_eq(
     qb.push(")::jsonb");
 }
 
+/// `rows` as a statement's row source: one array parameter per column, unnested (see
+/// `rows`), so the statement's text is the same for any number of rows.
+pub fn push_rows(qb: &mut sqlx::QueryBuilder<'_, Db>, rows: Rows) {
+    // `unnest` in the select list, not `FROM UNNEST(…)`: the latter fills a tuple store
+    // per column before the first row, which made a one-row insert slower than `VALUES`.
+    qb.push("SELECT ");
+    for (i, column) in rows.into_columns().into_iter().enumerate() {
+        if i > 0 {
+            qb.push(", ");
+        }
+        qb.push("unnest(");
+        match column {
+            Column::Text(values) => qb.push_bind(values).push("::text[]"),
+            Column::Int(values) => qb.push_bind(values).push("::int8[]"),
+        };
+        qb.push(format!(") AS column{}", i + 1));
+    }
+}
+
 /// New in-app messages are announced to every node by `NOTIFY` from the statement that
 /// inserts them, delivered only if the transaction commits.
 pub const FEED_EVENTS_BY_NOTIFY: bool = true;
@@ -122,6 +142,56 @@ mod tests {
             .fetch_one(&mut *store.reader().acquire().await?)
             .await
             .map_err(StoreError::db("backend pid"))
+    }
+
+    fn sample_rows(n: usize) -> Rows {
+        Rows::of(0..n, |row, i| {
+            let i = i as i64;
+            row.push_bind(format!("é-{i}"))
+                .push_bind((i % 2 == 0).then_some(i))
+                .push_bind((i % 2 == 1).then(|| "ü".to_string()));
+        })
+    }
+
+    #[test]
+    fn a_row_source_reads_the_same_for_any_number_of_rows() {
+        let text = |n| {
+            let mut qb = sqlx::QueryBuilder::<Db>::new("INSERT INTO t (a, b, c) ");
+            push_rows(&mut qb, sample_rows(n));
+            qb.push(" ON CONFLICT DO NOTHING RETURNING a");
+            qb.sql().to_string()
+        };
+        assert_eq!(text(1), text(500));
+        assert!(
+            text(1).contains("unnest($1::text[]) AS column1, unnest($2::int8[]) AS column2"),
+            "{}",
+            text(1)
+        );
+    }
+
+    #[tokio::test]
+    async fn rows_bound_as_arrays_arrive_whole() -> Result<(), Box<dyn std::error::Error>> {
+        let url = crate::testing::fresh_postgres_database().await?;
+        let mut conn = sqlx::PgConnection::connect(&url).await?;
+        sqlx::query("CREATE TABLE t (a TEXT NOT NULL, b BIGINT, c TEXT)")
+            .execute(&mut conn)
+            .await?;
+        let mut insert = sqlx::QueryBuilder::<Db>::new("INSERT INTO t (a, b, c) ");
+        push_rows(&mut insert, sample_rows(3));
+        insert.build().execute(&mut conn).await?;
+        let found: Vec<(String, Option<i64>, Option<String>)> =
+            sqlx::query_as("SELECT a, b, c FROM t ORDER BY a")
+                .fetch_all(&mut conn)
+                .await?;
+        assert_eq!(
+            found,
+            vec![
+                ("é-0".to_string(), Some(0), None),
+                ("é-1".to_string(), None, Some("ü".to_string())),
+                ("é-2".to_string(), Some(2), None),
+            ]
+        );
+        Ok(())
     }
 
     #[tokio::test]

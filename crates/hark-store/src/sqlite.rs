@@ -7,6 +7,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::error::StoreError;
+use crate::rows::{Column, Rows};
 
 pub type Db = sqlx::Sqlite;
 
@@ -71,6 +72,36 @@ pub fn push_json_field_eq(
     qb.push(", '$')");
 }
 
+/// `rows` as a statement's row source: a `VALUES` list, a parameter per cell (see
+/// `rows`).
+pub fn push_rows(qb: &mut sqlx::QueryBuilder<'_, Db>, rows: Rows) {
+    enum Cells {
+        Text(std::vec::IntoIter<Option<String>>),
+        Int(std::vec::IntoIter<Option<i64>>),
+    }
+    let len = rows.len();
+    let mut columns: Vec<Cells> = rows
+        .into_columns()
+        .into_iter()
+        .map(|column| match column {
+            Column::Text(values) => Cells::Text(values.into_iter()),
+            Column::Int(values) => Cells::Int(values.into_iter()),
+        })
+        .collect();
+    qb.push("VALUES ");
+    for row in 0..len {
+        qb.push(if row == 0 { "(" } else { ", (" });
+        let mut cells = qb.separated(", ");
+        for column in &mut columns {
+            match column {
+                Cells::Text(values) => cells.push_bind(values.next().flatten()),
+                Cells::Int(values) => cells.push_bind(values.next().flatten()),
+            };
+        }
+        qb.push(")");
+    }
+}
+
 /// SQLite serves one node, so feed events are published in-process after the commit.
 pub const FEED_EVENTS_BY_NOTIFY: bool = false;
 
@@ -118,6 +149,36 @@ impl SqliteStore {
 mod tests {
     use super::*;
     use crate::traits::JobStore;
+
+    #[tokio::test]
+    async fn rows_bound_as_values_arrive_whole() -> Result<(), Box<dyn std::error::Error>> {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:").await?;
+        sqlx::query("CREATE TABLE t (a TEXT NOT NULL, b INTEGER, c TEXT)")
+            .execute(&mut conn)
+            .await?;
+        let rows = Rows::of(0..3_i64, |row, i| {
+            row.push_bind(format!("é-{i}"))
+                .push_bind((i % 2 == 0).then_some(i))
+                .push_bind((i % 2 == 1).then(|| "ü".to_string()));
+        });
+        let mut insert = sqlx::QueryBuilder::<Db>::new("INSERT INTO t (a, b, c) ");
+        push_rows(&mut insert, rows);
+        insert.build().execute(&mut conn).await?;
+        let found: Vec<(String, Option<i64>, Option<String>)> =
+            sqlx::query_as("SELECT a, b, c FROM t ORDER BY a")
+                .fetch_all(&mut conn)
+                .await?;
+        assert_eq!(
+            found,
+            vec![
+                ("é-0".to_string(), Some(0), None),
+                ("é-1".to_string(), None, Some("ü".to_string())),
+                ("é-2".to_string(), Some(2), None),
+            ]
+        );
+        Ok(())
+    }
 
     #[tokio::test]
     async fn claims_leave_the_writer_fully_synchronous() -> Result<(), Box<dyn std::error::Error>> {

@@ -35,13 +35,29 @@ use crate::cursor;
 use crate::error::StoreError;
 use crate::feed_events::{FeedEvent, FeedEventHub, FEED_CHANNEL};
 use crate::model::*;
+use crate::rows::Rows;
 use crate::traits::*;
 use chain::Chain;
 use connections::Connections;
 use writer::{Writer, WriterConn};
 
 type Tx<'a> = sqlx::Transaction<'a, Db>;
+
 type DbRow = <Db as sqlx::Database>::Row;
+
+/// Rows an insert takes from its parameters, each backend its own way (see
+/// `crate::rows`).
+trait InsertRows {
+    /// `rows` as the row source of an `INSERT` (which reads no table with them).
+    fn push_rows(&mut self, rows: Rows) -> &mut Self;
+}
+
+impl InsertRows for QueryBuilder<'_, Db> {
+    fn push_rows(&mut self, rows: Rows) -> &mut Self {
+        super::push_rows(self, rows);
+        self
+    }
+}
 
 /// One store over one database. Writes go through `writer`, reads through `reader` (the
 /// writer's pool on PostgreSQL; a separate read-only pool on SQLite).
@@ -593,7 +609,7 @@ fn push_run_event_rows(chain: &mut Chain, rows: &[(&str, &RunEvent)]) {
             qb.push(
                 "INSERT INTO run_events (id, recipient_run_id, event, status, step_ref, step_type, attempt, data, inserted_at) ",
             );
-            qb.push_values(chunk.iter(), |mut b, (run_id, e)| {
+            qb.push_rows(Rows::of(chunk.iter(), |b, (run_id, e)| {
                 b.push_bind(e.id.clone())
                     .push_bind(run_id.to_string())
                     .push_bind(e.event.clone())
@@ -603,7 +619,7 @@ fn push_run_event_rows(chain: &mut Chain, rows: &[(&str, &RunEvent)]) {
                     .push_bind(e.attempt)
                     .push_bind(to_json_text(&e.data))
                     .push_bind(e.inserted_at);
-            });
+            }));
             qb.push(" ON CONFLICT (recipient_run_id, id) DO NOTHING");
         });
     }

@@ -304,7 +304,7 @@ pub(super) fn push_run_rows(chain: &mut Chain, rows: &[RunRow<'_>]) -> Vec<Optio
     for chunk in rows.chunks(500) {
         chain.push(chunk.len() * 17, |qb| {
             qb.push(format!("INSERT INTO recipient_runs ({RUN_COLUMNS}) "));
-            qb.push_values(chunk.iter(), |mut b, (row, (run_id, _))| {
+            qb.push_rows(Rows::of(chunk.iter(), |b, (row, (run_id, _))| {
                 let t = row.template;
                 b.push_bind((*run_id).clone())
                     .push_bind(t.environment_id.clone())
@@ -323,13 +323,13 @@ pub(super) fn push_run_rows(chain: &mut Chain, rows: &[RunRow<'_>]) -> Vec<Optio
                     .push_bind(row.now)
                     .push_bind(row.state_text.to_string())
                     .push_bind(row.recipient.collection.clone().unwrap_or_default());
-            });
+            }));
         });
         chain.push(chunk.len() * 8, |qb| {
             qb.push(
                 "INSERT INTO jobs (id, environment_id, kind, ref_id, run_at, lease, attempts, created_at) ",
             );
-            qb.push_values(chunk.iter(), |mut b, (row, (run_id, job_id))| {
+            qb.push_rows(Rows::of(chunk.iter(), |b, (row, (run_id, job_id))| {
                 b.push_bind((*job_id).clone())
                     .push_bind(row.template.environment_id.clone())
                     .push_bind(JobKind::AdvanceRun.as_str())
@@ -338,7 +338,7 @@ pub(super) fn push_run_rows(chain: &mut Chain, rows: &[RunRow<'_>]) -> Vec<Optio
                     .push_bind(row.lease.map(|l| l.lease.clone()))
                     .push_bind(i64::from(row.lease.is_some()))
                     .push_bind(row.now);
-            });
+            }));
         });
     }
     leased
@@ -385,11 +385,11 @@ pub(super) async fn mark_seen(
         let mut qb = QueryBuilder::<Db>::new(
             "INSERT INTO fanout_seen (workflow_run_id, recipient_collection, recipient_id) ",
         );
-        qb.push_values(chunk.iter(), |mut b, r| {
+        qb.push_rows(Rows::of(chunk.iter(), |b, r| {
             b.push_bind(workflow_run_id.to_string())
                 .push_bind(r.collection.clone().unwrap_or_default())
                 .push_bind(r.id.clone());
-        });
+        }));
         qb.push(" ON CONFLICT DO NOTHING RETURNING recipient_collection, recipient_id");
         let rows = qb
             .build()
@@ -465,12 +465,12 @@ async fn first_time_recipients(tx: &mut Tx<'_>, t: &TriggerWrite) -> StoreResult
         let mut qb = QueryBuilder::<Db>::new(
             "INSERT INTO trigger_once (environment_id, workflow_key, recipient_id, tenant) ",
         );
-        qb.push_values(chunk.iter(), |mut b, recipient| {
+        qb.push_rows(Rows::of(chunk.iter(), |b, recipient| {
             b.push_bind(t.environment_id.clone())
                 .push_bind(t.workflow_key.clone())
                 .push_bind(recipient.clone())
                 .push_bind(tenant.clone());
-        });
+        }));
         qb.push(" ON CONFLICT DO NOTHING RETURNING recipient_id");
         let rows = qb
             .build()

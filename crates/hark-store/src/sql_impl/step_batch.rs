@@ -176,7 +176,7 @@ pub(super) async fn insert_messages(
             qb.push("WITH created AS (");
         }
         qb.push(format!("INSERT INTO messages ({MESSAGE_COLUMNS}) "));
-        qb.push_values(chunk.iter(), |mut b, m| {
+        qb.push_rows(Rows::of(chunk.iter(), |b, m| {
             b.push_bind(m.id.clone())
                 .push_bind(m.environment_id.clone())
                 .push_bind(m.recipient_run_id.clone())
@@ -202,7 +202,7 @@ pub(super) async fn insert_messages(
                 .push_bind(m.now)
                 .push_bind(m.batch.as_ref().map(to_json_text))
                 .push_bind(m.recipient_collection.clone().unwrap_or_default());
-        });
+        }));
         qb.push(" ON CONFLICT (recipient_run_id, step_ref) DO NOTHING RETURNING id");
         if !announcements.is_empty() {
             // Only messages the insert created are announced: a replayed step's are not.
@@ -212,9 +212,9 @@ pub(super) async fn insert_messages(
             );
             qb.push_bind(FEED_CHANNEL);
             qb.push(", announced.payload) END) IS NOT NULL AS announced FROM created LEFT JOIN (");
-            qb.push_values(announcements, |mut b, (id, payload)| {
+            qb.push_rows(Rows::of(announcements, |b, (id, payload)| {
                 b.push_bind(id).push_bind(payload);
-            });
+            }));
             qb.push(") AS announced (id, payload) ON announced.id = created.id");
         }
         for row in qb
@@ -249,7 +249,7 @@ fn push_message_events(chain: &mut Chain, created: &[(&NewMessage, &StepCommit)]
             qb.push(
                 "INSERT INTO message_events (id, environment_id, message_id, recipient_id, event_type, data, inserted_at) ",
             );
-            qb.push_values(chunk.iter(), |mut b, (m, _)| {
+            qb.push_rows(Rows::of(chunk.iter(), |b, (m, _)| {
                 b.push_bind(new_id())
                     .push_bind(m.environment_id.clone())
                     .push_bind(m.id.clone())
@@ -257,7 +257,7 @@ fn push_message_events(chain: &mut Chain, created: &[(&NewMessage, &StepCommit)]
                     .push_bind(format!("message.{}", m.status))
                     .push_bind(to_json_text(&Value::Null))
                     .push_bind(m.now);
-            });
+            }));
         });
     }
 }
@@ -349,7 +349,7 @@ fn push_delivery_jobs(
             qb.push(
                 "INSERT INTO jobs (id, environment_id, kind, ref_id, run_at, lease, attempts, created_at) ",
             );
-            qb.push_values(chunk.iter(), |mut b, (m, lease, job_id)| {
+            qb.push_rows(Rows::of(chunk.iter(), |b, (m, lease, job_id)| {
                 b.push_bind(job_id.clone())
                     .push_bind(m.environment_id.clone())
                     .push_bind(JobKind::DeliverMessage.as_str())
@@ -358,7 +358,7 @@ fn push_delivery_jobs(
                     .push_bind(lease.map(|l| l.lease.clone()))
                     .push_bind(i64::from(lease.is_some()))
                     .push_bind(m.now);
-            });
+            }));
         });
     }
     deliveries

@@ -173,14 +173,14 @@ fn push_workflow_runs(chain: &mut Chain, triggers: &[&TriggerWrite]) {
             qb.push(
                 "INSERT INTO workflow_runs (id, environment_id, workflow_key, workflow_version, recipient_count, inserted_at) ",
             );
-            qb.push_values(chunk.iter(), |mut b, t| {
+            qb.push_rows(Rows::of(chunk.iter(), |b, t| {
                 b.push_bind(t.workflow_run_id.clone())
                     .push_bind(t.environment_id.clone())
                     .push_bind(t.workflow_key.clone())
                     .push_bind(t.workflow_version)
                     .push_bind(t.recipients.len() as i64)
                     .push_bind(t.now);
-            });
+            }));
         });
     }
 }
