@@ -249,6 +249,10 @@ async fn trigger_renders_into_the_feed(backend: Backend) {
     assert_eq!(item["blocks"][1]["rendered"], "https://example.com/x");
     assert_eq!(item["actors"][0]["id"], "bob");
     assert_eq!(item["actors"][0]["name"], "Bob");
+    // The recipient is read beside the page, the actor after it.
+    assert_eq!(item["activities"][0]["recipient"]["id"], "ada");
+    assert_eq!(item["activities"][0]["recipient"]["name"], "Ada");
+    assert_eq!(item["activities"][0]["actor"]["name"], "Bob");
     assert_eq!(item["source"]["key"], "welcome");
     assert_eq!(item["source"]["categories"], json!(["updates"]));
     assert_eq!(item["data"]["note"], "hi");

@@ -95,15 +95,17 @@ async fn get_feed(
             ))
         }
     }
-    // Two independent reads: on separate pooled connections, the page waits for the
-    // slower of them rather than for both in turn.
-    let (counts, result) = tokio::try_join!(
+    // Independent reads on separate pooled connections: the page waits for the slowest
+    // of them rather than for each in turn. Every entry's recipient is this user, read
+    // beside the page; only actors other than the user wait for the page.
+    let recipient_ids = [user_id.clone()];
+    let (counts, result, recipient) = tokio::try_join!(
         state.store.count_feed(caller.env_id(), &count_filter),
         state.store.list_messages(caller.env_id(), &filter, &page),
+        state.store.get_users(caller.env_id(), &recipient_ids),
     )?;
     let compact = params.get("mode") == Some("compact");
 
-    // Resolve every user the page mentions with one query.
     let mut ids: Vec<String> = result
         .entries
         .iter()
@@ -112,13 +114,19 @@ async fn get_feed(
         .collect();
     ids.sort();
     ids.dedup();
-    let found: HashMap<String, hark_store::UserRecord> = state
-        .store
-        .get_users(caller.env_id(), &ids)
-        .await?
-        .into_iter()
-        .map(|u| (u.id.clone(), u))
-        .collect();
+    let mut found: HashMap<String, hark_store::UserRecord> =
+        recipient.into_iter().map(|u| (u.id.clone(), u)).collect();
+    let others: Vec<String> = ids.iter().filter(|id| **id != user_id).cloned().collect();
+    if !others.is_empty() {
+        found.extend(
+            state
+                .store
+                .get_users(caller.env_id(), &others)
+                .await?
+                .into_iter()
+                .map(|u| (u.id.clone(), u)),
+        );
+    }
     let users: HashMap<&String, Value> = ids
         .iter()
         .map(|id| (id, recipient_ref(id, found.get(id))))
