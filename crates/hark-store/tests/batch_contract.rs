@@ -612,6 +612,35 @@ async fn delivery_batch_fences_each_job(f: Fixture) {
     let (b_job, b_message) = &claimed[1];
     let (c_job, c_message) = &claimed[2];
     let (d_job, d_message) = &claimed[3];
+    // A run of another workflow waits for recipient `a`'s messages of `w` to be sent: the
+    // batch's status update answers whether anyone waits.
+    let mut waiter = plain_trigger(&f.env, &["a"], 30);
+    waiter.workflow_key = "waiter".into();
+    f.store.create_trigger(&waiter).await.expect("waiter");
+    let waiting = f
+        .store
+        .claim_due_jobs(30, 1, 1_000)
+        .await
+        .expect("claim waiter")
+        .remove(0);
+    let wait_id = hark_core::new_id();
+    let wait = StepCommit {
+        run_id: waiting.ref_id.clone(),
+        next_cursor: 0,
+        new_wait: Some(NewWait {
+            id: wait_id.clone(),
+            environment_id: f.env.clone(),
+            recipient_id: "a".into(),
+            event_type: "message".into(),
+            event_key: "sent".into(),
+            source_key: "w".into(),
+            expires_at: 1_000_000,
+        }),
+        resume_at: Some(1_000_000),
+        now: 30,
+        ..StepCommit::default()
+    };
+    assert!(f.store.commit_step(&waiting, &wait).await.expect("wait"));
     let mut stale_b = b_job.clone();
     stale_b.lease = "someone-else".into();
     // a and d are written together; b lost its lease; c is retried (the per-item path).
@@ -681,8 +710,14 @@ async fn delivery_batch_fences_each_job(f: Fixture) {
     assert!(events(&d_message.id)
         .await
         .contains(&"message.sent".to_string()));
-    // a's and d's jobs are done; b's stays for the worker that holds it, c's for its retry.
-    assert_eq!(f.store.pending_job_count().await.expect("count"), 2);
+    // The wait saw a's message sent, and not d's (another recipient's).
+    let candidates = f.store.wait_candidates(&wait_id).await.expect("candidates");
+    assert_eq!(candidates.len(), 1, "{candidates:?}");
+    assert_eq!(candidates[0].payload["message_id"], a_message.id.as_str());
+    assert_eq!(candidates[0].payload["event_type"], "message.sent");
+    // a's and d's jobs are done; b's stays for the worker that holds it, c's for its
+    // retry, and the waiting run's.
+    assert_eq!(f.store.pending_job_count().await.expect("count"), 3);
     // Replaying a's outcome with the old lease writes nothing more.
     let replay = f
         .store
