@@ -135,6 +135,7 @@ impl PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rows::{sample_rows, sample_rows_read_back, SampleRow};
     use sqlx::Connection;
 
     async fn backend_pid(store: &PostgresStore) -> Result<i32, StoreError> {
@@ -142,15 +143,6 @@ mod tests {
             .fetch_one(&mut *store.reader().acquire().await?)
             .await
             .map_err(StoreError::db("backend pid"))
-    }
-
-    fn sample_rows(n: usize) -> Rows {
-        Rows::of(0..n, |row, i| {
-            let i = i as i64;
-            row.push_bind(format!("é-{i}"))
-                .push_bind((i % 2 == 0).then_some(i))
-                .push_bind((i % 2 == 1).then(|| "ü".to_string()));
-        })
     }
 
     #[test]
@@ -179,18 +171,10 @@ mod tests {
         let mut insert = sqlx::QueryBuilder::<Db>::new("INSERT INTO t (a, b, c) ");
         push_rows(&mut insert, sample_rows(3));
         insert.build().execute(&mut conn).await?;
-        let found: Vec<(String, Option<i64>, Option<String>)> =
-            sqlx::query_as("SELECT a, b, c FROM t ORDER BY a")
-                .fetch_all(&mut conn)
-                .await?;
-        assert_eq!(
-            found,
-            vec![
-                ("é-0".to_string(), Some(0), None),
-                ("é-1".to_string(), None, Some("ü".to_string())),
-                ("é-2".to_string(), Some(2), None),
-            ]
-        );
+        let found: Vec<SampleRow> = sqlx::query_as("SELECT a, b, c FROM t ORDER BY a")
+            .fetch_all(&mut conn)
+            .await?;
+        assert_eq!(found, sample_rows_read_back());
         Ok(())
     }
 

@@ -172,6 +172,30 @@ impl RowWriter<'_> {
     }
 }
 
+/// A sample of every kind of cell for the backends' tests: `n` rows of non-ASCII text,
+/// integers and nulls.
+#[cfg(test)]
+pub(crate) fn sample_rows(n: i64) -> Rows {
+    Rows::of(0..n, |row, i| {
+        row.push_bind(format!("é-{i}"))
+            .push_bind((i % 2 == 0).then_some(i))
+            .push_bind((i % 2 == 1).then(|| "ü".to_string()));
+    })
+}
+
+/// What a table `t (a, b, c)` holds after `sample_rows(3)`, ordered by `a`.
+#[cfg(test)]
+pub(crate) type SampleRow = (String, Option<i64>, Option<String>);
+
+#[cfg(test)]
+pub(crate) fn sample_rows_read_back() -> Vec<SampleRow> {
+    vec![
+        ("é-0".to_string(), Some(0), None),
+        ("é-1".to_string(), None, Some("ü".to_string())),
+        ("é-2".to_string(), Some(2), None),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

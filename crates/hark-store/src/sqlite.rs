@@ -148,6 +148,7 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rows::{sample_rows, sample_rows_read_back, SampleRow};
     use crate::traits::JobStore;
 
     #[tokio::test]
@@ -157,26 +158,13 @@ mod tests {
         sqlx::query("CREATE TABLE t (a TEXT NOT NULL, b INTEGER, c TEXT)")
             .execute(&mut conn)
             .await?;
-        let rows = Rows::of(0..3_i64, |row, i| {
-            row.push_bind(format!("é-{i}"))
-                .push_bind((i % 2 == 0).then_some(i))
-                .push_bind((i % 2 == 1).then(|| "ü".to_string()));
-        });
         let mut insert = sqlx::QueryBuilder::<Db>::new("INSERT INTO t (a, b, c) ");
-        push_rows(&mut insert, rows);
+        push_rows(&mut insert, sample_rows(3));
         insert.build().execute(&mut conn).await?;
-        let found: Vec<(String, Option<i64>, Option<String>)> =
-            sqlx::query_as("SELECT a, b, c FROM t ORDER BY a")
-                .fetch_all(&mut conn)
-                .await?;
-        assert_eq!(
-            found,
-            vec![
-                ("é-0".to_string(), Some(0), None),
-                ("é-1".to_string(), None, Some("ü".to_string())),
-                ("é-2".to_string(), Some(2), None),
-            ]
-        );
+        let found: Vec<SampleRow> = sqlx::query_as("SELECT a, b, c FROM t ORDER BY a")
+            .fetch_all(&mut conn)
+            .await?;
+        assert_eq!(found, sample_rows_read_back());
         Ok(())
     }
 
