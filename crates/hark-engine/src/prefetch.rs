@@ -48,12 +48,12 @@ impl Prefetched {
     pub async fn load(store: &Arc<dyn Store>, jobs: &[ClaimedJob]) -> Result<Self, StoreError> {
         // A run or message handed over with its job, as its writer wrote it, is not read
         // again.
-        let mut runs: Vec<Arc<RecipientRun>> = Vec::new();
-        let mut messages: Vec<Arc<MessageRecord>> = Vec::new();
+        let mut written_runs: Vec<Arc<RecipientRun>> = Vec::new();
+        let mut written_messages: Vec<Arc<MessageRecord>> = Vec::new();
         for job in jobs {
             match &job.written {
-                Some(WrittenRow::Run(run)) => runs.push(Arc::clone(run)),
-                Some(WrittenRow::Message(message)) => messages.push(Arc::clone(message)),
+                Some(WrittenRow::Run(run)) => written_runs.push(Arc::clone(run)),
+                Some(WrittenRow::Message(message)) => written_messages.push(Arc::clone(message)),
                 None => {}
             }
         }
@@ -81,8 +81,17 @@ impl Prefetched {
                 store.load_runs_for_jobs(&run_ids).await
             },
         )?;
-        runs.extend(read_runs.into_iter().map(Arc::new));
-        messages.extend(read_messages.into_iter().map(Arc::new));
+        // Rows handed over come last, so they win over a read of the same row.
+        let runs: Vec<Arc<RecipientRun>> = read_runs
+            .into_iter()
+            .map(Arc::new)
+            .chain(written_runs)
+            .collect();
+        let messages: Vec<Arc<MessageRecord>> = read_messages
+            .into_iter()
+            .map(Arc::new)
+            .chain(written_messages)
+            .collect();
         let mut prefetched = Prefetched {
             messages: messages.into_iter().map(|m| (m.id.clone(), m)).collect(),
             ..Prefetched::default()

@@ -48,7 +48,8 @@ type DbRow = <Db as sqlx::Database>::Row;
 /// Rows an insert takes from its parameters, each backend its own way (see
 /// `crate::rows`).
 trait InsertRows {
-    /// `rows` as the row source of an `INSERT` (which reads no table with them).
+    /// `rows` as the row source of an `INSERT`, or of a join to rows the same statement
+    /// just inserted; never to read a table with (see `crate::rows`).
     fn push_rows(&mut self, rows: Rows) -> &mut Self;
 }
 

@@ -3,8 +3,8 @@
 //!
 //! A step is plain when it only creates a message, records events and moves or finishes
 //! its run: no workflows started, no waits opened or closed, no pause. Runs and messages
-//! that other runs wait on are rare, so the batch first asks whether such waits exist and
-//! hands only the rows they concern to the per-step statements.
+//! that other runs wait on are rare: the runs' update reports with each run whether such
+//! waits exist, and only the rows they concern go to the per-step statements.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -275,9 +275,13 @@ async fn signal_waits(
     completed: Vec<(&StepCommit, &UpdatedRun)>,
     reported: &HashMap<String, UpdatedRun>,
 ) -> StoreResult<bool> {
+    // Chunks of the update may see different snapshots; any that saw waits wins, so the
+    // answer errs towards signalling.
     let mut message_waits: BTreeMap<&str, bool> = BTreeMap::new();
     for run in reported.values() {
-        message_waits.insert(run.environment_id.as_str(), run.message_waits);
+        *message_waits
+            .entry(run.environment_id.as_str())
+            .or_insert(false) |= run.message_waits;
     }
     let unreported: Vec<&str> = created
         .iter()
