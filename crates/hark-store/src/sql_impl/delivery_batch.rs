@@ -6,9 +6,9 @@
 //! A delivery is plain when its job is done (no retry to schedule) and no other delivery
 //! in the batch concerns the same message; the others go through the per-delivery path.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-use super::step_batch::push_waits_exist;
+use super::step_batch::{open_waits, WaitQuestion};
 use super::*;
 
 /// Rows per multi-row statement: 7 parameters per log row keeps far below SQLite's
@@ -105,8 +105,6 @@ async fn finish_held_jobs(
 struct MessageOwner {
     environment_id: String,
     recipient_id: String,
-    /// Whether any run of the environment waits for a message's event.
-    message_waits: bool,
 }
 
 /// Runs `chain`, then sets each message's status (the first chunk's update ends the
@@ -126,7 +124,6 @@ async fn update_message_statuses(
         Ok(MessageOwner {
             environment_id: get(row, "environment_id", OP)?,
             recipient_id: get(row, "recipient_id", OP)?,
-            message_waits: get(row, "message_waits", OP)?,
         })
     })
 }
@@ -150,11 +147,8 @@ fn push_status_update(qb: &mut QueryBuilder<'static, Db>, chunk: &[&DeliveryComm
     });
     qb.push(
         ") AS t) AS v WHERE messages.id = v.id \
-         RETURNING messages.id, messages.environment_id, messages.recipient_id, ",
+         RETURNING messages.id, messages.environment_id, messages.recipient_id",
     );
-    // Asked here rather than by a statement (and a round trip) of its own.
-    push_waits_exist(qb, "messages.environment_id", None);
-    qb.push(" AS message_waits");
 }
 
 /// Adds each delivery's logs to `chain`, for messages that exist (their environment is
@@ -204,24 +198,37 @@ fn push_delivery_events(chain: &mut Chain, held: &[&DeliveryCommit]) {
     }
 }
 
-/// The waits the deliveries' events signal, per message only where runs of its
-/// environment wait (as the status update reported). Returns whether a waiting run was
-/// made due.
+/// The waits the deliveries' events signal: asked once per environment, then per message
+/// only where runs wait. Returns whether a waiting run was made due.
 async fn signal_delivery_waits(
     tx: &mut Tx<'_>,
     written: &[(&DeliveryCommit, &MessageOwner)],
 ) -> StoreResult<bool> {
     let mut made_due = false;
-    for (d, owner) in written.iter().filter(|(_, owner)| owner.message_waits) {
-        made_due |= signal_message_waits(
-            tx,
-            &owner.environment_id,
-            &d.message_id,
-            &owner.recipient_id,
-            &d.event_type,
-            d.now,
-        )
-        .await?;
+    let environments: BTreeSet<&str> = written
+        .iter()
+        .map(|(_, owner)| owner.environment_id.as_str())
+        .collect();
+    let questions: Vec<WaitQuestion<'_>> = environments
+        .iter()
+        .map(|environment_id| WaitQuestion::messages(environment_id))
+        .collect();
+    let answers = open_waits(tx, &questions).await?;
+    for (environment_id, _) in environments.iter().zip(&answers).filter(|(_, a)| **a) {
+        for (d, owner) in written
+            .iter()
+            .filter(|(_, owner)| owner.environment_id == *environment_id)
+        {
+            made_due |= signal_message_waits(
+                tx,
+                &owner.environment_id,
+                &d.message_id,
+                &owner.recipient_id,
+                &d.event_type,
+                d.now,
+            )
+            .await?;
+        }
     }
     Ok(made_due)
 }

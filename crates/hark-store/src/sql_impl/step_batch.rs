@@ -3,10 +3,10 @@
 //!
 //! A step is plain when it only creates a message, records events and moves or finishes
 //! its run: no workflows started, no waits opened or closed, no pause. Runs and messages
-//! that other runs wait on are rare: the runs' update reports with each run whether such
-//! waits exist, and only the rows they concern go to the per-step statements.
+//! that other runs wait on are rare, so the batch first asks whether such waits exist and
+//! hands only the rows they concern to the per-step statements.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::jobs::signal_run_completed;
 use super::*;
@@ -80,8 +80,7 @@ pub(super) async fn write_plain_steps(
         });
     }
     let updated = update_runs(tx, chain, &steps).await?;
-    after.jobs_made_due |=
-        signal_waits(tx, &created, completed_runs(&steps, &updated), &updated).await?;
+    after.jobs_made_due |= signal_waits(tx, &created, completed_runs(&steps, &updated)).await?;
     Ok(batch
         .iter()
         .zip(held)
@@ -240,7 +239,7 @@ pub(super) async fn insert_message_events(
         push_message_events(chain, created)
     })
     .await?;
-    signal_waits(tx, created, Vec::new(), &HashMap::new()).await
+    signal_waits(tx, created, Vec::new()).await
 }
 
 /// Adds the first event of each new message (`message.{status}`) to `chain`.
@@ -265,50 +264,57 @@ fn push_message_events(chain: &mut Chain, created: &[(&NewMessage, &StepCommit)]
 
 /// Hands each new message's first event to the runs waiting for messages, and each
 /// completed run's `workflow.completed` to the runs waiting for it; whether a waiting run
-/// was made due. Such waits are rare, so only the rows whose environment (or workflow)
-/// has open waits go to the per-row statements. The runs' update reports that with each
-/// run (`reported`); environments none of whose runs it reported (all cancelled, or the
-/// single-step path, which reports none) are asked in one statement.
+/// was made due. Such waits are rare, so one statement first asks which environments
+/// have runs waiting for messages and which workflows' completions are waited on, and
+/// only the rows those concern go to the per-row statements.
 async fn signal_waits(
     tx: &mut Tx<'_>,
     created: &[(&NewMessage, &StepCommit)],
     completed: Vec<(&StepCommit, &UpdatedRun)>,
-    reported: &HashMap<String, UpdatedRun>,
 ) -> StoreResult<bool> {
-    // Chunks of the update may see different snapshots; any that saw waits wins, so the
-    // answer errs towards signalling.
-    let mut message_waits: BTreeMap<&str, bool> = BTreeMap::new();
-    for run in reported.values() {
-        *message_waits
-            .entry(run.environment_id.as_str())
-            .or_insert(false) |= run.message_waits;
-    }
-    let unreported: Vec<&str> = created
+    let environments: BTreeSet<&str> = created
         .iter()
         .map(|(m, _)| m.environment_id.as_str())
-        .filter(|environment_id| !message_waits.contains_key(environment_id))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
         .collect();
-    let answers = open_message_waits(tx, &unreported).await?;
-    message_waits.extend(unreported.into_iter().zip(answers));
-    let mut made_due = false;
-    for (m, _) in created
+    let workflows: BTreeSet<(&str, &str)> = completed
         .iter()
-        .filter(|(m, _)| message_waits.get(m.environment_id.as_str()) == Some(&true))
-    {
-        made_due |= signal_message_waits(
-            tx,
-            &m.environment_id,
-            &m.id,
-            &m.recipient_id,
-            &format!("message.{}", m.status),
-            m.now,
-        )
-        .await?;
+        .map(|(_, u)| (u.environment_id.as_str(), u.workflow_key.as_str()))
+        .collect();
+    let questions: Vec<WaitQuestion<'_>> = environments
+        .iter()
+        .map(|environment_id| WaitQuestion::messages(environment_id))
+        .chain(workflows.iter().map(|(environment_id, workflow_key)| {
+            WaitQuestion::completions(environment_id, workflow_key)
+        }))
+        .collect();
+    let answers = open_waits(tx, &questions).await?;
+    let (for_messages, for_workflows) = answers.split_at(environments.len());
+    let mut made_due = false;
+    for (environment_id, _) in environments.iter().zip(for_messages).filter(|(_, a)| **a) {
+        for (m, _) in created
+            .iter()
+            .filter(|(m, _)| m.environment_id == *environment_id)
+        {
+            made_due |= signal_message_waits(
+                tx,
+                &m.environment_id,
+                &m.id,
+                &m.recipient_id,
+                &format!("message.{}", m.status),
+                m.now,
+            )
+            .await?;
+        }
     }
-    for (step, _) in completed.iter().filter(|(_, u)| u.completion_waits) {
-        made_due |= signal_run_completed(tx, &step.run_id, step.now).await?;
+    for ((environment_id, workflow_key), _) in
+        workflows.iter().zip(for_workflows).filter(|(_, a)| **a)
+    {
+        for (step, _) in completed
+            .iter()
+            .filter(|(_, u)| u.environment_id == *environment_id && u.workflow_key == *workflow_key)
+        {
+            made_due |= signal_run_completed(tx, &step.run_id, step.now).await?;
+        }
     }
     Ok(made_due)
 }
@@ -375,10 +381,7 @@ fn push_delivery_jobs(
 /// A run the batch moved, as the database reports it.
 struct UpdatedRun {
     environment_id: String,
-    /// Whether any run of the environment waits for a message's event.
-    message_waits: bool,
-    /// Whether any run of the environment waits for a run of this workflow to complete.
-    completion_waits: bool,
+    workflow_key: String,
 }
 
 /// Runs `chain`, then moves every run to its step's cursor and status in one statement
@@ -397,8 +400,7 @@ async fn update_runs(
     rows_by_id(&rows, OP, |row| {
         Ok(UpdatedRun {
             environment_id: get(row, "environment_id", OP)?,
-            message_waits: get(row, "message_waits", OP)?,
-            completion_waits: get(row, "completion_waits", OP)?,
+            workflow_key: get(row, "workflow_key", OP)?,
         })
     })
 }
@@ -428,40 +430,8 @@ fn push_run_update(qb: &mut QueryBuilder<'static, Db>, steps: &[&(ClaimedJob, St
     });
     qb.push(
         ") AS t) AS v WHERE recipient_runs.id = v.id AND recipient_runs.status <> 'cancelled' \
-         RETURNING recipient_runs.id, recipient_runs.environment_id, ",
+         RETURNING recipient_runs.id, recipient_runs.environment_id, recipient_runs.workflow_key",
     );
-    // Whether runs wait for what this step may signal, asked here rather than by a
-    // statement (and a round trip) of its own; every row of an environment (or
-    // workflow) gets the same answer.
-    push_waits_exist(qb, "recipient_runs.environment_id", None);
-    qb.push(" AS message_waits, ");
-    push_waits_exist(
-        qb,
-        "recipient_runs.environment_id",
-        Some("recipient_runs.workflow_key"),
-    );
-    qb.push(" AS completion_waits");
-}
-
-/// `EXISTS` an open wait, expired or not (so the answer errs towards signalling), of the
-/// environment in column `environment`: for a message's event, or with `workflow` for a
-/// run of the workflow in that column to complete. Binds nothing, so it can go into any
-/// statement's returned columns.
-pub(super) fn push_waits_exist(
-    qb: &mut QueryBuilder<'_, Db>,
-    environment: &str,
-    workflow: Option<&str>,
-) {
-    qb.push(format!(
-        "EXISTS (SELECT 1 FROM waits WHERE waits.environment_id = {environment} \
-         AND waits.status = 'open' AND waits.event_type = "
-    ));
-    match workflow {
-        None => qb.push("'message')"),
-        Some(workflow) => qb.push(format!(
-            "'workflow' AND waits.source_key = {workflow} AND waits.event_key = 'completed')"
-        )),
-    };
 }
 
 /// The steps that completed their run, with the run as updated (a cancelled run is not).
@@ -476,16 +446,46 @@ fn completed_runs<'a>(
         .collect()
 }
 
-/// Whether any run of each environment waits for a message's event, answered for all of
-/// them in one statement, in order; open waits count expired or not, so an answer errs
-/// towards signalling.
-async fn open_message_waits(tx: &mut Tx<'_>, environments: &[&str]) -> StoreResult<Vec<bool>> {
+/// Does any run of the environment wait on events of `event_type` (only those of
+/// `(source workflow, event key)` when given)?
+pub(super) struct WaitQuestion<'a> {
+    pub environment_id: &'a str,
+    pub event_type: &'a str,
+    pub source: Option<(&'a str, &'a str)>,
+}
+
+impl<'a> WaitQuestion<'a> {
+    /// Does any run of the environment wait for a message's event?
+    pub fn messages(environment_id: &'a str) -> Self {
+        WaitQuestion {
+            environment_id,
+            event_type: "message",
+            source: None,
+        }
+    }
+
+    /// Does any run of the environment wait for a run of `workflow_key` to complete?
+    pub fn completions(environment_id: &'a str, workflow_key: &'a str) -> Self {
+        WaitQuestion {
+            environment_id,
+            event_type: "workflow",
+            source: Some((workflow_key, "completed")),
+        }
+    }
+}
+
+/// Answers every question in one statement, in order: whether any open wait matches,
+/// expired or not, so an answer errs towards signalling.
+pub(super) async fn open_waits(
+    tx: &mut Tx<'_>,
+    questions: &[WaitQuestion<'_>],
+) -> StoreResult<Vec<bool>> {
     const OP: &str = "find open waits";
-    if environments.is_empty() {
+    if questions.is_empty() {
         return Ok(Vec::new());
     }
     let mut qb = QueryBuilder::<Db>::new("");
-    for (i, environment_id) in environments.iter().enumerate() {
+    for (i, q) in questions.iter().enumerate() {
         if i > 0 {
             qb.push(" UNION ALL ");
         }
@@ -493,10 +493,18 @@ async fn open_message_waits(tx: &mut Tx<'_>, environments: &[&str]) -> StoreResu
             "SELECT CAST({i} AS BIGINT) AS question WHERE EXISTS \
              (SELECT 1 FROM waits WHERE environment_id = "
         ));
-        qb.push_bind(environment_id.to_string());
-        qb.push(" AND status = 'open' AND event_type = 'message')");
+        qb.push_bind(q.environment_id.to_string());
+        qb.push(" AND status = 'open' AND event_type = ");
+        qb.push_bind(q.event_type.to_string());
+        if let Some((source_key, event_key)) = q.source {
+            qb.push(" AND source_key = ");
+            qb.push_bind(source_key.to_string());
+            qb.push(" AND event_key = ");
+            qb.push_bind(event_key.to_string());
+        }
+        qb.push(")");
     }
-    let mut answers = vec![false; environments.len()];
+    let mut answers = vec![false; questions.len()];
     for row in qb
         .build()
         .fetch_all(&mut **tx)
