@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use hark_store::{
     ClaimedJob, Document, DocumentKind, JobKind, MessageRecord, Owner, RecipientRun, Store,
-    StoreError, WrittenRow,
+    StoreError,
 };
 use serde_json::{Map, Value};
 
@@ -48,15 +48,8 @@ impl Prefetched {
     pub async fn load(store: &Arc<dyn Store>, jobs: &[ClaimedJob]) -> Result<Self, StoreError> {
         // A run or message handed over with its job, as its writer wrote it, is not read
         // again.
-        let mut written_runs: Vec<Arc<RecipientRun>> = Vec::new();
-        let mut written_messages: Vec<Arc<MessageRecord>> = Vec::new();
-        for job in jobs {
-            match &job.written {
-                Some(WrittenRow::Run(run)) => written_runs.push(Arc::clone(run)),
-                Some(WrittenRow::Message(message)) => written_messages.push(Arc::clone(message)),
-                None => {}
-            }
-        }
+        let written_runs = jobs.iter().filter_map(ClaimedJob::written_run).cloned();
+        let written_messages = jobs.iter().filter_map(ClaimedJob::written_message).cloned();
         let ids_to_read = |kind: JobKind| -> Vec<String> {
             jobs.iter()
                 .filter(|j| j.kind == kind && j.written.is_none())

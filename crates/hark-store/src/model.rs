@@ -495,7 +495,7 @@ pub struct ClaimedJob {
 
 impl ClaimedJob {
     /// The run this `advance_run` job was handed over with.
-    pub fn written_run(&self) -> Option<&RecipientRun> {
+    pub fn written_run(&self) -> Option<&std::sync::Arc<RecipientRun>> {
         match &self.written {
             Some(WrittenRow::Run(run)) => Some(run),
             _ => None,
@@ -503,7 +503,7 @@ impl ClaimedJob {
     }
 
     /// The message this `deliver_message` job was handed over with.
-    pub fn written_message(&self) -> Option<&MessageRecord> {
+    pub fn written_message(&self) -> Option<&std::sync::Arc<MessageRecord>> {
         match &self.written {
             Some(WrittenRow::Message(message)) => Some(message),
             _ => None,

@@ -12,17 +12,16 @@
 //! Only inserts take rows this way (and the join of new feed messages to their `NOTIFY`
 //! payloads, which reads only the rows its insert returned). A statement that reads a
 //! table with its rows (a join, an `UPDATE … FROM`, an `IN` list) keeps its `VALUES`
-//! list: PostgreSQL plans
-//! such a text once per batch size with the sizes it sees, while a generic plan for
-//! any number of rows keeps the table sizes it was made with, and one made while a
-//! table was nearly empty scanned all of it once it was not (seen with no statistics
-//! kept: a hash join over every message, once per delivery batch).
+//! list: PostgreSQL plans such a text once per batch size with the sizes it sees, while
+//! a generic plan for any number of rows keeps the table sizes it was made with, and one
+//! made while a table was nearly empty scanned all of it once it was not (seen with no
+//! statistics kept: a hash join over every message, once per delivery batch).
 //!
 //! Both name the columns `column1`, `column2`, … (SQLite's names for a `VALUES` list's
 //! columns).
 
 /// One value of a row: text or a 64-bit integer, either of them possibly `NULL`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum Cell {
     Text(Option<String>),
     Int(Option<i64>),
@@ -101,7 +100,7 @@ impl Column {
 }
 
 /// Rows with the same columns, each column's type set by its first row's value.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Default)]
 pub struct Rows {
     columns: Vec<Column>,
     len: usize,

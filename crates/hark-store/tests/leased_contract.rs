@@ -313,7 +313,10 @@ async fn leased_delivery_jobs_are_held_by_their_writer(f: Fixture) {
                 .expect("read");
             assert_eq!(
                 read.iter().collect::<Vec<_>>(),
-                job.written_message().into_iter().collect::<Vec<_>>(),
+                job.written_message()
+                    .map(|message| message.as_ref())
+                    .into_iter()
+                    .collect::<Vec<_>>(),
                 "the message comes with its job as a read returns it"
             );
         } else {
@@ -402,7 +405,7 @@ async fn held_runs_are_handed_over_as_the_store_reads_them(f: Fixture) {
             .load_runs_for_jobs(std::slice::from_ref(&job.ref_id))
             .await
             .expect("read");
-        assert_eq!(read, vec![written.clone()]);
+        assert_eq!(read, vec![(**written).clone()]);
     }
     let keyed = accepted(&outcomes[1]);
     assert_eq!(keyed.len(), 1);

@@ -42,7 +42,6 @@ use connections::Connections;
 use writer::{Writer, WriterConn};
 
 type Tx<'a> = sqlx::Transaction<'a, Db>;
-
 type DbRow = <Db as sqlx::Database>::Row;
 
 /// Rows an insert takes from its parameters, each backend its own way (see
