@@ -43,12 +43,11 @@ pub const STATE_WITH_BATCH_SQL: &str = "(jsonb_set(state::jsonb, '{batch}', ($4)
 /// synchronous commit flushes it along with itself.
 pub const CLAIM_WITHOUT_FSYNC: (&str, Option<&str>) = ("SET LOCAL synchronous_commit = off", None);
 
-/// Reads jobs' current leases by id (the list goes between the two parts) and row-locks
-/// them until the transaction ends, so no claim can take them over meanwhile. A lock
-/// writes no new row version, unlike an `UPDATE`, which keeps the churning job table and
-/// its indexes smaller.
-pub const LOCK_JOBS_SQL: (&str, &str) =
-    ("SELECT id, lease FROM jobs WHERE id IN (", ") FOR UPDATE");
+/// Reads jobs' current leases by id (the comparison with the ids goes between the two
+/// parts) and row-locks them until the transaction ends, so no claim can take them over
+/// meanwhile. A lock writes no new row version, unlike an `UPDATE`, which keeps the
+/// churning job table and its indexes smaller.
+pub const LOCK_JOBS_SQL: (&str, &str) = ("SELECT id, lease FROM jobs WHERE id", " FOR UPDATE");
 
 pub const CLAIM_JOBS_SQL: &str = "UPDATE jobs SET lease = $1, run_at = $2, attempts = attempts + 1 \
      WHERE id IN (SELECT id FROM jobs WHERE run_at <= $3 ORDER BY run_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
@@ -85,6 +84,29 @@ pub fn push_rows(qb: &mut sqlx::QueryBuilder<'_, Db>, rows: Rows) {
         };
         qb.push(format!(") AS column{}", i + 1));
     }
+}
+
+/// The rows `select` finds for each of `keys` (distinct): `select` writes a query ending
+/// in `… WHERE <terms> AND `, and the key's comparison completes it. Each key is a probe
+/// of its own (`LATERAL`, kept from being flattened into a join by `OFFSET 0`), so any
+/// plan for the statement, even one PostgreSQL made while the table was nearly empty and
+/// keeps for later calls, looks each key up by the index on `<terms>` and the key. A
+/// plain `key IN (…)` got a plan, made that way, that read all of `<terms>`' range (or
+/// the whole table) and filtered it. The keys are a `VALUES` list, whose size the plan
+/// for any values knows as well as one for the values at hand, so PostgreSQL keeps it.
+pub fn push_select_per_key<'a>(
+    qb: &mut sqlx::QueryBuilder<'a, Db>,
+    keys: Vec<String>,
+    key_column: &str,
+    select: impl FnOnce(&mut sqlx::QueryBuilder<'a, Db>),
+) {
+    qb.push("SELECT found.* FROM (");
+    qb.push_values(keys, |mut row, key| {
+        row.push_bind(key);
+    });
+    qb.push(") AS wanted(key) CROSS JOIN LATERAL (");
+    select(qb);
+    qb.push(format!("{key_column} = wanted.key OFFSET 0) AS found"));
 }
 
 /// New in-app messages are announced to every node by `NOTIFY` from the statement that
@@ -257,6 +279,41 @@ mod tests {
                 "{plan}"
             );
             assert!(!plan.contains("Sort"), "{plan}");
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_plan_kept_for_any_keys_probes_the_index_per_key_even_made_on_empty_tables(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let url = crate::testing::fresh_postgres_database().await?;
+        let _store = PostgresStore::connect(&url).await?;
+        let mut conn = sqlx::PgConnection::connect(&url).await?;
+        // The plan PostgreSQL keeps for every later call, made while the tables are empty
+        // and have no statistics: the one a new database gets.
+        sqlx::query("SET plan_cache_mode = force_generic_plan")
+            .execute(&mut conn)
+            .await?;
+        for (name, statement, values, index) in super::imp::key_list_statements() {
+            sqlx::query(&format!("PREPARE {name} AS {statement}"))
+                .execute(&mut conn)
+                .await?;
+            let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN EXECUTE {name}{values}"))
+                .fetch_all(&mut conn)
+                .await?;
+            let plan = plan.join("\n");
+            assert!(
+                plan.contains(&format!("using {index}")) || plan.contains(&format!("on {index}")),
+                "{name}: {plan}"
+            );
+            assert!(!plan.contains("Seq Scan"), "{name}: {plan}");
+            // Each key is a term of an index scan, not a filter over a wider range.
+            let key_terms = plan
+                .lines()
+                .filter(|line| line.contains("Index Cond"))
+                .any(|line| line.contains("= \"*VALUES*\".column1)"));
+            assert!(key_terms, "{name}: {plan}");
+            assert!(!plan.contains("Filter"), "{name}: {plan}");
         }
         Ok(())
     }

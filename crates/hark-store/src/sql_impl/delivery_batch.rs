@@ -1,7 +1,7 @@
 //! Final delivery outcomes of one group commit, written together: the fencing check and
-//! the job's removal in one `DELETE … RETURNING`, then one multi-row statement each for
-//! the messages' status, the delivery logs and the message events, instead of a savepoint
-//! and about eight statements per delivery.
+//! the job's removal in one `DELETE … RETURNING`, then the messages' status, the delivery
+//! logs and the message events in one request of multi-row statements (one statement on
+//! PostgreSQL), instead of a savepoint and about eight statements per delivery.
 //!
 //! A delivery is plain when its job is done (no retry to schedule) and no other delivery
 //! in the batch concerns the same message; the others go through the per-delivery path.
@@ -52,21 +52,71 @@ pub(super) async fn write_plain_deliveries(
 
 /// What deliveries whose jobs hold their lease record: each message's status, its
 /// delivery logs and its event (a message that no longer exists records nothing), in one
-/// request; then the waits the events signal (whether that made a waiting run due is
-/// returned). The per-delivery path writes through here too, with one delivery.
+/// request per chunk; then the waits the events signal (whether that made a waiting run
+/// due is returned). The per-delivery path writes through here too, with one delivery.
 pub(super) async fn write_delivery_rows(
     tx: &mut Tx<'_>,
     held: &[&DeliveryCommit],
 ) -> StoreResult<bool> {
-    let mut chain = Chain::new();
-    push_delivery_logs(&mut chain, held);
-    push_delivery_events(&mut chain, held);
-    let messages = update_message_statuses(tx, chain, held).await?;
+    const OP: &str = "commit delivery";
+    let mut rows = Vec::new();
+    for chunk in held.chunks(ROWS_PER_STATEMENT) {
+        rows.extend(
+            write_delivery_chunk(tx, chunk)
+                .await
+                .map_err(StoreError::db(OP))?,
+        );
+    }
+    let messages = rows_by_id(&rows, OP, |row| {
+        Ok(MessageOwner {
+            environment_id: get(row, "environment_id", OP)?,
+            recipient_id: get(row, "recipient_id", OP)?,
+        })
+    })?;
     let written: Vec<(&DeliveryCommit, &MessageOwner)> = held
         .iter()
         .filter_map(|d| messages.get(&d.message_id).map(|owner| (*d, owner)))
         .collect();
     signal_delivery_waits(tx, &written).await
+}
+
+/// Sets the messages' statuses and writes their logs and events, for one chunk of
+/// deliveries; returns the rows of the messages updated (id, environment, recipient).
+async fn write_delivery_chunk(
+    tx: &mut Tx<'_>,
+    chunk: &[&DeliveryCommit],
+) -> Result<Vec<DbRow>, sqlx::Error> {
+    let logs: Vec<(&DeliveryCommit, &DeliveryLog)> = chunk
+        .iter()
+        .flat_map(|d| d.logs.iter().map(move |log| (*d, log)))
+        .collect();
+    if STATEMENTS_AS_SCRIPT {
+        // SQLite runs a script's statements in turn: the rows read their messages'
+        // owners from `messages`, and the update, last, returns them.
+        let mut chain = Chain::new();
+        for part in logs.chunks(ROWS_PER_STATEMENT) {
+            chain.push(part.len() * 6, |qb| push_log_insert(qb, part, "messages"));
+        }
+        chain.push(chunk.len() * 5, |qb| {
+            push_event_insert(qb, chunk, "messages")
+        });
+        return chain
+            .fetch_all(tx, chunk.len() * 4, |qb| push_status_update(qb, chunk))
+            .await;
+    }
+    // PostgreSQL: one statement, whose rows join the messages its update returned. The
+    // rows are bound as arrays, so only the update's text depends on the chunk's size,
+    // and no plan made for any number of rows can read the whole `messages` table.
+    let mut qb = QueryBuilder::<Db>::new("WITH updated AS (");
+    push_status_update(&mut qb, chunk);
+    if !logs.is_empty() {
+        qb.push("), logs AS (");
+        push_log_insert(&mut qb, &logs, "updated");
+    }
+    qb.push("), events AS (");
+    push_event_insert(&mut qb, chunk, "updated");
+    qb.push(") SELECT id, environment_id, recipient_id FROM updated");
+    qb.build().fetch_all(&mut **tx).await
 }
 
 /// Deletes the jobs that still hold the lease this worker claimed them with (the fencing
@@ -78,18 +128,11 @@ async fn finish_held_jobs(
     const OP: &str = "finish delivery jobs";
     let mut finished = HashSet::new();
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
-        // `id IN (…)` lets the primary key find the rows; the pairs make the lease exact.
-        let mut qb = QueryBuilder::<Db>::new("DELETE FROM jobs WHERE id IN (");
-        let mut ids = qb.separated(", ");
-        for (job, _) in chunk {
-            ids.push_bind(job.id.clone());
-        }
-        qb.push(") AND (id, lease) IN (");
-        qb.push_values(chunk.iter(), |mut b, (job, _)| {
-            b.push_bind(job.id.clone()).push_bind(job.lease.clone());
-        });
-        qb.push(") RETURNING id");
-        for row in qb
+        let jobs: Vec<(&str, &str)> = chunk
+            .iter()
+            .map(|(job, _)| (job.id.as_str(), job.lease.as_str()))
+            .collect();
+        for row in delete_jobs_holding(&jobs)
             .build()
             .fetch_all(&mut **tx)
             .await
@@ -101,31 +144,23 @@ async fn finish_held_jobs(
     Ok(finished)
 }
 
+/// Deletes each job `(id, lease)` that still holds that lease, returning its id. The ids
+/// let the primary key find the rows; the pairs make the lease exact.
+pub(super) fn delete_jobs_holding(jobs: &[(&str, &str)]) -> QueryBuilder<'static, Db> {
+    let mut qb = QueryBuilder::<Db>::new("DELETE FROM jobs WHERE id");
+    qb.push_one_of(jobs.iter().map(|(id, _)| id.to_string()).collect());
+    qb.push(" AND (id, lease) IN (");
+    qb.push_values(jobs, |mut row, (id, lease)| {
+        row.push_bind(id.to_string()).push_bind(lease.to_string());
+    });
+    qb.push(") RETURNING id");
+    qb
+}
+
 /// Whose message a delivery concerned, as the database reports it.
 struct MessageOwner {
     environment_id: String,
     recipient_id: String,
-}
-
-/// Runs `chain`, then sets each message's status (the first chunk's update ends the
-/// chain's request); a provider's callback may have arrived before this commit, so `sent`
-/// does not overwrite what the callback already said. Returns whose messages they are.
-async fn update_message_statuses(
-    tx: &mut Tx<'_>,
-    chain: Chain,
-    held: &[&DeliveryCommit],
-) -> StoreResult<HashMap<String, MessageOwner>> {
-    const OP: &str = "commit delivery";
-    let rows = chain
-        .fetch_all_per_chunk(tx, held, ROWS_PER_STATEMENT, 4, push_status_update)
-        .await
-        .map_err(StoreError::db(OP))?;
-    rows_by_id(&rows, OP, |row| {
-        Ok(MessageOwner {
-            environment_id: get(row, "environment_id", OP)?,
-            recipient_id: get(row, "recipient_id", OP)?,
-        })
-    })
 }
 
 /// `UPDATE messages … RETURNING` for one chunk (4 parameters per delivery), the values
@@ -151,51 +186,43 @@ fn push_status_update(qb: &mut QueryBuilder<'static, Db>, chunk: &[&DeliveryComm
     );
 }
 
-/// Adds each delivery's logs to `chain`, for messages that exist (their environment is
-/// read from the message).
-fn push_delivery_logs(chain: &mut Chain, held: &[&DeliveryCommit]) {
-    let logs: Vec<(&DeliveryCommit, &DeliveryLog)> = held
-        .iter()
-        .flat_map(|d| d.logs.iter().map(move |log| (*d, log)))
-        .collect();
-    for chunk in logs.chunks(ROWS_PER_STATEMENT) {
-        chain.push(chunk.len() * 6, |qb| {
-            qb.push(
-                "INSERT INTO delivery_logs (id, environment_id, message_id, service_name, request, response, inserted_at) \
-                 SELECT v.column1, m.environment_id, v.column2, v.column3, v.column4, v.column5, v.column6 FROM (",
-            );
-            qb.push_values(chunk.iter(), |mut b, (d, log)| {
-                b.push_bind(log.id.clone())
-                    .push_bind(d.message_id.clone())
-                    .push_bind(log.service_name.clone())
-                    .push_bind(to_json_text(&log.request))
-                    .push_bind(to_json_text(&log.response))
-                    .push_bind(log.inserted_at);
-            });
-            qb.push(") AS v JOIN messages m ON m.id = v.column2");
-        });
-    }
+/// Inserts `logs`, for messages found in `messages` (the table, or the rows an update
+/// returned), which give each log its environment.
+fn push_log_insert(
+    qb: &mut QueryBuilder<'static, Db>,
+    logs: &[(&DeliveryCommit, &DeliveryLog)],
+    messages: &str,
+) {
+    qb.push(
+        "INSERT INTO delivery_logs (id, environment_id, message_id, service_name, request, response, inserted_at) \
+         SELECT v.column1, m.environment_id, v.column2, v.column3, v.column4, v.column5, v.column6 FROM (",
+    );
+    qb.push_rows(Rows::of(logs.iter(), |row, (d, log)| {
+        row.push_bind(log.id.as_str())
+            .push_bind(d.message_id.as_str())
+            .push_bind(log.service_name.as_str())
+            .push_bind(to_json_text(&log.request))
+            .push_bind(to_json_text(&log.response))
+            .push_bind(log.inserted_at);
+    }));
+    qb.push(format!(") AS v JOIN {messages} m ON m.id = v.column2"));
 }
 
-/// Adds each delivery's message event (`message.sent`, `message.undelivered`, …) to
-/// `chain`, for messages that exist.
-fn push_delivery_events(chain: &mut Chain, held: &[&DeliveryCommit]) {
-    for chunk in held.chunks(ROWS_PER_STATEMENT) {
-        chain.push(chunk.len() * 5, |qb| {
-            qb.push(
-                "INSERT INTO message_events (id, environment_id, message_id, recipient_id, event_type, data, inserted_at) \
-                 SELECT v.column1, m.environment_id, v.column2, m.recipient_id, v.column3, v.column4, v.column5 FROM (",
-            );
-            qb.push_values(chunk.iter(), |mut b, d| {
-                b.push_bind(new_id())
-                    .push_bind(d.message_id.clone())
-                    .push_bind(d.event_type.clone())
-                    .push_bind(to_json_text(&d.event_data))
-                    .push_bind(d.now);
-            });
-            qb.push(") AS v JOIN messages m ON m.id = v.column2");
-        });
-    }
+/// Inserts each delivery's message event (`message.sent`, `message.undelivered`, …), for
+/// messages found in `messages`, which give each event its environment and recipient.
+fn push_event_insert(qb: &mut QueryBuilder<'static, Db>, held: &[&DeliveryCommit], messages: &str) {
+    qb.push(
+        "INSERT INTO message_events (id, environment_id, message_id, recipient_id, event_type, data, inserted_at) \
+         SELECT v.column1, m.environment_id, v.column2, m.recipient_id, v.column3, v.column4, v.column5 FROM (",
+    );
+    qb.push_rows(Rows::of(held.iter(), |row, d| {
+        row.push_bind(new_id())
+            .push_bind(d.message_id.as_str())
+            .push_bind(d.event_type.as_str())
+            .push_bind(to_json_text(&d.event_data))
+            .push_bind(d.now);
+    }));
+    qb.push(format!(") AS v JOIN {messages} m ON m.id = v.column2"));
 }
 
 /// The waits the deliveries' events signal: asked once per environment, then per message

@@ -59,6 +59,48 @@ impl InsertRows for QueryBuilder<'_, Db> {
     }
 }
 
+/// Keys a statement finds rows by.
+trait BoundKeys<'a> {
+    /// Completes `… WHERE column` with ` IN (…)`, a parameter per value.
+    fn push_one_of(&mut self, values: Vec<String>) -> &mut Self;
+
+    /// The rows `select` (a query ending in `… WHERE <terms> AND `) finds for each of
+    /// `keys`, compared with `key_column`, each backend its own way (`postgres.rs`
+    /// probes the index once per key); each key counts once.
+    fn push_select_per_key(
+        &mut self,
+        keys: Vec<String>,
+        key_column: &str,
+        select: impl FnOnce(&mut QueryBuilder<'a, Db>),
+    ) -> &mut Self;
+}
+
+impl<'a> BoundKeys<'a> for QueryBuilder<'a, Db> {
+    fn push_one_of(&mut self, values: Vec<String>) -> &mut Self {
+        self.push(" IN (");
+        let mut list = self.separated(", ");
+        for value in values {
+            list.push_bind(value);
+        }
+        self.push(")")
+    }
+
+    fn push_select_per_key(
+        &mut self,
+        keys: Vec<String>,
+        key_column: &str,
+        select: impl FnOnce(&mut QueryBuilder<'a, Db>),
+    ) -> &mut Self {
+        let mut seen = std::collections::HashSet::with_capacity(keys.len());
+        let distinct: Vec<String> = keys
+            .into_iter()
+            .filter(|key| seen.insert(key.clone()))
+            .collect();
+        super::push_select_per_key(self, distinct, key_column, select);
+        self
+    }
+}
+
 /// One store over one database. Writes go through `writer`, reads through `reader` (the
 /// writer's pool on PostgreSQL; a separate read-only pool on SQLite).
 pub struct SqlStore {
@@ -121,18 +163,7 @@ impl SqlStore {
     ) -> StoreResult<Vec<T>> {
         let mut found = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
-            let mut qb = QueryBuilder::<Db>::new(select);
-            if let Some(environment_id) = environment_id {
-                qb.push("environment_id = ");
-                qb.push_bind(environment_id.to_string());
-                qb.push(" AND ");
-            }
-            qb.push("id IN (");
-            let mut list = qb.separated(", ");
-            for id in chunk {
-                list.push_bind(id.clone());
-            }
-            qb.push(")");
+            let mut qb = select_by_ids(select, environment_id, chunk.to_vec());
             let rows = qb
                 .build()
                 .fetch_all(&mut *self.reader.acquire().await?)
@@ -570,7 +601,7 @@ async fn end_savepoint(savepoint: Tx<'_>, keep: bool) -> Result<(), StoreError> 
 async fn hold_lease(tx: &mut Tx<'_>, job: &ClaimedJob) -> Result<bool, StoreError> {
     const OP: &str = "check job lease";
     let (head, tail) = LOCK_JOBS_SQL;
-    let row = sqlx::query(&format!("{head}$1{tail}"))
+    let row = sqlx::query(&format!("{head} = $1{tail}"))
         .bind(&job.id)
         .fetch_optional(&mut **tx)
         .await
@@ -922,6 +953,73 @@ pub(crate) fn feed_page_statements() -> (String, String) {
     let mut counts = QueryBuilder::<Db>::new("SELECT COUNT(*) FROM messages");
     push_message_filter(&mut counts, "env", &filter);
     (page.into_sql(), counts.into_sql())
+}
+
+/// The rows of `select` (ending in `WHERE `) whose `id` is one of `ids` and, when given,
+/// whose `environment_id` matches: a probe of the primary key per id.
+pub(crate) fn select_by_ids<'a>(
+    select: &str,
+    environment_id: Option<&str>,
+    ids: Vec<String>,
+) -> QueryBuilder<'a, Db> {
+    let mut qb = QueryBuilder::<Db>::new("");
+    qb.push_select_per_key(ids, "id", |qb| {
+        qb.push(select);
+        if let Some(environment_id) = environment_id {
+            qb.push("environment_id = ");
+            qb.push_bind(environment_id.to_string());
+            qb.push(" AND ");
+        }
+    });
+    qb
+}
+
+/// The statements that find rows by a list of keys, each with the values to run it
+/// with and the index it must probe with the keys: what the plan tests inspect.
+#[cfg(test)]
+pub(crate) fn key_list_statements() -> Vec<(&'static str, String, &'static str, &'static str)> {
+    let ids = || vec!["a".to_string(), "b".to_string(), "c".to_string()];
+    vec![
+        (
+            "documents_of",
+            objects::select_documents_of("env", ids(), "preferences").into_sql(),
+            "('a', 'b', 'c', 'env', 'preferences')",
+            "recipient_documents_pkey",
+        ),
+        (
+            "users_by_id",
+            select_by_ids(
+                "SELECT id, properties FROM users WHERE ",
+                Some("env"),
+                ids(),
+            )
+            .into_sql(),
+            "('a', 'b', 'c', 'env')",
+            "users_pkey",
+        ),
+        (
+            "runs_by_id",
+            select_by_ids(
+                &format!("SELECT {RUN_COLUMNS} FROM recipient_runs WHERE "),
+                None,
+                ids(),
+            )
+            .into_sql(),
+            "('a', 'b', 'c')",
+            "recipient_runs_pkey",
+        ),
+        (
+            "messages_by_id",
+            select_by_ids(
+                &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE "),
+                None,
+                ids(),
+            )
+            .into_sql(),
+            "('a', 'b', 'c')",
+            "messages_pkey",
+        ),
+    ]
 }
 
 /// Appends keyset pagination over `id` for newest-first lists. Returns whether the query

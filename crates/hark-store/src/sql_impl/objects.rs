@@ -339,18 +339,11 @@ impl DocumentStore for SqlStore {
         if owners.is_empty() {
             return Ok(Vec::new());
         }
-        let mut qb = QueryBuilder::<Db>::new(
-            "SELECT owner, key, data, updated_at FROM recipient_documents WHERE environment_id = ",
+        let mut qb = select_documents_of(
+            environment_id,
+            owners.iter().map(Owner::key).collect(),
+            kind.as_str(),
         );
-        qb.push_bind(environment_id.to_string());
-        qb.push(" AND kind = ");
-        qb.push_bind(kind.as_str());
-        qb.push(" AND owner IN (");
-        let mut list = qb.separated(", ");
-        for owner in owners {
-            list.push_bind(owner.key());
-        }
-        qb.push(") ORDER BY owner, key");
         let rows = qb
             .build()
             .fetch_all(&mut *self.reader.acquire().await?)
@@ -386,4 +379,27 @@ impl DocumentStore for SqlStore {
             .map_err(StoreError::db("commit bulk put documents"))?;
         Ok(op)
     }
+}
+
+/// The documents of `kind` that `owners` (keys) hold, ordered by owner and key. Each
+/// owner is its own probe of the key (environment, owner, kind): a plan for any owners
+/// that PostgreSQL made while the table was small read the environment's whole range
+/// for the kind instead.
+pub(crate) fn select_documents_of(
+    environment_id: &str,
+    owners: Vec<String>,
+    kind: &'static str,
+) -> QueryBuilder<'static, Db> {
+    let mut qb = QueryBuilder::<Db>::new("SELECT * FROM (");
+    qb.push_select_per_key(owners, "owner", |qb| {
+        qb.push(
+            "SELECT owner, key, data, updated_at FROM recipient_documents WHERE environment_id = ",
+        );
+        qb.push_bind(environment_id.to_string());
+        qb.push(" AND kind = ");
+        qb.push_bind(kind);
+        qb.push(" AND ");
+    });
+    qb.push(") AS documents ORDER BY owner, key");
+    qb
 }

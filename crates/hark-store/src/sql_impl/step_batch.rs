@@ -71,12 +71,8 @@ pub(super) async fn write_plain_steps(
         .collect();
     for chunk in finished.chunks(ROWS_PER_STATEMENT) {
         chain.push(chunk.len(), |qb| {
-            qb.push("DELETE FROM jobs WHERE id IN (");
-            let mut ids = qb.separated(", ");
-            for id in chunk {
-                ids.push_bind(id.to_string());
-            }
-            ids.push_unseparated(")");
+            qb.push("DELETE FROM jobs WHERE id");
+            qb.push_one_of(chunk.iter().map(|id| id.to_string()).collect());
         });
     }
     let updated = update_runs(tx, chain, &steps).await?;
@@ -124,10 +120,7 @@ async fn hold_leases(
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
         let (head, tail) = LOCK_JOBS_SQL;
         let mut qb = QueryBuilder::<Db>::new(head);
-        let mut ids = qb.separated(", ");
-        for (job, _) in chunk {
-            ids.push_bind(job.id.clone());
-        }
+        qb.push_one_of(chunk.iter().map(|(job, _)| job.id.clone()).collect());
         qb.push(tail);
         for row in qb
             .build()
