@@ -43,6 +43,12 @@ pub const CLAIM_WITHOUT_FSYNC: (&str, Option<&str>) = (
     Some("PRAGMA synchronous = FULL"),
 );
 
+/// How a feed page names its environment and orders ids: as any other statement. SQLite's
+/// planner takes the index with the most equality terms, `messages_feed`, whatever the
+/// table's size (see `postgres.rs` for why PostgreSQL's differ).
+pub const FEED_ENVIRONMENT: &str = "environment_id";
+pub const FEED_ID: &str = "id";
+
 /// Reads jobs' current leases by id (the comparison with the ids goes between the two
 /// parts). A write, so that a transaction starting with it takes the write lock at once
 /// (waiting out another process's writer) instead of failing to upgrade a read later.

@@ -28,21 +28,20 @@ impl MessageStore for SqlStore {
     ) -> StoreResult<Page<MessageRecord>> {
         let size = page_size(page);
         let mut qb = QueryBuilder::<Db>::new(format!("SELECT {MESSAGE_COLUMNS} FROM messages"));
-        push_message_filter(&mut qb, environment_id, filter);
-        let Some(backwards) = push_id_page(&mut qb, page, size) else {
+        let selection = push_message_filter(&mut qb, environment_id, filter);
+        let Some(backwards) = push_id_page_by(&mut qb, page, size, selection.id()) else {
             return Ok(empty_page());
         };
-        // Planned anew with each call's values, never from a cached generic plan: a plan
-        // made while the table was small (or before statistics) walks the environment's
-        // newest-first index past every other recipient's messages instead of using the
-        // recipient's feed index — measured at 10 million rows read for 4,400 feed pages.
-        // Still so with `messages_feed` holding every term of a feed page: PostgreSQL,
-        // planning once per connection while the table grew, chose that walk on some
-        // connections (223 of 3,000 feed pages in one run). Planning a feed page costs
-        // about 80 µs there, four times running it.
+        // A feed page names its terms as only `messages_feed` holds them (see
+        // `FEED_ENVIRONMENT`), so the plan PostgreSQL keeps for any values reads one range
+        // of that index, and the statement stays prepared. Any other selection is planned
+        // anew with each call's values: a plan made while the table was small (or before
+        // statistics) walked an index in id order past every row it did not select —
+        // measured at 10 million rows read for 4,400 feed pages before feed pages had
+        // terms of their own.
         let rows = qb
             .build()
-            .persistent(false)
+            .persistent(selection == MessageSelection::Feed)
             .fetch_all(&mut *self.reader.acquire().await?)
             .await
             .map_err(StoreError::db("list messages"))?;

@@ -28,8 +28,8 @@ use sqlx::{Pool, QueryBuilder, Row};
 
 use super::{feed_event_hub, FEED_EVENTS_BY_NOTIFY};
 use super::{
-    Db, BACKEND_NAME, CLAIM_JOBS_SQL, CLAIM_WITHOUT_FSYNC, FOR_UPDATE, KEPT_CONNECTIONS,
-    LOCK_JOBS_SQL, SINGLE_WRITER, STATEMENTS_AS_SCRIPT, STATE_WITH_BATCH_SQL,
+    Db, BACKEND_NAME, CLAIM_JOBS_SQL, CLAIM_WITHOUT_FSYNC, FEED_ENVIRONMENT, FEED_ID, FOR_UPDATE,
+    KEPT_CONNECTIONS, LOCK_JOBS_SQL, SINGLE_WRITER, STATEMENTS_AS_SCRIPT, STATE_WITH_BATCH_SQL,
 };
 use crate::cursor;
 use crate::error::StoreError;
@@ -799,11 +799,40 @@ async fn signal_workflow_waits(
     wake_signalled_runs(tx, &signal, now).await
 }
 
+/// What a message filter selects: one recipient's messages on one channel (a feed, which
+/// has an index of its own, `messages_feed`), or any other selection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MessageSelection {
+    Feed,
+    Other,
+}
+
+impl MessageSelection {
+    fn of(f: &MessageFilter) -> Self {
+        if f.workflow_run_id.is_none() && f.recipient_id.is_some() && f.channel_key.is_some() {
+            MessageSelection::Feed
+        } else {
+            MessageSelection::Other
+        }
+    }
+
+    /// The id as the selection's pages order and compare it.
+    pub(crate) fn id(self) -> &'static str {
+        match self {
+            MessageSelection::Feed => FEED_ID,
+            MessageSelection::Other => "id",
+        }
+    }
+}
+
+/// ` WHERE …` for the messages `f` selects; says what kind of selection it is, whose
+/// [`MessageSelection::id`] its pages order by.
 pub(crate) fn push_message_filter(
     qb: &mut QueryBuilder<'_, Db>,
     environment_id: &str,
     f: &MessageFilter,
-) {
+) -> MessageSelection {
+    let selection = MessageSelection::of(f);
     if let Some(workflow_run_id) = &f.workflow_run_id {
         // Through the trigger's runs (`recipient_runs_workflow_run`) to each run's
         // messages (their `(recipient_run_id, step_ref)` key); messages have no index of
@@ -814,6 +843,10 @@ pub(crate) fn push_message_filter(
         qb.push(" WHERE recipient_run_id IN (");
         runs::push_trigger_run_ids(qb, environment_id, workflow_run_id);
         qb.push(")");
+    } else if selection == MessageSelection::Feed {
+        // Named as `messages_feed` holds it (see `FEED_ENVIRONMENT`).
+        qb.push(format!(" WHERE {FEED_ENVIRONMENT} = "));
+        qb.push_bind(environment_id.to_string());
     } else {
         qb.push(" WHERE environment_id = ");
         qb.push_bind(environment_id.to_string());
@@ -901,6 +934,7 @@ pub(crate) fn push_message_filter(
             ("<", f.inserted_at_lt),
         ],
     );
+    selection
 }
 
 /// `AND recipient_id = … AND recipient_collection = …` when a recipient is given (no
@@ -948,8 +982,8 @@ pub(crate) fn feed_page_statements() -> (String, String) {
         page_size: 50,
     };
     let mut page = QueryBuilder::<Db>::new("SELECT id FROM messages");
-    push_message_filter(&mut page, "env", &filter);
-    push_id_page(&mut page, &first_page, 50);
+    let selection = push_message_filter(&mut page, "env", &filter);
+    push_id_page_by(&mut page, &first_page, 50, selection.id());
     let mut counts = QueryBuilder::<Db>::new("SELECT COUNT(*) FROM messages");
     push_message_filter(&mut counts, "env", &filter);
     (page.into_sql(), counts.into_sql())
@@ -1029,18 +1063,29 @@ pub(crate) fn push_id_page(
     page: &PageRequest,
     size: i64,
 ) -> Option<bool> {
+    push_id_page_by(qb, page, size, "id")
+}
+
+/// [`push_id_page`] over `id` as written by `id` (the column, or the column in the
+/// collation a selection's index holds it in).
+pub(crate) fn push_id_page_by(
+    qb: &mut QueryBuilder<'_, Db>,
+    page: &PageRequest,
+    size: i64,
+    id: &str,
+) -> Option<bool> {
     let backwards = page.before.is_some() && page.after.is_none();
     if let Some(after) = &page.after {
-        qb.push(" AND id < ");
+        qb.push(format!(" AND {id} < "));
         qb.push_bind(cursor::decode(after)?);
     } else if let Some(before) = &page.before {
-        qb.push(" AND id > ");
+        qb.push(format!(" AND {id} > "));
         qb.push_bind(cursor::decode(before)?);
     }
     qb.push(if backwards {
-        " ORDER BY id ASC LIMIT "
+        format!(" ORDER BY {id} ASC LIMIT ")
     } else {
-        " ORDER BY id DESC LIMIT "
+        format!(" ORDER BY {id} DESC LIMIT ")
     });
     qb.push_bind(size + 1);
     Some(backwards)
