@@ -4,5 +4,9 @@
 -- statements, no other index (the primary key, `messages_env`, `messages_object_recipient`,
 -- all in the columns' own collation) can answer a feed page or its counts, and the plan
 -- for any values reads the newest entries of one range of this index.
+--
+-- The new index is built before the old one is dropped: the build blocks writes to
+-- `messages` but not reads, and the drop, which blocks both, is over at once.
+CREATE INDEX messages_feed_c ON messages (environment_id COLLATE "C", recipient_collection, recipient_id, channel_key, id COLLATE "C");
 DROP INDEX messages_feed;
-CREATE INDEX messages_feed ON messages (environment_id COLLATE "C", recipient_collection, recipient_id, channel_key, id COLLATE "C");
+ALTER INDEX messages_feed_c RENAME TO messages_feed;

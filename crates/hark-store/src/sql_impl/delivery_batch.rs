@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use super::step_batch::{open_waits, WaitQuestion};
 use super::*;
 
-/// Rows per multi-row statement: 7 parameters per log row keeps far below SQLite's
+/// Rows per multi-row statement: 6 parameters per log row keeps far below SQLite's
 /// bound-parameter limit.
 const ROWS_PER_STATEMENT: usize = 500;
 
