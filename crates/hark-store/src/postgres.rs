@@ -99,28 +99,11 @@ pub fn push_rows(qb: &mut sqlx::QueryBuilder<'_, Db>, rows: Rows) {
     }
 }
 
-/// The rows `select` finds for each of `keys` (distinct): `select` writes a query ending
-/// in `… WHERE <terms> AND `, and the key's comparison completes it. Each key is a probe
-/// of its own (`LATERAL`, kept from being flattened into a join by `OFFSET 0`), so any
-/// plan for the statement, even one PostgreSQL made while the table was nearly empty and
-/// keeps for later calls, looks each key up by the index on `<terms>` and the key. A
-/// plain `key IN (…)` got a plan, made that way, that read all of `<terms>`' range (or
-/// the whole table) and filtered it. The keys are a `VALUES` list, whose size the plan
-/// for any values knows as well as one for the values at hand, so PostgreSQL keeps it.
-pub fn push_select_per_key<'a>(
-    qb: &mut sqlx::QueryBuilder<'a, Db>,
-    keys: Vec<String>,
-    key_column: &str,
-    select: impl FnOnce(&mut sqlx::QueryBuilder<'a, Db>),
-) {
-    qb.push("SELECT found.* FROM (");
-    qb.push_values(keys, |mut row, key| {
-        row.push_bind(key);
-    });
-    qb.push(") AS wanted(key) CROSS JOIN LATERAL (");
-    select(qb);
-    qb.push(format!("{key_column} = wanted.key OFFSET 0) AS found"));
-}
+/// Rows found by a list of keys are looked up one key at a time (`LATERAL` over a
+/// `VALUES` list of the keys; see `sql_impl::listing::BoundKeys`): a plain `key IN (…)`
+/// got a plan, made while the table was nearly empty and kept for later calls, that read
+/// the whole range of the other terms (or the whole table) and filtered it.
+pub const PROBE_EACH_KEY: bool = true;
 
 /// New in-app messages are announced to every node by `NOTIFY` from the statement that
 /// inserts them, delivered only if the transaction commits.
@@ -242,6 +225,35 @@ mod tests {
         Ok(())
     }
 
+    async fn prepare(
+        conn: &mut sqlx::PgConnection,
+        name: &str,
+        statement: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(&format!("PREPARE {name} AS {statement}"))
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+    }
+
+    /// The plan of prepared statement `name` run with `values`, as `plan_cache_mode`
+    /// chooses it.
+    async fn plan_of(
+        conn: &mut sqlx::PgConnection,
+        name: &str,
+        values: &str,
+    ) -> Result<String, sqlx::Error> {
+        let lines: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN EXECUTE {name}{values}"))
+            .fetch_all(&mut *conn)
+            .await?;
+        Ok(lines.join("\n"))
+    }
+
+    /// Whether `plan` scans `index` (an index or a bitmap index scan).
+    fn reads_index(plan: &str, index: &str) -> bool {
+        plan.contains(&format!("using {index}")) || plan.contains(&format!("on {index}"))
+    }
+
     /// Prepares a feed page's two statements afresh (named after `round`), so that their
     /// plans are made on the table as it is now, and returns each one's plan as
     /// PostgreSQL keeps it for all values and as it plans it for the values at hand.
@@ -263,9 +275,7 @@ mod tests {
             ),
         ];
         for (name, statement, _) in &statements {
-            sqlx::query(&format!("PREPARE {name} AS {statement}"))
-                .execute(&mut *conn)
-                .await?;
+            prepare(conn, name, statement).await?;
         }
         let mut found = Vec::new();
         for mode in ["force_generic_plan", "force_custom_plan"] {
@@ -273,11 +283,8 @@ mod tests {
                 .execute(&mut *conn)
                 .await?;
             for (name, _, values) in &statements {
-                let plan: Vec<String> =
-                    sqlx::query_scalar(&format!("EXPLAIN EXECUTE {name}{values}"))
-                        .fetch_all(&mut *conn)
-                        .await?;
-                found.push((format!("{name}, {mode}"), plan.join("\n")));
+                let plan = plan_of(conn, name, values).await?;
+                found.push((format!("{name}, {mode}"), plan));
             }
         }
         Ok(found)
@@ -333,10 +340,7 @@ mod tests {
         for (name, plan) in all {
             // Every term of the read is in the index, in order: a page is the newest
             // entries of one range, and the counts read that range and no other rows.
-            assert!(
-                plan.contains("using messages_feed") || plan.contains("on messages_feed"),
-                "{name}: {plan}"
-            );
+            assert!(reads_index(&plan, "messages_feed"), "{name}: {plan}");
             let terms = plan
                 .lines()
                 .find(|line| line.contains("Index Cond"))
@@ -366,17 +370,9 @@ mod tests {
             .execute(&mut conn)
             .await?;
         for (name, statement, values, index) in super::imp::key_list_statements() {
-            sqlx::query(&format!("PREPARE {name} AS {statement}"))
-                .execute(&mut conn)
-                .await?;
-            let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN EXECUTE {name}{values}"))
-                .fetch_all(&mut conn)
-                .await?;
-            let plan = plan.join("\n");
-            assert!(
-                plan.contains(&format!("using {index}")) || plan.contains(&format!("on {index}")),
-                "{name}: {plan}"
-            );
+            prepare(&mut conn, name, &statement).await?;
+            let plan = plan_of(&mut conn, name, values).await?;
+            assert!(reads_index(&plan, index), "{name}: {plan}");
             assert!(!plan.contains("Seq Scan"), "{name}: {plan}");
             // Each key is a term of an index scan, not a filter over a wider range.
             let key_terms = plan

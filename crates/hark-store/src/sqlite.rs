@@ -108,24 +108,9 @@ pub fn push_rows(qb: &mut sqlx::QueryBuilder<'_, Db>, rows: Rows) {
     }
 }
 
-/// The rows `select` finds for each of `keys`: `select` writes a query ending in
-/// `… WHERE <terms> AND `, completed by `key_column IN (…)`; SQLite's planner takes the
+/// Rows found by a list of keys are read with `key IN (…)`: SQLite's planner takes the
 /// index with the most equality terms whatever the table's size.
-pub fn push_select_per_key<'a>(
-    qb: &mut sqlx::QueryBuilder<'a, Db>,
-    keys: Vec<String>,
-    key_column: &str,
-    select: impl FnOnce(&mut sqlx::QueryBuilder<'a, Db>),
-) {
-    select(qb);
-    qb.push(key_column);
-    qb.push(" IN (");
-    let mut list = qb.separated(", ");
-    for key in keys {
-        list.push_bind(key);
-    }
-    qb.push(")");
-}
+pub const PROBE_EACH_KEY: bool = false;
 
 /// SQLite serves one node, so feed events are published in-process after the commit.
 pub const FEED_EVENTS_BY_NOTIFY: bool = false;

@@ -272,13 +272,10 @@ async fn list_activities(
 ) -> ApiResult<Json<Value>> {
     caller.require_secret()?;
     let message = visible_message(&state, &caller, &id).await?;
-    let mut actor_users = state
+    let actor_users = state
         .store
         .get_users(caller.env_id(), &message.actors)
         .await?;
-    // In the message's order, whatever order the store read them in: an activity's actor
-    // is the message's first.
-    actor_users.sort_by_key(|u| message.actors.iter().position(|id| *id == u.id));
     let actors: Vec<Value> = actor_users.iter().map(crate::out::user_out).collect();
     let recipient = json!({"__typename": "User", "id": message.recipient_id});
     let actors: Vec<&Value> = actors.iter().collect();

@@ -148,7 +148,7 @@ async fn finish_held_jobs(
 /// let the primary key find the rows; the pairs make the lease exact.
 pub(super) fn delete_jobs_holding(jobs: &[(&str, &str)]) -> QueryBuilder<'static, Db> {
     let mut qb = QueryBuilder::<Db>::new("DELETE FROM jobs WHERE id");
-    qb.push_one_of(jobs.iter().map(|(id, _)| id.to_string()).collect());
+    qb.push_one_of(jobs.iter().map(|(id, _)| id.to_string()));
     qb.push(" AND (id, lease) IN (");
     qb.push_values(jobs, |mut row, (id, lease)| {
         row.push_bind(id.to_string()).push_bind(lease.to_string());

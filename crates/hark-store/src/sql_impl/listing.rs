@@ -7,11 +7,18 @@ use super::*;
 /// Keys a statement finds rows by.
 pub(super) trait BoundKeys<'a> {
     /// Completes `… WHERE column` with ` IN (…)`, a parameter per value.
-    fn push_one_of(&mut self, values: Vec<String>) -> &mut Self;
+    fn push_one_of(&mut self, values: impl IntoIterator<Item = String>) -> &mut Self;
 
     /// The rows `select` (a query ending in `… WHERE <terms> AND `) finds for each of
-    /// `keys`, compared with `key_column`, each backend its own way (`postgres.rs`
-    /// probes the index once per key); each key counts once.
+    /// `keys` (each counted once), compared with `key_column`.
+    ///
+    /// On PostgreSQL (`PROBE_EACH_KEY`) each key is a probe of its own: a `VALUES` list
+    /// of the keys joined to a `LATERAL` lookup, kept from being flattened into a join by
+    /// `OFFSET 0`. So any plan for the statement, even one made while the table was
+    /// nearly empty and kept for later calls, looks each key up by the index on `<terms>`
+    /// and the key. A `VALUES` list's size is known as well to the plan for any values as
+    /// to one for the values at hand, so PostgreSQL keeps the plan (an array of keys is
+    /// assumed to hold ten, and was planned on every call). SQLite gets `key IN (…)`.
     fn push_select_per_key(
         &mut self,
         keys: Vec<String>,
@@ -21,7 +28,7 @@ pub(super) trait BoundKeys<'a> {
 }
 
 impl<'a> BoundKeys<'a> for QueryBuilder<'a, Db> {
-    fn push_one_of(&mut self, values: Vec<String>) -> &mut Self {
+    fn push_one_of(&mut self, values: impl IntoIterator<Item = String>) -> &mut Self {
         self.push(" IN (");
         let mut list = self.separated(", ");
         for value in values {
@@ -37,12 +44,19 @@ impl<'a> BoundKeys<'a> for QueryBuilder<'a, Db> {
         select: impl FnOnce(&mut QueryBuilder<'a, Db>),
     ) -> &mut Self {
         let mut seen = std::collections::HashSet::with_capacity(keys.len());
-        let distinct: Vec<String> = keys
-            .into_iter()
-            .filter(|key| seen.insert(key.clone()))
-            .collect();
-        super::super::push_select_per_key(self, distinct, key_column, select);
-        self
+        let distinct = keys.into_iter().filter(|key| seen.insert(key.clone()));
+        if !PROBE_EACH_KEY {
+            select(self);
+            self.push(key_column);
+            return self.push_one_of(distinct);
+        }
+        self.push("SELECT found.* FROM (");
+        self.push_values(distinct, |mut row, key| {
+            row.push_bind(key);
+        });
+        self.push(") AS wanted(key) CROSS JOIN LATERAL (");
+        select(self);
+        self.push(format!("{key_column} = wanted.key OFFSET 0) AS found"))
     }
 }
 
@@ -119,12 +133,8 @@ pub(crate) fn push_message_filter(
         None => {}
     }
     if !f.statuses.is_empty() {
-        qb.push(" AND status IN (");
-        let mut list = qb.separated(", ");
-        for s in &f.statuses {
-            list.push_bind(s.clone());
-        }
-        qb.push(")");
+        qb.push(" AND status");
+        qb.push_one_of(f.statuses.iter().cloned());
     }
     for e in &f.engagement {
         let clause = match e.as_str() {
@@ -161,12 +171,8 @@ pub(crate) fn push_message_filter(
         qb.push(")");
     }
     if !f.message_ids.is_empty() {
-        qb.push(" AND id IN (");
-        let mut list = qb.separated(", ");
-        for id in &f.message_ids {
-            list.push_bind(id.clone());
-        }
-        qb.push(")");
+        qb.push(" AND id");
+        qb.push_one_of(f.message_ids.iter().cloned());
     }
     for (key, value) in &f.trigger_data {
         qb.push(" AND ");

@@ -598,12 +598,8 @@ impl RunStore for SqlStore {
             qb.push(" AND status IN ('queued', 'processing', 'paused')");
             if let Some(ids) = recipients {
                 // Named recipients are users: an object sharing an id keeps its run.
-                qb.push(" AND recipient_collection = '' AND recipient_id IN (");
-                let mut list = qb.separated(", ");
-                for id in ids {
-                    list.push_bind(id.clone());
-                }
-                qb.push(")");
+                qb.push(" AND recipient_collection = '' AND recipient_id");
+                qb.push_one_of(ids.iter().cloned());
             }
         };
         let mut conn = self.writer.conn().await.map_err(StoreError::db("begin"))?;
@@ -734,12 +730,8 @@ impl RunStore for SqlStore {
             ],
         );
         if !filter.status.is_empty() {
-            qb.push(" AND status IN (");
-            let mut list = qb.separated(", ");
-            for s in &filter.status {
-                list.push_bind(s.clone());
-            }
-            qb.push(")");
+            qb.push(" AND status");
+            qb.push_one_of(filter.status.iter().cloned());
         }
         let Some(backwards) = push_id_page(&mut qb, page, size) else {
             return Ok(empty_page());

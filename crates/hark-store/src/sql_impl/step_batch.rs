@@ -72,7 +72,7 @@ pub(super) async fn write_plain_steps(
     for chunk in finished.chunks(ROWS_PER_STATEMENT) {
         chain.push(chunk.len(), |qb| {
             qb.push("DELETE FROM jobs WHERE id");
-            qb.push_one_of(chunk.iter().map(|id| id.to_string()).collect());
+            qb.push_one_of(chunk.iter().map(|id| id.to_string()));
         });
     }
     let updated = update_runs(tx, chain, &steps).await?;
@@ -120,7 +120,7 @@ async fn hold_leases(
     for chunk in batch.chunks(ROWS_PER_STATEMENT) {
         let (head, tail) = LOCK_JOBS_SQL;
         let mut qb = QueryBuilder::<Db>::new(head);
-        qb.push_one_of(chunk.iter().map(|(job, _)| job.id.clone()).collect());
+        qb.push_one_of(chunk.iter().map(|(job, _)| job.id.clone()));
         qb.push(tail);
         for row in qb
             .build()
