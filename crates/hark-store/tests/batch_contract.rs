@@ -53,6 +53,40 @@ fn page(page_size: i64) -> PageRequest {
     }
 }
 
+/// Starts a run of workflow `waiter` for recipient `a` at `now` and pauses it on a wait
+/// for `w`'s `event_type`/`event_key` of `a` (the run's job is claimed and committed
+/// with the wait); returns the wait's id.
+async fn wait_for_a(f: &Fixture, now: i64, event_type: &str, event_key: &str) -> String {
+    let mut waiter = plain_trigger(&f.env, &["a"], now);
+    waiter.workflow_key = "waiter".into();
+    f.store.create_trigger(&waiter).await.expect("waiter");
+    let job = f
+        .store
+        .claim_due_jobs(now, 1, 1_000)
+        .await
+        .expect("claim waiter")
+        .remove(0);
+    let wait_id = hark_core::new_id();
+    let paused = StepCommit {
+        run_id: job.ref_id.clone(),
+        next_cursor: 0,
+        new_wait: Some(NewWait {
+            id: wait_id.clone(),
+            environment_id: f.env.clone(),
+            recipient_id: "a".into(),
+            event_type: event_type.into(),
+            event_key: event_key.into(),
+            source_key: "w".into(),
+            expires_at: 1_000_000,
+        }),
+        resume_at: Some(1_000_000),
+        now: now + 1,
+        ..StepCommit::default()
+    };
+    assert!(f.store.commit_step(&job, &paused).await.expect("wait"));
+    wait_id
+}
+
 async fn runs_of(f: &Fixture) -> Vec<RecipientRun> {
     let page = f
         .store
@@ -154,33 +188,7 @@ async fn plain_triggers_honour_early_cancels_and_start_waits(f: Fixture) {
         .expect("cancel");
     assert_eq!(cancelled, 0);
     // A run of another workflow waits for `w` to start for recipient `a`.
-    let mut waiter = plain_trigger(&f.env, &["a"], 5);
-    waiter.workflow_key = "waiter".into();
-    f.store.create_trigger(&waiter).await.expect("waiter");
-    let job = f
-        .store
-        .claim_due_jobs(5, 1, 1_000)
-        .await
-        .expect("claim")
-        .remove(0);
-    let wait_id = hark_core::new_id();
-    let paused = StepCommit {
-        run_id: job.ref_id.clone(),
-        next_cursor: 0,
-        new_wait: Some(NewWait {
-            id: wait_id.clone(),
-            environment_id: f.env.clone(),
-            recipient_id: "a".into(),
-            event_type: "workflow".into(),
-            event_key: "started".into(),
-            source_key: "w".into(),
-            expires_at: 1_000_000,
-        }),
-        resume_at: Some(1_000_000),
-        now: 6,
-        ..StepCommit::default()
-    };
-    assert!(f.store.commit_step(&job, &paused).await.expect("wait"));
+    let wait_id = wait_for_a(&f, 5, "workflow", "started").await;
 
     let mut keyed = plain_trigger(&f.env, &["a"], 10);
     keyed.cancellation_key = Some("ck".into());
@@ -613,34 +621,8 @@ async fn delivery_batch_fences_each_job(f: Fixture) {
     let (c_job, c_message) = &claimed[2];
     let (d_job, d_message) = &claimed[3];
     // A run of another workflow waits for recipient `a`'s messages of `w` to be sent: the
-    // batch's status update answers whether anyone waits.
-    let mut waiter = plain_trigger(&f.env, &["a"], 30);
-    waiter.workflow_key = "waiter".into();
-    f.store.create_trigger(&waiter).await.expect("waiter");
-    let waiting = f
-        .store
-        .claim_due_jobs(30, 1, 1_000)
-        .await
-        .expect("claim waiter")
-        .remove(0);
-    let wait_id = hark_core::new_id();
-    let wait = StepCommit {
-        run_id: waiting.ref_id.clone(),
-        next_cursor: 0,
-        new_wait: Some(NewWait {
-            id: wait_id.clone(),
-            environment_id: f.env.clone(),
-            recipient_id: "a".into(),
-            event_type: "message".into(),
-            event_key: "sent".into(),
-            source_key: "w".into(),
-            expires_at: 1_000_000,
-        }),
-        resume_at: Some(1_000_000),
-        now: 30,
-        ..StepCommit::default()
-    };
-    assert!(f.store.commit_step(&waiting, &wait).await.expect("wait"));
+    // batch asks once whether anyone waits, then signals only a's.
+    let wait_id = wait_for_a(&f, 30, "message", "sent").await;
     let mut stale_b = b_job.clone();
     stale_b.lease = "someone-else".into();
     // a and d are written together; b lost its lease; c is retried (the per-item path).
