@@ -15,6 +15,7 @@ contract!(
     step_batch_matches_per_step_commits,
     failed_step_batch_is_redone_step_by_step,
     delivery_batch_fences_each_job,
+    deliveries_padded_to_a_list_shape_are_each_written_once,
     failed_delivery_batch_is_redone_one_by_one,
     messages_and_runs_are_listed_by_their_trigger,
     merging_users_moves_the_users_messages_but_not_an_objects,
@@ -576,24 +577,9 @@ async fn claimed_deliveries(f: &Fixture, recipients: &[&str]) -> Vec<(ClaimedJob
     out
 }
 
-async fn delivery_batch_fences_each_job(f: Fixture) {
-    let claimed = claimed_deliveries(&f, &["a", "b", "c", "d"]).await;
-    // Workers read a claimed batch's messages in one query; a missing id is left out.
-    let mut ids: Vec<String> = claimed.iter().map(|(job, _)| job.ref_id.clone()).collect();
-    ids.push("no-such-message".into());
-    let mut read: Vec<String> = f
-        .store
-        .load_messages_for_jobs(&ids)
-        .await
-        .expect("read ahead")
-        .into_iter()
-        .map(|m| m.id)
-        .collect();
-    read.sort();
-    let mut expected: Vec<String> = claimed.iter().map(|(_, m)| m.id.clone()).collect();
-    expected.sort();
-    assert_eq!(read, expected);
-    let commit = |message: &NewMessage, retry_at: Option<i64>| DeliveryCommit {
+/// A delivery's outcome: sent, or queued again for `retry_at`; with one log.
+fn delivery(f: &Fixture, message: &NewMessage, retry_at: Option<i64>) -> DeliveryCommit {
+    DeliveryCommit {
         message_id: message.id.clone(),
         status: if retry_at.is_some() { "queued" } else { "sent" }.into(),
         logs: vec![DeliveryLog {
@@ -615,7 +601,27 @@ async fn delivery_batch_fences_each_job(f: Fixture) {
         retry_at,
         provider_message_id: retry_at.is_none().then(|| format!("p-{}", message.id)),
         now: 40,
-    };
+    }
+}
+
+async fn delivery_batch_fences_each_job(f: Fixture) {
+    let claimed = claimed_deliveries(&f, &["a", "b", "c", "d"]).await;
+    // Workers read a claimed batch's messages in one query; a missing id is left out.
+    let mut ids: Vec<String> = claimed.iter().map(|(job, _)| job.ref_id.clone()).collect();
+    ids.push("no-such-message".into());
+    let mut read: Vec<String> = f
+        .store
+        .load_messages_for_jobs(&ids)
+        .await
+        .expect("read ahead")
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    read.sort();
+    let mut expected: Vec<String> = claimed.iter().map(|(_, m)| m.id.clone()).collect();
+    expected.sort();
+    assert_eq!(read, expected);
+    let commit = |message: &NewMessage, retry_at: Option<i64>| delivery(&f, message, retry_at);
     let (a_job, a_message) = &claimed[0];
     let (b_job, b_message) = &claimed[1];
     let (c_job, c_message) = &claimed[2];
@@ -711,6 +717,59 @@ async fn delivery_batch_fences_each_job(f: Fixture) {
         .expect("replay");
     assert!(replay.into_iter().all(|o| !o.expect("ok")));
     assert_eq!(logs(&a_message.id).await.len(), 1);
+}
+
+async fn deliveries_padded_to_a_list_shape_are_each_written_once(f: Fixture) {
+    // Seven deliveries, one of them stale: the statements' lists of six are written with
+    // eight entries, the last two `NULL`s that match nothing.
+    let recipients = ["a", "b", "c", "d", "e", "g", "h"];
+    let claimed = claimed_deliveries(&f, &recipients).await;
+    let ids: Vec<String> = claimed.iter().map(|(job, _)| job.ref_id.clone()).collect();
+    let read = f
+        .store
+        .load_messages_for_jobs(&ids)
+        .await
+        .expect("read ahead");
+    assert_eq!(read.len(), recipients.len());
+    let batch: Vec<(ClaimedJob, DeliveryCommit)> = claimed
+        .iter()
+        .enumerate()
+        .map(|(i, (job, message))| {
+            let mut job = job.clone();
+            if i == 2 {
+                job.lease = "someone-else".into();
+            }
+            (job, delivery(&f, message, None))
+        })
+        .collect();
+    let held: Vec<bool> = f
+        .store
+        .commit_deliveries(&batch)
+        .await
+        .expect("batch")
+        .into_iter()
+        .map(|o| o.expect("ok"))
+        .collect();
+    assert_eq!(held, vec![true, true, false, true, true, true, true]);
+    for (i, (_, message)) in claimed.iter().enumerate() {
+        let stored = f
+            .store
+            .get_message(&f.env, &message.id)
+            .await
+            .expect("q")
+            .expect("message");
+        let logs = f
+            .store
+            .delivery_logs(&f.env, &message.id, &page(10))
+            .await
+            .expect("logs")
+            .entries;
+        let status = if i == 2 { "queued" } else { "sent" };
+        assert_eq!(stored.status, status, "{}", message.recipient_id);
+        assert_eq!(logs.len(), usize::from(i != 2), "{}", message.recipient_id);
+    }
+    // Only the stale job is left, for the worker that holds it.
+    assert_eq!(f.store.pending_job_count().await.expect("count"), 1);
 }
 
 async fn failed_delivery_batch_is_redone_one_by_one(f: Fixture) {

@@ -128,7 +128,7 @@ impl Chain {
     }
 
     /// Runs every statement, then one statement per chunk of `items` (at most `per_chunk`
-    /// items, `params_per_item` bound values each) written by `query`, the first of them
+    /// items, `params_per_item` bound values each, their rows padded to `padded_len`) written by `query`, the first of them
     /// in the chain's last request; returns the rows of all of them. With no items, only
     /// the chain runs. The same snapshot rule as [`Chain::fetch_all`] holds.
     pub(super) async fn fetch_all_per_chunk<T>(
@@ -144,8 +144,10 @@ impl Chain {
         for chunk in items.chunks(per_chunk.max(1)) {
             let next = chain.take().unwrap_or_else(Chain::new);
             rows.extend(
-                next.fetch_all(tx, chunk.len() * params_per_item, |qb| query(qb, chunk))
-                    .await?,
+                next.fetch_all(tx, padded_len(chunk.len()) * params_per_item, |qb| {
+                    query(qb, chunk)
+                })
+                .await?,
             );
         }
         if let Some(chain) = chain {

@@ -101,7 +101,9 @@ async fn write_delivery_chunk(
             push_event_insert(qb, chunk, "messages")
         });
         return chain
-            .fetch_all(tx, chunk.len() * 4, |qb| push_status_update(qb, chunk))
+            .fetch_all(tx, padded_len(chunk.len()) * 4, |qb| {
+                push_status_update(qb, chunk)
+            })
             .await;
     }
     // PostgreSQL: one statement, whose rows join the messages its update returned. The
@@ -150,8 +152,9 @@ pub(super) fn delete_jobs_holding(jobs: &[(&str, &str)]) -> QueryBuilder<'static
     let mut qb = QueryBuilder::<Db>::new("DELETE FROM jobs WHERE id");
     qb.push_one_of(jobs.iter().map(|(id, _)| id.to_string()));
     qb.push(" AND (id, lease) IN (");
-    qb.push_values(jobs, |mut row, (id, lease)| {
-        row.push_bind(id.to_string()).push_bind(lease.to_string());
+    qb.push_values_padded(jobs, |mut row, job| {
+        row.push_bind(job.map(|(id, _)| id.to_string()))
+            .push_bind(job.map(|(_, lease)| lease.to_string()));
     });
     qb.push(") RETURNING id");
     qb
@@ -174,11 +177,11 @@ fn push_status_update(qb: &mut QueryBuilder<'static, Db>, chunk: &[&DeliveryComm
          FROM (SELECT column1 AS id, column2 AS status, column3 AS updated_at, \
          column4 AS provider_message_id FROM (",
     );
-    qb.push_values(chunk.iter(), |mut b, d| {
-        b.push_bind(d.message_id.clone())
-            .push_bind(d.status.clone())
-            .push_bind(d.now)
-            .push_bind(d.provider_message_id.clone());
+    qb.push_values_padded(chunk.iter(), |mut b, d| {
+        b.push_bind(d.map(|d| d.message_id.clone()))
+            .push_bind(d.map(|d| d.status.clone()))
+            .push_bind(d.map(|d| d.now))
+            .push_bind(d.and_then(|d| d.provider_message_id.clone()));
     });
     qb.push(
         ") AS t) AS v WHERE messages.id = v.id \

@@ -4,10 +4,40 @@
 
 use super::*;
 
+/// How many entries a list of `len` keys or rows is written with: up to 4 as they are,
+/// then the next power of two (up to 512), the rest bound as `NULL`, which equals
+/// nothing.
+///
+/// A statement's text names a parameter per entry of its lists, and a database keeps
+/// what it learned about a statement (the parse, and on PostgreSQL the plan kept after
+/// five calls) per text, per connection. Batches come in every size, so unpadded lists
+/// made a text of nearly every size: most were parsed and planned on each call, and they
+/// crowded sqlx's statement cache. Padded, a list of up to 512 takes one of eleven
+/// lengths.
+pub(super) fn padded_len(len: usize) -> usize {
+    if len <= 4 || len > 512 {
+        len
+    } else {
+        len.next_power_of_two()
+    }
+}
+
 /// Keys a statement finds rows by.
 pub(super) trait BoundKeys<'a> {
-    /// Completes `… WHERE column` with ` IN (…)`, a parameter per value.
+    /// Completes `… WHERE column` with ` IN (…)`, a parameter per value, padded with
+    /// `NULL`s to `padded_len` entries (never `NOT IN`: a `NULL` would make it match
+    /// nothing).
     fn push_one_of(&mut self, values: impl IntoIterator<Item = String>) -> &mut Self;
+
+    /// `VALUES (…), …`: a row of parameters per item, written by `write_row`, then rows
+    /// it writes for `None` (each parameter a `NULL` of its column's type) up to
+    /// `padded_len` rows. Only for rows joined on a column by equality, which a `NULL`
+    /// never satisfies.
+    fn push_values_padded<T>(
+        &mut self,
+        rows: impl IntoIterator<Item = T>,
+        write_row: impl FnMut(Separated<'_, 'a, Db, &'static str>, Option<T>),
+    ) -> &mut Self;
 
     /// The rows `select` (a query ending in `… WHERE <terms> AND `) finds for each of
     /// `keys` (each counted once), compared with `key_column`.
@@ -31,10 +61,18 @@ impl<'a> BoundKeys<'a> for QueryBuilder<'a, Db> {
     fn push_one_of(&mut self, values: impl IntoIterator<Item = String>) -> &mut Self {
         self.push(" IN (");
         let mut list = self.separated(", ");
-        for value in values {
+        for value in padded(values) {
             list.push_bind(value);
         }
         self.push(")")
+    }
+
+    fn push_values_padded<T>(
+        &mut self,
+        rows: impl IntoIterator<Item = T>,
+        write_row: impl FnMut(Separated<'_, 'a, Db, &'static str>, Option<T>),
+    ) -> &mut Self {
+        self.push_values(padded(rows), write_row)
     }
 
     fn push_select_per_key(
@@ -51,13 +89,20 @@ impl<'a> BoundKeys<'a> for QueryBuilder<'a, Db> {
             return self.push_one_of(distinct);
         }
         self.push("SELECT found.* FROM (");
-        self.push_values(distinct, |mut row, key| {
+        self.push_values_padded(distinct, |mut row, key| {
             row.push_bind(key);
         });
         self.push(") AS wanted(key) CROSS JOIN LATERAL (");
         select(self);
         self.push(format!("{key_column} = wanted.key OFFSET 0) AS found"))
     }
+}
+
+/// `items`, then `None`s up to `padded_len` entries.
+fn padded<T>(items: impl IntoIterator<Item = T>) -> Vec<Option<T>> {
+    let mut list: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    list.resize_with(padded_len(list.len()), || None);
+    list
 }
 
 /// What a message filter selects: one recipient's messages on one channel (a feed, which
@@ -377,5 +422,26 @@ pub(super) fn empty_page<T>() -> Page<T> {
         entries: Vec::new(),
         after: None,
         before: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::padded_len;
+
+    #[test]
+    fn lists_up_to_512_take_one_of_eleven_lengths() {
+        let lengths: Vec<usize> = (1..=600).map(padded_len).collect();
+        assert_eq!(&lengths[..9], &[1, 2, 3, 4, 8, 8, 8, 8, 16]);
+        assert_eq!(padded_len(500), 512);
+        assert_eq!(padded_len(513), 513);
+        // Never shorter than the list, and one of 1, 2, 3, 4 or a power of two to 512.
+        for (len, padded) in (1..=512).zip(&lengths) {
+            assert!(*padded >= len);
+            assert!(*padded <= 4 || padded.is_power_of_two());
+        }
+        let mut shapes = lengths[..512].to_vec();
+        shapes.dedup();
+        assert_eq!(shapes.len(), 11);
     }
 }

@@ -25,6 +25,7 @@ mod writer;
 use async_trait::async_trait;
 use hark_core::{new_id, Millis};
 use serde_json::{Map, Value};
+use sqlx::query_builder::Separated;
 use sqlx::{Pool, QueryBuilder, Row};
 
 use super::{feed_event_hub, FEED_EVENTS_BY_NOTIFY};

@@ -70,7 +70,7 @@ pub(super) async fn write_plain_steps(
         .map(|(job, _)| job.id.as_str())
         .collect();
     for chunk in finished.chunks(ROWS_PER_STATEMENT) {
-        chain.push(chunk.len(), |qb| {
+        chain.push(padded_len(chunk.len()), |qb| {
             qb.push("DELETE FROM jobs WHERE id");
             qb.push_one_of(chunk.iter().map(|id| id.to_string()));
         });
@@ -410,16 +410,16 @@ fn push_run_update(qb: &mut QueryBuilder<'static, Db>, steps: &[&(ClaimedJob, St
          FROM (SELECT column1 AS id, column2 AS step_cursor, column3 AS status, column4 AS updated_at, \
          column5 AS errors, column6 AS data, column7 AS state, column8 AS workflow_version FROM (",
     );
-    qb.push_values(steps.iter(), |mut b, (_, s)| {
-        let status = s.finished.unwrap_or(RunStatus::Processing);
-        b.push_bind(s.run_id.clone())
-            .push_bind(s.next_cursor)
-            .push_bind(status.as_str())
-            .push_bind(s.now)
-            .push_bind(i64::from(s.error))
-            .push_bind(s.data.as_ref().map(to_json_text))
-            .push_bind(s.state.as_ref().map(to_json_text))
-            .push_bind(s.workflow_version);
+    qb.push_values_padded(steps.iter(), |mut b, step| {
+        let s = step.map(|(_, s)| s);
+        b.push_bind(s.map(|s| s.run_id.clone()))
+            .push_bind(s.map(|s| s.next_cursor))
+            .push_bind(s.map(|s| s.finished.unwrap_or(RunStatus::Processing).as_str()))
+            .push_bind(s.map(|s| s.now))
+            .push_bind(s.map(|s| i64::from(s.error)))
+            .push_bind(s.and_then(|s| s.data.as_ref().map(to_json_text)))
+            .push_bind(s.and_then(|s| s.state.as_ref().map(to_json_text)))
+            .push_bind(s.and_then(|s| s.workflow_version));
     });
     qb.push(
         ") AS t) AS v WHERE recipient_runs.id = v.id AND recipient_runs.status <> 'cancelled' \
