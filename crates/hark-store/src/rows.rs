@@ -12,11 +12,12 @@
 //! Only inserts take rows this way (and joins to rows the same statement wrote: new feed
 //! messages to their `NOTIFY` payloads, a delivery's logs and events to the messages its
 //! update returned). A statement that reads a table with its rows (a join, an
-//! `UPDATE … FROM`, an `IN` list) keeps its `VALUES` list: PostgreSQL plans such a text
-//! once per batch size with the sizes it sees, while a generic plan for any number of
-//! rows keeps the table sizes it was made with, and one made while a table was nearly
-//! empty scanned all of it once it was not (seen with no statistics kept: a hash join
-//! over every message, once per delivery batch).
+//! `UPDATE … FROM`, an `IN` list) keeps its `VALUES` list, padded to one of a few
+//! lengths (`sql_impl::listing::padded_len`): PostgreSQL plans such a text for its length
+//! with the table sizes it sees, while a generic plan for any number of rows keeps the
+//! table sizes it was made with, and one made while a table was nearly empty scanned all
+//! of it once it was not (seen with no statistics kept: a hash join over every message,
+//! once per delivery batch).
 //!
 //! Both name the columns `column1`, `column2`, … (SQLite's names for a `VALUES` list's
 //! columns).
