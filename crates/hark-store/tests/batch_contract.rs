@@ -577,6 +577,24 @@ async fn claimed_deliveries(f: &Fixture, recipients: &[&str]) -> Vec<(ClaimedJob
     out
 }
 
+/// The stored message `id`, which must exist.
+async fn stored_message(f: &Fixture, id: &str) -> MessageRecord {
+    f.store
+        .get_message(&f.env, id)
+        .await
+        .expect("q")
+        .expect("message")
+}
+
+/// Message `id`'s delivery logs (the first ten).
+async fn logs_of(f: &Fixture, id: &str) -> Vec<DeliveryLog> {
+    f.store
+        .delivery_logs(&f.env, id, &page(10))
+        .await
+        .expect("logs")
+        .entries
+}
+
 /// A delivery's outcome: sent, or queued again for `retry_at`; with one log.
 fn delivery(f: &Fixture, message: &NewMessage, retry_at: Option<i64>) -> DeliveryCommit {
     DeliveryCommit {
@@ -644,38 +662,22 @@ async fn delivery_batch_fences_each_job(f: Fixture) {
         .expect("batch");
     let held: Vec<bool> = outcomes.into_iter().map(|o| o.expect("ok")).collect();
     assert_eq!(held, vec![true, false, true, true]);
-    let message = |id: &str| {
-        let (store, env, id) = (f.store.clone(), f.env.clone(), id.to_string());
-        async move {
-            store
-                .get_message(&env, &id)
-                .await
-                .expect("q")
-                .expect("message")
-        }
-    };
     for (m, status) in [
         (a_message, "sent"),
         (b_message, "queued"),
         (c_message, "queued"),
         (d_message, "sent"),
     ] {
-        assert_eq!(message(&m.id).await.status, status, "{}", m.recipient_id);
+        let stored = stored_message(&f, &m.id).await;
+        assert_eq!(stored.status, status, "{}", m.recipient_id);
     }
-    let logs = |id: &str| {
-        let (store, env, id) = (f.store.clone(), f.env.clone(), id.to_string());
-        async move {
-            store
-                .delivery_logs(&env, &id, &page(10))
-                .await
-                .expect("logs")
-                .entries
-        }
-    };
-    assert_eq!(logs(&a_message.id).await.len(), 1);
-    assert_eq!(logs(&b_message.id).await.len(), 0);
-    assert_eq!(logs(&c_message.id).await.len(), 1);
-    assert_eq!(logs(&d_message.id).await[0].response, json!({"ok": true}));
+    assert_eq!(logs_of(&f, &a_message.id).await.len(), 1);
+    assert_eq!(logs_of(&f, &b_message.id).await.len(), 0);
+    assert_eq!(logs_of(&f, &c_message.id).await.len(), 1);
+    assert_eq!(
+        logs_of(&f, &d_message.id).await[0].response,
+        json!({"ok": true})
+    );
     let events = |id: &str| {
         let (store, env, id) = (f.store.clone(), f.env.clone(), id.to_string());
         async move {
@@ -716,7 +718,7 @@ async fn delivery_batch_fences_each_job(f: Fixture) {
         .await
         .expect("replay");
     assert!(replay.into_iter().all(|o| !o.expect("ok")));
-    assert_eq!(logs(&a_message.id).await.len(), 1);
+    assert_eq!(logs_of(&f, &a_message.id).await.len(), 1);
 }
 
 async fn deliveries_padded_to_a_list_shape_are_each_written_once(f: Fixture) {
@@ -752,18 +754,8 @@ async fn deliveries_padded_to_a_list_shape_are_each_written_once(f: Fixture) {
         .collect();
     assert_eq!(held, vec![true, true, false, true, true, true, true]);
     for (i, (_, message)) in claimed.iter().enumerate() {
-        let stored = f
-            .store
-            .get_message(&f.env, &message.id)
-            .await
-            .expect("q")
-            .expect("message");
-        let logs = f
-            .store
-            .delivery_logs(&f.env, &message.id, &page(10))
-            .await
-            .expect("logs")
-            .entries;
+        let stored = stored_message(&f, &message.id).await;
+        let logs = logs_of(&f, &message.id).await;
         let status = if i == 2 { "queued" } else { "sent" };
         assert_eq!(stored.status, status, "{}", message.recipient_id);
         assert_eq!(logs.len(), usize::from(i != 2), "{}", message.recipient_id);
@@ -813,12 +805,7 @@ async fn failed_delivery_batch_is_redone_one_by_one(f: Fixture) {
     assert!(matches!(outcomes[1], Ok(true)), "{outcomes:?}");
     assert!(outcomes[2].is_err(), "{outcomes:?}");
     for ((_, message), status) in claimed.iter().zip(["sent", "sent", "queued"]) {
-        let stored = f
-            .store
-            .get_message(&f.env, &message.id)
-            .await
-            .expect("q")
-            .expect("message");
+        let stored = stored_message(&f, &message.id).await;
         assert_eq!(stored.status, status, "{}", message.recipient_id);
     }
     // c's job is still there to be retried; a's and b's are done.
