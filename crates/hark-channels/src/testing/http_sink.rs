@@ -150,9 +150,14 @@ async fn handle(State(state): State<Arc<SinkState>>, request: Request) -> Respon
         body_bytes: body.to_vec(),
         http_version: format!("{:?}", parts.version),
     };
-    lock(&state.requests).push(received);
+    // The n-th request recorded gets the n-th scripted answer: with the two taken apart,
+    // of two requests arriving together the second could take the first's answer.
+    let scripted = {
+        let mut requests = lock(&state.requests);
+        requests.push(received);
+        lock(&state.responses).pop_front()
+    };
     state.signal.notify();
-    let scripted = lock(&state.responses).pop_front();
     let delay = *lock(&state.delay);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
