@@ -128,9 +128,10 @@ impl Chain {
     }
 
     /// Runs every statement, then one statement per chunk of `items` (at most `per_chunk`
-    /// items, `params_per_item` bound values each, their rows padded to `padded_len`) written by `query`, the first of them
-    /// in the chain's last request; returns the rows of all of them. With no items, only
-    /// the chain runs. The same snapshot rule as [`Chain::fetch_all`] holds.
+    /// items, `params_per_item` bound values each, rows padded to `padded_len`) written by
+    /// `query`, the first of them in the chain's last request; returns the rows of all of
+    /// them. With no items, only the chain runs. The same snapshot rule as
+    /// [`Chain::fetch_all`] holds.
     pub(super) async fn fetch_all_per_chunk<T>(
         self,
         tx: &mut Tx<'_>,

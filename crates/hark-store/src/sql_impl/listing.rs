@@ -427,7 +427,35 @@ pub(super) fn empty_page<T>() -> Page<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::padded_len;
+    use super::super::delivery_batch::delete_jobs_holding;
+    use super::*;
+
+    #[test]
+    fn lists_of_five_to_eight_are_one_statement_text() {
+        // Every way a statement takes a list: an `IN` list, `VALUES` rows, keys probed
+        // one by one (an `IN` list on SQLite), and the delivery jobs' fencing delete.
+        let text = |len: usize| {
+            let keys: Vec<String> = (0..len).map(|i| format!("k{i}")).collect();
+            let mut qb = QueryBuilder::<Db>::new("SELECT id FROM t WHERE id");
+            qb.push_one_of(keys.clone());
+            qb.push(" AND (id, n) IN (");
+            qb.push_values_padded(&keys, |mut row, key| {
+                row.push_bind(key.cloned()).push_bind(key.map(|_| 1_i64));
+            });
+            qb.push(") UNION ALL ");
+            qb.push_select_per_key(keys.clone(), "id", |qb| {
+                qb.push("SELECT id FROM t WHERE ");
+            });
+            let jobs: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "lease")).collect();
+            (qb.into_sql(), delete_jobs_holding(&jobs).into_sql())
+        };
+        for len in 5..=8 {
+            assert_eq!(text(len), text(8), "{len}");
+        }
+        assert_ne!(text(4), text(5));
+        // The padding is bound parameters, not literals, so the text is the same.
+        assert!(!text(5).0.contains("NULL"));
+    }
 
     #[test]
     fn lists_up_to_512_take_one_of_eleven_lengths() {
