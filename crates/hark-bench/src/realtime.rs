@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Frames for one topic: `(event, payload)`.
@@ -30,7 +31,11 @@ impl FeedSocket {
             "{}/ws/v1/websocket?api_key={public_key}&vsn=2.0.0",
             base.replacen("http://", "ws://", 1)
         );
-        let (socket, _) = tokio_tungstenite::connect_async(url)
+        // The socket layer zero-fills its whole read buffer on every read attempt; the
+        // default 128 KiB made the load generator spend more on that than on the frames,
+        // which are a few hundred bytes. Larger frames still grow the buffer.
+        let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false)
             .await
             .context("opening the realtime socket")?;
         let (mut sink, mut stream) = socket.split();

@@ -1011,7 +1011,22 @@ async fn new_feed_messages_are_announced_once(f: Fixture) {
     let job_of = |recipient: &str| jobs[recipient].clone();
     let (a, b, c, d) = (job_of("a"), job_of("b"), job_of("c"), job_of("d"));
     let hub = f.store.feed_events();
-    let mut events = hub.subscribe();
+    let mut watcher = hub.watcher();
+    // Every feed a loosened announcement could reach: each recipient's in-app feed, and
+    // b's email channel.
+    for (channel, recipient) in [
+        ("in-app-feed", "a"),
+        ("in-app-feed", "b"),
+        ("email", "b"),
+        ("in-app-feed", "c"),
+        ("in-app-feed", "d"),
+    ] {
+        watcher.watch(feed_events::FeedKey {
+            environment_id: f.env.clone(),
+            channel_key: channel.into(),
+            recipient_id: recipient.into(),
+        });
+    }
     hub.ready().await;
     let step = |job: &ClaimedJob, message: NewMessage| StepCommit {
         run_id: job.ref_id.clone(),
@@ -1043,10 +1058,15 @@ async fn new_feed_messages_are_announced_once(f: Fixture) {
     let outcomes = f.store.commit_steps(&batch).await.expect("batch");
     assert!(outcomes.into_iter().all(|o| o.expect("ok")));
     let mut heard = Vec::new();
-    while let Ok(Ok(event)) =
-        tokio::time::timeout(std::time::Duration::from_secs(1), events.recv()).await
+    while let Ok(watched) =
+        tokio::time::timeout(std::time::Duration::from_secs(1), watcher.recv()).await
     {
-        heard.push((event.recipient_id, event.message_id));
+        match watched {
+            feed_events::Watched::Event(event) => {
+                heard.push((event.recipient_id, event.message_id))
+            }
+            feed_events::Watched::Lagged => panic!("five events lagged"),
+        }
     }
     assert_eq!(
         heard,

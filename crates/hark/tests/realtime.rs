@@ -189,6 +189,29 @@ async fn pushes_new_messages_to_matching_references(backend: Backend) {
     let push = next_frame(&mut socket).await;
     assert_eq!(push[2], "feeds:in-app-feed:c", "{push}");
     assert_eq!(attn(&push), vec!["c_ref"]);
+
+    // c's feed joined a second time, naming the channel by id: leaving the first topic
+    // leaves the feed joined through the second, which still hears c's messages.
+    let (status, channel) = s.mgmt("GET", "/v1/channels/in-app-feed", None).await;
+    assert_eq!(status, 200, "{channel}");
+    let by_id = format!("feeds:{}:c", channel["id"].as_str().expect("channel id"));
+    let reply = request(
+        &mut socket,
+        json!(["9", "9", by_id, "phx_join", {"by_id": {}}]),
+    )
+    .await;
+    assert_eq!(reply[4]["status"], "ok", "{reply}");
+    let reply = request(
+        &mut socket,
+        json!(["7", "10", "feeds:in-app-feed:c", "phx_leave", {}]),
+    )
+    .await;
+    assert_eq!(reply[4]["status"], "ok", "{reply}");
+    s.trigger("w", json!({"recipients": ["c"]})).await;
+    s.run_engine().await;
+    let push = next_frame(&mut socket).await;
+    assert_eq!(push[2], by_id.as_str(), "{push}");
+    assert_eq!(attn(&push), vec!["by_id"]);
 }
 
 struct Signer {

@@ -20,9 +20,8 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use hark_core::workflow::ChannelType;
-use hark_store::feed_events::FeedEvent;
+use hark_store::feed_events::{FeedEvent, FeedKey, FeedWatcher, Watched};
 use serde_json::{json, Value};
-use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
 use self::feed_refs::{new_message_payload, parse_join_payload, FeedRef, RefUpdate};
@@ -39,6 +38,11 @@ const IDLE_LIMIT: Duration = Duration::from_secs(60);
 /// The only realtime event Hark pushes today.
 const NEW_MESSAGE: &str = "new-message";
 
+/// Clients send small JSON frames (joins, heartbeats). The socket layer zero-fills its
+/// whole read buffer on every read attempt, so its default of 128 KiB cost more than
+/// the frames themselves; larger frames still grow the buffer as needed.
+const READ_BUFFER: usize = 8 * 1024;
+
 pub fn router() -> Router<AppState> {
     Router::new().route("/ws/v1/websocket", get(upgrade))
 }
@@ -54,7 +58,9 @@ async fn upgrade(
     let params = Params::parse(query.as_deref().unwrap_or_default());
     let caller =
         Caller::authenticate(&state, params.get("api_key"), params.get("user_token")).await?;
-    Ok(socket.on_upgrade(move |socket| Connection::new(state, caller).serve(socket)))
+    Ok(socket
+        .read_buffer_size(READ_BUFFER)
+        .on_upgrade(move |socket| Connection::new(state, caller).serve(socket)))
 }
 
 /// One joined feed topic on one socket.
@@ -66,6 +72,14 @@ struct JoinedFeed {
 }
 
 impl JoinedFeed {
+    fn feed(&self, environment_id: &str) -> FeedKey {
+        FeedKey {
+            environment_id: environment_id.to_string(),
+            channel_key: self.channel_key.clone(),
+            recipient_id: self.recipient_id.clone(),
+        }
+    }
+
     fn concerns(&self, environment_id: &str, event: &FeedEvent) -> bool {
         event.environment_id == environment_id
             && event.recipient_id == self.recipient_id
@@ -77,23 +91,26 @@ struct Connection {
     state: AppState,
     caller: Caller,
     feeds: HashMap<String, JoinedFeed>,
+    /// Routes the joined feeds' events here, and only theirs.
+    watcher: FeedWatcher,
 }
 
 impl Connection {
     fn new(state: AppState, caller: Caller) -> Self {
+        let watcher = state.store.feed_events().watcher();
         Self {
             state,
             caller,
             feeds: HashMap::new(),
+            watcher,
         }
     }
 
     async fn serve(mut self, mut socket: WebSocket) {
-        // Subscribe, and wait until events from every node arrive, before answering the
-        // first frame, so no message committed after a client's join reply is missed.
-        let hub = self.state.store.feed_events().clone();
-        let mut events = hub.subscribe();
-        hub.ready().await;
+        // Wait until events from every node arrive before answering the first frame: a
+        // join's feed is watched before its reply, so no message committed after a
+        // client's join reply is missed.
+        self.state.store.feed_events().ready().await;
         let mut deadline = Instant::now() + IDLE_LIMIT;
         loop {
             let outgoing = tokio::select! {
@@ -110,13 +127,12 @@ impl Connection {
                         Vec::new()
                     }
                 },
-                event = events.recv() => match event {
-                    Ok(event) => self.on_event(&event).await,
-                    Err(RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "realtime: socket fell behind the feed events; notifying every joined feed");
+                watched = self.watcher.recv() => match watched {
+                    Watched::Event(event) => self.on_event(&event).await,
+                    Watched::Lagged => {
+                        tracing::warn!("realtime: socket fell behind the feed events; notifying every joined feed");
                         self.on_lag().await
                     }
-                    Err(RecvError::Closed) => break,
                 },
                 () = tokio::time::sleep_until(deadline) => break,
             };
@@ -147,7 +163,7 @@ impl Connection {
                 Err(reason) => frame.reply(false, json!({ "reason": reason })),
             },
             (topic, phoenix::LEAVE) => {
-                self.feeds.remove(topic);
+                self.leave(topic);
                 frame.reply(true, json!({}))
             }
             (topic, _) if !self.feeds.contains_key(topic) => {
@@ -184,16 +200,27 @@ impl Connection {
         let refs = parse_join_payload(&frame.payload, user_id, &channel_key)?;
         // A re-join carries every reference the client has on this topic, so it replaces
         // the previous map rather than adding to it.
-        self.feeds.insert(
-            frame.topic.clone(),
-            JoinedFeed {
-                join_ref: frame.join_ref.clone(),
-                channel_key,
-                recipient_id: user_id.to_string(),
-                refs,
-            },
-        );
+        let joined = JoinedFeed {
+            join_ref: frame.join_ref.clone(),
+            channel_key,
+            recipient_id: user_id.to_string(),
+            refs,
+        };
+        self.watcher.watch(joined.feed(self.caller.env_id()));
+        self.feeds.insert(frame.topic.clone(), joined);
         Ok(())
+    }
+
+    /// Leaves a topic; its feed stays watched while another topic (the channel named by
+    /// id and by key) still joins it.
+    fn leave(&mut self, topic: &str) {
+        let environment_id = self.caller.env_id();
+        if let Some(left) = self.feeds.remove(topic) {
+            let feed = left.feed(environment_id);
+            if !self.feeds.values().any(|f| f.feed(environment_id) == feed) {
+                self.watcher.unwatch(&feed);
+            }
+        }
     }
 
     async fn on_event(&self, event: &FeedEvent) -> Vec<Frame> {
