@@ -366,6 +366,15 @@ pub struct FeedCounts {
     pub unseen: i64,
 }
 
+/// A feed as the in-app feed route shows it: a page, the badge counts and the recipient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedRead {
+    pub counts: FeedCounts,
+    pub page: Page<MessageRecord>,
+    /// The recipient's stored user, `None` when there is none.
+    pub user: Option<UserRecord>,
+}
+
 /// Engagement changes the API can make to a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engagement {

@@ -273,6 +273,11 @@ mod tests {
                 counts,
                 "('env', 'u', '', 'in-app-feed')",
             ),
+            (
+                format!("feed_read_{round}"),
+                super::imp::feed_read_statement_sql(),
+                "('env', 'u', '', 'in-app-feed', 'env', 'u', 'env', 'u', '', 'in-app-feed', 51)",
+            ),
         ];
         for (name, statement, _) in &statements {
             prepare(conn, name, statement).await?;
@@ -338,6 +343,21 @@ mod tests {
                 .filter(|(name, _)| name.starts_with("feed_page")),
         );
         for (name, plan) in all {
+            if name.starts_with("feed_read") {
+                // The route's one statement: the counts and the page each read that
+                // range, the user its key, and nothing is sorted.
+                assert_eq!(plan.matches("messages_feed").count(), 2, "{name}: {plan}");
+                assert!(reads_index(&plan, "users_pkey"), "{name}: {plan}");
+                assert!(!plan.contains("Seq Scan"), "{name}: {plan}");
+                assert!(!plan.contains("Sort"), "{name}: {plan}");
+                for terms in plan
+                    .lines()
+                    .filter(|line| line.contains("Index Cond") && line.contains("channel_key"))
+                {
+                    assert!(terms.contains("recipient_collection"), "{name}: {plan}");
+                }
+                continue;
+            }
             // Every term of the read is in the index, in order: a page is the newest
             // entries of one range, and the counts read that range and no other rows.
             assert!(reads_index(&plan, "messages_feed"), "{name}: {plan}");

@@ -314,17 +314,24 @@ mod tests {
     ) -> Result<(), Box<dyn std::error::Error>> {
         let (_dir, store) = fresh_store().await?;
         let (feed, counts) = super::imp::feed_page_statements();
+        let range = "messages USING INDEX messages_feed (environment_id=? AND \
+                     recipient_collection=? AND recipient_id=? AND channel_key=?";
         for statement in [feed, counts] {
             let plan = query_plan(&store, &statement).await?;
-            assert!(
-                plan.contains(
-                    "messages USING INDEX messages_feed (environment_id=? AND \
-                     recipient_collection=? AND recipient_id=? AND channel_key=?"
-                ),
-                "{plan}"
-            );
+            assert!(plan.contains(range), "{plan}");
             assert!(!plan.contains("TEMP B-TREE"), "{plan}");
         }
+        // The feed route's one statement reads the same: the counts and the page each
+        // from that range, the user by its key, and sorts nothing.
+        let plan = query_plan(&store, &super::imp::feed_read_statement_sql()).await?;
+        assert_eq!(plan.matches(range).count(), 2, "{plan}");
+        assert!(
+            plan.contains("users USING INDEX sqlite_autoindex_users_1"),
+            "{plan}"
+        );
+        assert!(!plan.contains("SCAN messages"), "{plan}");
+        assert!(!plan.contains("SCAN users"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
         Ok(())
     }
 

@@ -225,6 +225,17 @@ pub trait MessageStore {
         environment_id: &str,
         filter: &MessageFilter,
     ) -> StoreResult<FeedCounts>;
+    /// One read of a user's feed: the page of `filter`, the badge counts of
+    /// `count_filter` (each what `list_messages` and `count_feed` return) and the user
+    /// `user_id`, in one statement.
+    async fn read_feed(
+        &self,
+        environment_id: &str,
+        filter: &MessageFilter,
+        count_filter: &MessageFilter,
+        page: &PageRequest,
+        user_id: &str,
+    ) -> StoreResult<FeedRead>;
     /// Applies an engagement change to each message (in this environment) and records an
     /// event for every message whose state changed. Returns the messages after the change.
     async fn set_engagement(

@@ -18,6 +18,7 @@ contract!(
     leases_fence_stale_workers,
     one_message_per_run_and_step,
     feed_filters_counts_and_engagement,
+    a_feed_read_is_its_page_counts_and_user,
     cancel_drops_pending_jobs,
     delivery_commit_retries_and_logs,
     trigger_data_filter_compares_json_values,
@@ -567,6 +568,156 @@ async fn one_message_per_run_and_step(f: Fixture) {
     assert_eq!(page.entries.len(), 1, "the unique key keeps one message");
     // One advance job plus exactly one delivery job.
     assert_eq!(f.store.pending_job_count().await.expect("count"), 2);
+}
+
+/// `read_feed` answers, in one statement, what the page, the counts and the user read
+/// on their own answer: for pages either way, an unreadable cursor, a status filter
+/// that narrows the page but not the counts, and a user with no record or messages.
+async fn a_feed_read_is_its_page_counts_and_user(f: Fixture) {
+    for i in 0..5 {
+        assert!(commit_message(&f, message(&f.env, "x", "s", "u", i), false).await);
+    }
+    f.store
+        .upsert_user(&f.env, "u", &props(json!({"name": "Ümit"})), 7)
+        .await
+        .expect("user");
+    let counts_filter = MessageFilter {
+        recipient_id: Some("u".into()),
+        channel_key: Some("in-app-feed".into()),
+        archived: ArchivedFilter::Exclude,
+        ..Default::default()
+    };
+    let newest = f
+        .store
+        .list_messages(&f.env, &counts_filter, &first_page(50))
+        .await
+        .expect("list")
+        .entries;
+    let ids: Vec<String> = newest.iter().map(|m| m.id.clone()).collect();
+    f.store
+        .set_engagement(&f.env, &ids[1..3], Engagement::Read, 50)
+        .await
+        .expect("read");
+    f.store
+        .set_engagement(&f.env, &ids[4..5], Engagement::Archived, 50)
+        .await
+        .expect("archive");
+    let unread = MessageFilter {
+        engagement: vec!["unread".into()],
+        ..counts_filter.clone()
+    };
+    let p1 = f
+        .store
+        .list_messages(&f.env, &counts_filter, &first_page(2))
+        .await
+        .expect("p1");
+    let page = |after: Option<String>, before: Option<String>| PageRequest {
+        page_size: 2,
+        after,
+        before,
+    };
+    let cases = [
+        (&counts_filter, first_page(2), "u"),
+        (&counts_filter, page(p1.after.clone(), None), "u"),
+        (
+            &counts_filter,
+            page(
+                None,
+                Some(ids[3].clone()).map(|id| {
+                    // A `before` cursor from the page after p1's.
+                    hark_store::cursor::encode(&id)
+                }),
+            ),
+            "u",
+        ),
+        (&counts_filter, page(Some("not a cursor".into()), None), "u"),
+        (&unread, first_page(50), "u"),
+        (&counts_filter, first_page(50), "nobody"),
+    ];
+    for (filter, request, user) in cases {
+        let counts_filter = MessageFilter {
+            recipient_id: Some(user.into()),
+            ..counts_filter.clone()
+        };
+        let filter = MessageFilter {
+            recipient_id: Some(user.into()),
+            ..filter.clone()
+        };
+        let read = f
+            .store
+            .read_feed(&f.env, &filter, &counts_filter, &request, user)
+            .await
+            .expect("read feed");
+        let expected = FeedRead {
+            counts: f
+                .store
+                .count_feed(&f.env, &counts_filter)
+                .await
+                .expect("counts"),
+            page: f
+                .store
+                .list_messages(&f.env, &filter, &request)
+                .await
+                .expect("page"),
+            user: f.store.get_user(&f.env, user).await.expect("user"),
+        };
+        assert_eq!(read, expected, "{user}, {request:?}, {filter:?}");
+    }
+    // What the cases above cover, so that a vacuous comparison cannot pass.
+    let read = |filter: MessageFilter, request: PageRequest| {
+        let store = f.store.clone();
+        let env = f.env.clone();
+        async move {
+            store
+                .read_feed(&env, &filter, &counts_filter_of(&filter), &request, "u")
+                .await
+                .expect("read feed")
+        }
+    };
+    let first = read(counts_filter.clone(), first_page(2)).await;
+    assert_eq!(
+        first.counts,
+        FeedCounts {
+            total: 4,
+            unread: 2,
+            unseen: 4
+        }
+    );
+    assert_eq!(first.page.entries.len(), 2);
+    assert!(first.page.after.is_some());
+    assert_eq!(
+        first.user.map(|u| u.properties["name"].clone()),
+        Some(json!("Ümit"))
+    );
+    let narrowed = read(unread.clone(), first_page(50)).await;
+    assert_eq!(narrowed.page.entries.len(), 2, "unread and not archived");
+    assert_eq!(
+        narrowed.counts.total, 4,
+        "the status filter leaves the counts"
+    );
+    let backwards = read(
+        counts_filter.clone(),
+        page(None, Some(hark_store::cursor::encode(&ids[3]))),
+    )
+    .await;
+    assert_eq!(
+        backwards
+            .page
+            .entries
+            .iter()
+            .map(|m| m.id.clone())
+            .collect::<Vec<_>>(),
+        ids[1..3].to_vec(),
+        "the two before the cursor, newest first"
+    );
+}
+
+/// A feed's counts ignore its read/seen status filter.
+fn counts_filter_of(filter: &MessageFilter) -> MessageFilter {
+    MessageFilter {
+        engagement: Vec::new(),
+        ..filter.clone()
+    }
 }
 
 async fn feed_filters_counts_and_engagement(f: Fixture) {

@@ -95,15 +95,13 @@ async fn get_feed(
             ))
         }
     }
-    // Independent reads on separate pooled connections: the page waits for the slowest
-    // of them rather than for each in turn. Every entry's recipient is this user, read
-    // beside the page; only actors other than the user wait for the page.
-    let recipient_ids = [user_id.clone()];
-    let (counts, result, recipient) = tokio::try_join!(
-        state.store.count_feed(caller.env_id(), &count_filter),
-        state.store.list_messages(caller.env_id(), &filter, &page),
-        state.store.get_users(caller.env_id(), &recipient_ids),
-    )?;
+    // The page, its counts and the recipient are one statement: each new message makes
+    // every watching client read its feed again.
+    let read = state
+        .store
+        .read_feed(caller.env_id(), &filter, &count_filter, &page, &user_id)
+        .await?;
+    let (counts, result, recipient) = (read.counts, read.page, read.user);
     let compact = params.get("mode") == Some("compact");
 
     let mut ids: Vec<String> = result

@@ -78,6 +78,18 @@ impl MessageStore for SqlStore {
         })
     }
 
+    async fn read_feed(
+        &self,
+        environment_id: &str,
+        filter: &MessageFilter,
+        count_filter: &MessageFilter,
+        page: &PageRequest,
+        user_id: &str,
+    ) -> StoreResult<FeedRead> {
+        self.read_feed_in_one_statement(environment_id, filter, count_filter, page, user_id)
+            .await
+    }
+
     async fn set_engagement(
         &self,
         environment_id: &str,

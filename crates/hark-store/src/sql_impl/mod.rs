@@ -8,6 +8,7 @@ mod delivery_batch;
 mod email_layouts;
 mod environments;
 mod fanout;
+mod feed_read;
 mod flow;
 mod jobs;
 mod listing;
@@ -42,6 +43,8 @@ use crate::rows::Rows;
 use crate::traits::*;
 use chain::Chain;
 use connections::Connections;
+#[cfg(test)]
+pub(crate) use feed_read::feed_read_statement_sql;
 use listing::*;
 #[cfg(test)]
 pub(crate) use listing::{
@@ -270,18 +273,38 @@ fn environment_from_row(row: &DbRow) -> Result<Environment, StoreError> {
     })
 }
 
+/// What a statement names a user's columns.
+struct UserColumns {
+    id: &'static str,
+    properties: &'static str,
+    inserted_at: &'static str,
+    updated_at: &'static str,
+}
+
 fn user_from_row(row: &DbRow) -> Result<UserRecord, StoreError> {
+    user_from_named_row(
+        row,
+        &UserColumns {
+            id: "id",
+            properties: "properties",
+            inserted_at: "inserted_at",
+            updated_at: "updated_at",
+        },
+    )
+}
+
+fn user_from_named_row(row: &DbRow, names: &UserColumns) -> Result<UserRecord, StoreError> {
     const OP: &str = "read user";
-    let properties: String = get(row, "properties", OP)?;
+    let properties: String = get(row, names.properties, OP)?;
     let properties = match parse_json(&properties, OP)? {
         Value::Object(map) => map,
         _ => Map::new(),
     };
     Ok(UserRecord {
-        id: get(row, "id", OP)?,
+        id: get(row, names.id, OP)?,
         properties,
-        inserted_at: get(row, "inserted_at", OP)?,
-        updated_at: get(row, "updated_at", OP)?,
+        inserted_at: get(row, names.inserted_at, OP)?,
+        updated_at: get(row, names.updated_at, OP)?,
     })
 }
 
