@@ -164,17 +164,7 @@ impl SqlStore {
 /// tests inspect.
 #[cfg(test)]
 pub(crate) fn feed_read_statement_sql() -> String {
-    let filter = MessageFilter {
-        recipient_id: Some("u".into()),
-        channel_key: Some("in-app-feed".into()),
-        archived: ArchivedFilter::Exclude,
-        ..MessageFilter::default()
-    };
-    let first_page = PageRequest {
-        after: None,
-        before: None,
-        page_size: 50,
-    };
+    let (filter, first_page) = first_feed_page();
     feed_read_statement("env", &filter, &filter, &first_page, "u")
         .query
         .into_sql()

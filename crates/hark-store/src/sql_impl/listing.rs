@@ -263,11 +263,10 @@ pub(crate) fn push_inserted_at_bounds<const N: usize>(
     }
 }
 
-/// The two statements a feed page sends (its first page of 50 and its badge counts) for
-/// one user's unarchived messages on one channel, with `$1…` for the environment, user,
-/// collection, channel and (the page only) limit: what the plan tests inspect.
+/// User `u`'s unarchived messages on `in-app-feed`, and their first page of 50: the
+/// feed read the plan tests inspect.
 #[cfg(test)]
-pub(crate) fn feed_page_statements() -> (String, String) {
+pub(crate) fn first_feed_page() -> (MessageFilter, PageRequest) {
     let filter = MessageFilter {
         recipient_id: Some("u".into()),
         channel_key: Some("in-app-feed".into()),
@@ -279,6 +278,15 @@ pub(crate) fn feed_page_statements() -> (String, String) {
         before: None,
         page_size: 50,
     };
+    (filter, first_page)
+}
+
+/// The two statements a feed page sends (its first page of 50 and its badge counts) for
+/// one user's unarchived messages on one channel, with `$1…` for the environment, user,
+/// collection, channel and (the page only) limit: what the plan tests inspect.
+#[cfg(test)]
+pub(crate) fn feed_page_statements() -> (String, String) {
+    let (filter, first_page) = first_feed_page();
     let mut page = QueryBuilder::<Db>::new("SELECT id FROM messages");
     let selection = push_message_filter(&mut page, "env", &filter);
     push_id_page_by(&mut page, &first_page, 50, selection.id());
