@@ -631,6 +631,12 @@ async fn a_feed_read_is_its_page_counts_and_user(f: Fixture) {
             "u",
         ),
         (&counts_filter, page(Some("not a cursor".into()), None), "u"),
+        // The page goes by `after`; an unreadable `before` beside it changes nothing.
+        (
+            &counts_filter,
+            page(p1.after.clone(), Some("not a cursor".into())),
+            "u",
+        ),
         (&unread, first_page(50), "u"),
         (&counts_filter, first_page(50), "nobody"),
     ];

@@ -7,6 +7,7 @@
 //! the user's row if stored, and the page's rows, each read as on its own (the page and
 //! the counts from one range of `messages_feed`, the user by its key).
 
+use super::messages::FEED_COUNTS;
 use super::*;
 
 /// Column names of the counts and the user, apart from the page's message columns.
@@ -40,17 +41,18 @@ pub(super) fn feed_read_statement<'a>(
     page: &PageRequest,
     user_id: &str,
 ) -> FeedReadStatement<'a> {
-    let readable = [&page.after, &page.before]
-        .into_iter()
-        .flatten()
-        .all(|c| cursor::decode(c).is_some());
+    // The cursor the page goes by, as `push_id_page_by` picks it.
+    let readable = page
+        .after
+        .as_ref()
+        .or(page.before.as_ref())
+        .is_none_or(|c| cursor::decode(c).is_some());
     let page_columns = if readable { ", feed_page.*" } else { "" };
     let mut qb = QueryBuilder::<Db>::new(format!(
         "SELECT feed_counts.total AS {TOTAL}, feed_counts.unread AS {UNREAD}, \
          feed_counts.unseen AS {UNSEEN}, feed_user.id AS {}, feed_user.properties AS {}, \
          feed_user.inserted_at AS {}, feed_user.updated_at AS {}{page_columns} FROM (\
-         SELECT COUNT(*) AS total, COUNT(*) FILTER (WHERE read_at IS NULL) AS unread, \
-         COUNT(*) FILTER (WHERE seen_at IS NULL) AS unseen FROM messages",
+         SELECT {FEED_COUNTS} FROM messages",
         USER.id, USER.properties, USER.inserted_at, USER.updated_at
     ));
     push_message_filter(&mut qb, environment_id, count_filter);

@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// A feed's badge counts, as `total`, `unread` and `unseen`.
+pub(super) const FEED_COUNTS: &str = "COUNT(*) AS total, \
+     COUNT(*) FILTER (WHERE read_at IS NULL) AS unread, \
+     COUNT(*) FILTER (WHERE seen_at IS NULL) AS unseen";
+
 #[async_trait]
 impl MessageStore for SqlStore {
     async fn get_message(
@@ -60,11 +65,7 @@ impl MessageStore for SqlStore {
         filter: &MessageFilter,
     ) -> StoreResult<FeedCounts> {
         const OP: &str = "count feed";
-        let mut qb = QueryBuilder::<Db>::new(
-            "SELECT COUNT(*) AS total, \
-             COUNT(*) FILTER (WHERE read_at IS NULL) AS unread, \
-             COUNT(*) FILTER (WHERE seen_at IS NULL) AS unseen FROM messages",
-        );
+        let mut qb = QueryBuilder::<Db>::new(format!("SELECT {FEED_COUNTS} FROM messages"));
         push_message_filter(&mut qb, environment_id, filter);
         let row = qb
             .build()
