@@ -77,7 +77,20 @@ pub(super) async fn write_delivery_rows(
         .iter()
         .filter_map(|d| messages.get(&d.message_id).map(|owner| (*d, owner)))
         .collect();
-    signal_delivery_waits(tx, &written).await
+    // PostgreSQL's statement answered the waits question too (see
+    // `write_delivery_chunk`); SQLite's script asks it next.
+    let waited = if STATEMENTS_AS_SCRIPT {
+        None
+    } else {
+        let mut waited = HashSet::new();
+        for row in &rows {
+            if get::<bool>(row, "waited", OP)? {
+                waited.insert(get::<String>(row, "environment_id", OP)?);
+            }
+        }
+        Some(waited)
+    };
+    signal_delivery_waits(tx, &written, waited).await
 }
 
 /// Sets the messages' statuses and writes their logs and events, for one chunk of
@@ -108,7 +121,12 @@ async fn write_delivery_chunk(
     }
     // PostgreSQL: one statement, whose rows join the messages its update returned. The
     // rows are bound as arrays, so only the update's text depends on the chunk's size,
-    // and no plan made for any number of rows can read the whole `messages` table.
+    // and no plan made for any number of rows can read the whole `messages` table. It
+    // also answers, once per environment of the updated messages, whether any run waits
+    // for messages there: the question `open_waits` would otherwise ask in a round trip
+    // of its own. (It reads `waits` as of this statement's start rather than the next
+    // statement's; a wait committed in between is treated as one committed after the
+    // question always was.)
     let mut qb = QueryBuilder::<Db>::new("WITH updated AS (");
     push_status_update(&mut qb, chunk);
     if !logs.is_empty() {
@@ -117,7 +135,14 @@ async fn write_delivery_chunk(
     }
     qb.push("), events AS (");
     push_event_insert(&mut qb, chunk, "updated");
-    qb.push(") SELECT id, environment_id, recipient_id FROM updated");
+    qb.push(
+        ") SELECT u.id, u.environment_id, u.recipient_id, e.waited FROM updated u JOIN \
+         (SELECT d.environment_id, EXISTS (SELECT 1 FROM waits w \
+         WHERE w.environment_id = d.environment_id AND w.status = 'open' \
+         AND w.event_type = 'message') AS waited \
+         FROM (SELECT DISTINCT environment_id FROM updated) d) e \
+         ON e.environment_id = u.environment_id",
+    );
     qb.build().fetch_all(&mut **tx).await
 }
 
@@ -228,22 +253,32 @@ fn push_event_insert(qb: &mut QueryBuilder<'static, Db>, held: &[&DeliveryCommit
     qb.push(format!(") AS v JOIN {messages} m ON m.id = v.column2"));
 }
 
-/// The waits the deliveries' events signal: asked once per environment, then per message
-/// only where runs wait. Returns whether a waiting run was made due.
+/// The waits the deliveries' events signal: asked once per environment (unless `waited`
+/// already names the environments where runs wait for messages), then per message only
+/// where runs wait. Returns whether a waiting run was made due.
 async fn signal_delivery_waits(
     tx: &mut Tx<'_>,
     written: &[(&DeliveryCommit, &MessageOwner)],
+    waited: Option<HashSet<String>>,
 ) -> StoreResult<bool> {
     let mut made_due = false;
     let environments: BTreeSet<&str> = written
         .iter()
         .map(|(_, owner)| owner.environment_id.as_str())
         .collect();
-    let questions: Vec<WaitQuestion<'_>> = environments
-        .iter()
-        .map(|environment_id| WaitQuestion::messages(environment_id))
-        .collect();
-    let answers = open_waits(tx, &questions).await?;
+    let answers = match waited {
+        Some(waited) => environments
+            .iter()
+            .map(|environment_id| waited.contains(*environment_id))
+            .collect(),
+        None => {
+            let questions: Vec<WaitQuestion<'_>> = environments
+                .iter()
+                .map(|environment_id| WaitQuestion::messages(environment_id))
+                .collect();
+            open_waits(tx, &questions).await?
+        }
+    };
     for (environment_id, _) in environments.iter().zip(&answers).filter(|(_, a)| **a) {
         for (d, owner) in written
             .iter()
