@@ -105,8 +105,9 @@ impl Routes {
     /// Hands `event` to every watcher of its feed without waiting: a watcher whose inbox
     /// is full is marked lagged instead, so a slow socket never holds up the others.
     fn deliver(&self, event: &FeedEvent) {
+        let feed = event.feed();
         let table = self.table();
-        let Some(routes) = table.get(&event.feed()) else {
+        let Some(routes) = table.get(&feed) else {
             return;
         };
         for route in routes {

@@ -21,16 +21,22 @@ const USER: UserColumns = UserColumns {
     updated_at: "feed_user_updated_at",
 };
 
-/// A feed read's statement, with its binds.
+/// A feed read's statement, with its binds, and how to read its rows.
 pub(super) struct FeedReadStatement<'a> {
     pub(super) query: QueryBuilder<'a, Db>,
+    pub(super) shape: FeedReadShape,
+}
+
+/// What a feed read's rows are: which page, and whether they come in its order.
+#[derive(Clone, Copy)]
+pub(super) struct FeedReadShape {
     /// Whether the page is read backwards (`before` without `after`); `None` when a
     /// cursor cannot be read, which selects no page rows, as on `list_messages` (the
     /// counts and the user are still read).
     pub(super) backwards: Option<bool>,
     /// Whether the page is a feed selection: then the statement is kept prepared (for
     /// the reason `list_messages` gives), and its rows come unordered and are sorted
-    /// here (below).
+    /// by `feed_read_from_rows`.
     pub(super) feed: bool,
 }
 
@@ -67,8 +73,10 @@ pub(super) fn feed_read_statement<'a>(
     if !readable {
         return FeedReadStatement {
             query: qb,
-            backwards: None,
-            feed: false,
+            shape: FeedReadShape {
+                backwards: None,
+                feed: false,
+            },
         };
     }
     qb.push(format!(
@@ -93,71 +101,57 @@ pub(super) fn feed_read_statement<'a>(
     }
     FeedReadStatement {
         query: qb,
-        backwards,
-        feed,
+        shape: FeedReadShape { backwards, feed },
     }
 }
 
-impl SqlStore {
-    pub(super) async fn read_feed_in_one_statement(
-        &self,
-        environment_id: &str,
-        filter: &MessageFilter,
-        count_filter: &MessageFilter,
-        page: &PageRequest,
-        user_id: &str,
-    ) -> StoreResult<FeedRead> {
-        const OP: &str = "read feed";
-        let mut statement =
-            feed_read_statement(environment_id, filter, count_filter, page, user_id);
-        let (backwards, feed) = (statement.backwards, statement.feed);
-        let rows = statement
-            .query
-            .build()
-            .persistent(feed)
-            .fetch_all(&mut *self.reader.acquire().await?)
-            .await
-            .map_err(StoreError::db(OP))?;
-        // The counts' row is always there, joined to each page row or alone.
-        let first = rows.first().ok_or_else(|| StoreError::Corrupt {
-            operation: OP,
-            detail: "the feed's counts returned no row".into(),
-        })?;
-        let counts = FeedCounts {
-            total: get(first, TOTAL, OP)?,
-            unread: get(first, UNREAD, OP)?,
-            unseen: get(first, UNSEEN, OP)?,
-        };
-        let user = match get::<Option<String>>(first, USER.id, OP)? {
-            Some(_) => Some(user_from_named_row(first, &USER)?),
-            None => None,
-        };
-        let page = match backwards {
-            Some(backwards) => {
-                let mut messages = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    // The counts' row alone carries no message.
-                    if get::<Option<String>>(row, "id", OP)?.is_some() {
-                        messages.push(message_from_row(row)?);
-                    }
+/// The feed read's answer from the rows of its statement.
+pub(super) fn feed_read_from_rows(
+    rows: &[DbRow],
+    shape: &FeedReadShape,
+    page: &PageRequest,
+) -> StoreResult<FeedRead> {
+    const OP: &str = "read feed";
+    let FeedReadShape { backwards, feed } = *shape;
+    // The counts' row is always there, joined to each page row or alone.
+    let first = rows.first().ok_or_else(|| StoreError::Corrupt {
+        operation: OP,
+        detail: "the feed's counts returned no row".into(),
+    })?;
+    let counts = FeedCounts {
+        total: get(first, TOTAL, OP)?,
+        unread: get(first, UNREAD, OP)?,
+        unseen: get(first, UNSEEN, OP)?,
+    };
+    let user = match get::<Option<String>>(first, USER.id, OP)? {
+        Some(_) => Some(user_from_named_row(first, &USER)?),
+        None => None,
+    };
+    let page = match backwards {
+        Some(backwards) => {
+            let mut messages = Vec::with_capacity(rows.len());
+            for row in rows {
+                // The counts' row alone carries no message.
+                if get::<Option<String>>(row, "id", OP)?.is_some() {
+                    messages.push(message_from_row(row)?);
                 }
-                if feed {
-                    // In the order the page read them: newest first, or oldest first
-                    // for `before` (`finish_page` turns those around).
-                    if backwards {
-                        messages.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-                    } else {
-                        messages.sort_unstable_by(|a, b| b.id.cmp(&a.id));
-                    }
-                }
-                finish_page(messages, page_size(page), page, backwards, |m| {
-                    cursor::encode(&m.id)
-                })
             }
-            None => empty_page(),
-        };
-        Ok(FeedRead { counts, page, user })
-    }
+            if feed {
+                // In the order the page read them: newest first, or oldest first
+                // for `before` (`finish_page` turns those around).
+                if backwards {
+                    messages.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+                } else {
+                    messages.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+                }
+            }
+            finish_page(messages, page_size(page), page, backwards, |m| {
+                cursor::encode(&m.id)
+            })
+        }
+        None => empty_page(),
+    };
+    Ok(FeedRead { counts, page, user })
 }
 
 /// A feed read's statement for user `u`'s first page of 50 on `in-app-feed`, with

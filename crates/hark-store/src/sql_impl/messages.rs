@@ -1,5 +1,6 @@
 //! Messages, feeds, engagement, events and delivery logs.
 
+use super::feed_read::{feed_read_from_rows, feed_read_statement, FeedReadStatement};
 use super::*;
 
 /// A feed's badge counts, as `total`, `unread` and `unseen`.
@@ -87,8 +88,16 @@ impl MessageStore for SqlStore {
         page: &PageRequest,
         user_id: &str,
     ) -> StoreResult<FeedRead> {
-        self.read_feed_in_one_statement(environment_id, filter, count_filter, page, user_id)
+        let FeedReadStatement { mut query, shape } =
+            feed_read_statement(environment_id, filter, count_filter, page, user_id);
+        let rows = query
+            .build()
+            // Kept prepared only for a feed page, for the reason `list_messages` gives.
+            .persistent(shape.feed)
+            .fetch_all(&mut *self.reader.acquire().await?)
             .await
+            .map_err(StoreError::db("read feed"))?;
+        feed_read_from_rows(&rows, &shape, page)
     }
 
     async fn set_engagement(
